@@ -1,0 +1,20 @@
+/* The covct command's subcommands; each returns the process exit code. */
+#ifndef COVCT_CLI_H
+#define COVCT_CLI_H
+
+#include <stdbool.h>
+
+#define COVCT_EXIT_OK 0
+#define COVCT_EXIT_FAIL 1  /* the input could not be processed */
+#define COVCT_EXIT_USAGE 2 /* wrong command line */
+
+int covct_cmd_dump(int argc, char **argv);
+int covct_cmd_info(int argc, char **argv);
+int covct_cmd_volume(int argc, char **argv);
+int covct_cmd_demo(int argc, char **argv);
+
+/* Shared helpers. */
+bool covct_cli_is_help(const char *arg);
+void covct_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

@@ -1,0 +1,68 @@
+/* covct: the command-line entry point. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "covct/core.h"
+
+#ifndef COVCT_VERSION
+#define COVCT_VERSION "0.1.0"
+#endif
+
+static const char usage[] =
+    "covct " COVCT_VERSION " - COVID-19 pneumonia analysis for chest CT\n"
+    "\n"
+    "Usage: covct COMMAND [OPTIONS] ...\n"
+    "\n"
+    "Commands:\n"
+    "  info FILE|FOLDER          what is in a DICOM file or folder: patient,\n"
+    "                            study, series, geometry, encoding, problems\n"
+    "  dump FILE                 every data element of a DICOM file\n"
+    "  volume FILE|FOLDER -o OUT.nii.gz\n"
+    "                            build a Hounsfield-unit volume from a CT\n"
+    "                            series and save it as NIfTI\n"
+    "  demo [FOLDER]             make a synthetic CT series and run info and\n"
+    "                            volume on it (the built-in example)\n"
+    "\n"
+    "Run 'covct COMMAND --help' for the options of a command.\n"
+    "Exit status: 0 success, 1 the input could not be processed, 2 usage.\n";
+
+bool covct_cli_is_help(const char *arg)
+{
+    return !strcmp(arg, "--help") || !strcmp(arg, "-h");
+}
+
+void covct_cli_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("covct: error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || covct_cli_is_help(argv[1])) {
+        fputs(usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? COVCT_EXIT_USAGE : COVCT_EXIT_OK;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("covct %s\n", COVCT_VERSION);
+        return COVCT_EXIT_OK;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "dump"))
+        return covct_cmd_dump(argc - 1, argv + 1);
+    if (!strcmp(cmd, "info"))
+        return covct_cmd_info(argc - 1, argv + 1);
+    if (!strcmp(cmd, "volume"))
+        return covct_cmd_volume(argc - 1, argv + 1);
+    if (!strcmp(cmd, "demo"))
+        return covct_cmd_demo(argc - 1, argv + 1);
+    covct_cli_error("unknown command '%s'; run 'covct --help' for the list",
+                    cmd);
+    return COVCT_EXIT_USAGE;
+}

@@ -1,0 +1,289 @@
+/* covct core: errors, capped allocation, buffers, file reading, logging. */
+#define _POSIX_C_SOURCE 200809L
+#include "covct/core.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "covct/limits.h"
+
+const char *covct_rc_str(covct_rc rc)
+{
+    switch (rc) {
+    case COVCT_OK: return "ok";
+    case COVCT_ERR_NOMEM: return "out of memory";
+    case COVCT_ERR_IO: return "input/output error";
+    case COVCT_ERR_CORRUPT: return "corrupt input";
+    case COVCT_ERR_UNSUPPORTED: return "unsupported";
+    case COVCT_ERR_LIMIT: return "limit exceeded";
+    case COVCT_ERR_NOT_FOUND: return "not found";
+    case COVCT_ERR_ARG: return "invalid argument";
+    case COVCT_ERR_INTERNAL: return "internal error";
+    }
+    return "unknown error";
+}
+
+void covct_error_clear(covct_error *err)
+{
+    if (!err)
+        return;
+    err->rc = COVCT_OK;
+    err->src_file = NULL;
+    err->src_line = 0;
+    err->msg[0] = '\0';
+}
+
+covct_rc covct_error_set(covct_error *err, covct_rc rc, const char *src_file,
+                         int src_line, const char *fmt, ...)
+{
+    if (!err || err->rc != COVCT_OK)
+        return rc;
+    err->rc = rc;
+    err->src_file = src_file;
+    err->src_line = src_line;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+void covct_error_prefix(covct_error *err, const char *fmt, ...)
+{
+    if (!err || err->rc == COVCT_OK)
+        return;
+    char pre[COVCT_ERROR_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(pre, sizeof pre, fmt, ap);
+    va_end(ap);
+    if (n <= 0)
+        return;
+    /* Shift the message right and put the prefix in front, truncating. */
+    size_t plen = (size_t)n < sizeof err->msg - 1 ? (size_t)n
+                                                   : sizeof err->msg - 1;
+    size_t mlen = strnlen(err->msg, sizeof err->msg - 1);
+    if (plen + mlen > sizeof err->msg - 1)
+        mlen = sizeof err->msg - 1 - plen;
+    memmove(err->msg + plen, err->msg, mlen);
+    memcpy(err->msg, pre, plen);
+    err->msg[plen + mlen] = '\0';
+}
+
+/* ---- allocation ---------------------------------------------------------- */
+
+/* The fail-at counter is process-global on purpose: it is a test hook, used
+ * by single-threaded tests only. */
+static uint64_t alloc_count;
+static uint64_t alloc_fail_at;
+
+void covct_alloc_fail_at(uint64_t n)
+{
+    alloc_fail_at = n;
+    alloc_count = 0;
+}
+
+uint64_t covct_alloc_count(void) { return alloc_count; }
+
+static int alloc_should_fail(size_t n)
+{
+    if (n > COVCT_LIMIT_ALLOC_MAX)
+        return 1;
+    if (alloc_fail_at) {
+        alloc_count++;
+        if (alloc_count == alloc_fail_at)
+            return 1;
+    }
+    return 0;
+}
+
+void *covct_malloc(size_t n)
+{
+    if (alloc_should_fail(n))
+        return NULL;
+    return malloc(n ? n : 1);
+}
+
+void *covct_calloc(size_t count, size_t size)
+{
+    size_t n;
+    if (!covct_mul_size(count, size, &n) || alloc_should_fail(n))
+        return NULL;
+    return calloc(n ? count : 1, n ? size : 1);
+}
+
+void *covct_realloc(void *p, size_t n)
+{
+    if (alloc_should_fail(n))
+        return NULL;
+    return realloc(p, n ? n : 1);
+}
+
+char *covct_strndup(const char *s, size_t n)
+{
+    size_t len = strnlen(s, n);
+    char *d = covct_malloc(len + 1);
+    if (!d)
+        return NULL;
+    memcpy(d, s, len);
+    d[len] = '\0';
+    return d;
+}
+
+char *covct_strdup(const char *s) { return covct_strndup(s, SIZE_MAX - 1); }
+
+void covct_free(void *p) { free(p); }
+
+/* ---- buffers ------------------------------------------------------------- */
+
+covct_rc covct_buf_reserve(covct_buf *b, size_t extra, covct_error *err)
+{
+    size_t need;
+    if (!covct_add_size(b->len, extra, &need))
+        return COVCT_ERR(err, COVCT_ERR_LIMIT, "buffer size overflow");
+    if (need <= b->cap)
+        return COVCT_OK;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < need) {
+        if (cap > SIZE_MAX / 2) {
+            cap = need;
+            break;
+        }
+        cap *= 2;
+    }
+    uint8_t *p = covct_realloc(b->data, cap);
+    if (!p)
+        return COVCT_ERR(err, COVCT_ERR_NOMEM,
+                         "cannot grow buffer to %zu bytes", cap);
+    b->data = p;
+    b->cap = cap;
+    return COVCT_OK;
+}
+
+covct_rc covct_buf_append(covct_buf *b, const void *p, size_t n,
+                          covct_error *err)
+{
+    if (n == 0)
+        return COVCT_OK;
+    covct_rc rc = covct_buf_reserve(b, n, err);
+    if (rc)
+        return rc;
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return COVCT_OK;
+}
+
+void covct_buf_free(covct_buf *b)
+{
+    if (!b)
+        return;
+    COVCT_FREE(b->data);
+    b->len = b->cap = 0;
+}
+
+/* ---- files --------------------------------------------------------------- */
+
+covct_rc covct_file_read(const char *path, uint8_t **data, size_t *len,
+                         covct_error *err)
+{
+    *data = NULL;
+    *len = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return COVCT_ERR(err, COVCT_ERR_IO, "%s: cannot open: %s", path,
+                         strerror(errno));
+    covct_rc rc = COVCT_OK;
+    uint8_t *buf = NULL;
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        rc = COVCT_ERR(err, COVCT_ERR_IO, "%s: cannot stat: %s", path,
+                       strerror(errno));
+        goto out;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        rc = COVCT_ERR(err, COVCT_ERR_IO, "%s: is a folder, not a file", path);
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        rc = COVCT_ERR(err, COVCT_ERR_IO, "%s: not a regular file", path);
+        goto out;
+    }
+    if ((uint64_t)st.st_size > COVCT_LIMIT_FILE_MAX) {
+        rc = COVCT_ERR(err, COVCT_ERR_LIMIT,
+                       "%s: %lld bytes exceeds the %zu byte file limit", path,
+                       (long long)st.st_size, (size_t)COVCT_LIMIT_FILE_MAX);
+        goto out;
+    }
+    size_t size = (size_t)st.st_size;
+    buf = covct_malloc(size);
+    if (!buf) {
+        rc = COVCT_ERR(err, COVCT_ERR_NOMEM, "%s: cannot allocate %zu bytes",
+                       path, size);
+        goto out;
+    }
+    size_t got = 0;
+    while (got < size) {
+        ssize_t r = read(fd, buf + got, size - got);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = COVCT_ERR(err, COVCT_ERR_IO, "%s: read failed at byte %zu: %s",
+                           path, got, strerror(errno));
+            goto out;
+        }
+        if (r == 0)
+            break; /* file shrank while reading: keep what we have */
+        got += (size_t)r;
+    }
+    *data = buf;
+    *len = got;
+    buf = NULL;
+out:
+    covct_free(buf);
+    close(fd);
+    return rc;
+}
+
+/* ---- logging ------------------------------------------------------------- */
+
+static covct_log_fn log_fn;
+static void *log_user;
+static covct_log_level log_min = COVCT_LOG_INFO;
+
+void covct_log_set_handler(covct_log_fn fn, void *user)
+{
+    log_fn = fn;
+    log_user = user;
+}
+
+void covct_log_set_level(covct_log_level min_level) { log_min = min_level; }
+
+void covct_log(covct_log_level level, const char *fmt, ...)
+{
+    if (level < log_min)
+        return;
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (log_fn) {
+        log_fn(level, msg, log_user);
+        return;
+    }
+    static const char *names[] = {"debug", "info", "warning", "error"};
+    fprintf(stderr, "covct: %s: %s\n", names[level], msg);
+}
+
+double covct_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
