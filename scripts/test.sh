@@ -23,14 +23,27 @@ echo "== fuzz targets (clang, libFuzzer) in build-fuzz/"
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DCOVCT_WERROR=ON \
       -DCOVCT_FUZZ=ON >/dev/null
 cmake --build build-fuzz -j "$JOBS" --target covct-fuzz-targets
+DATA=${COVCT_SHARED_DATA:-../shared/data}
+FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 for t in build-fuzz/fuzz/fuzz_*; do
     [ -x "$t" ] || continue
     name=$(basename "$t")
     corpus="fuzz/corpus/${name#fuzz_}"
+    seeds=""
+    [ "$name" = fuzz_dicom ] && seeds="$DATA/dicom-conformance"
     work=$(mktemp -d)
-    echo "-- $name: 60 s from $corpus"
-    "$t" -max_total_time=60 -rss_limit_mb=2048 -timeout=10 \
-         -print_final_stats=0 "$work" "$corpus" 2>&1 | tail -n 3
+    echo "-- $name: ${FUZZ_SECONDS} s from $corpus $seeds"
+    # A crash leaves its input in build-fuzz/ (artifact_prefix): add it to
+    # the corpus once fixed, so the replay test keeps it fixed.
+    if ! "$t" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -timeout=10 \
+         -max_len=262144 -artifact_prefix=build-fuzz/ -print_final_stats=0 \
+         "$work" "$corpus" $seeds >build-fuzz/$name.log 2>&1; then
+        tail -n 40 build-fuzz/$name.log
+        echo "covct: $name found a failure (input saved under build-fuzz/)"
+        rm -rf "$work"
+        exit 1
+    fi
+    tail -n 1 build-fuzz/$name.log
     rm -rf "$work"
 done
 echo "covct: all tests passed"

@@ -203,6 +203,8 @@ uint32_t covct_dcm_element_vm(const covct_dcm_element *e)
 static bool string_part(const covct_dcm_element *e, uint32_t index,
                         const uint8_t **start, size_t *len)
 {
+    if (!e->value)
+        return false;
     const uint8_t *p = e->value, *end = e->value + e->value_len;
     bool single = e->vr == COVCT_VR('L', 'T') || e->vr == COVCT_VR('S', 'T') ||
                   e->vr == COVCT_VR('U', 'T') || e->vr == COVCT_VR('U', 'R');

@@ -454,7 +454,7 @@ covct_rc covct_dcm_pixel_decode_frame(const covct_dcm_file *f,
         return rc;
     }
     const char *ts = f->ts;
-    size_t a, b;
+    size_t a = 0, b = 0;
     rc = frame_fragments(f, pe, pi, frame, &a, &b, err);
     if (rc)
         return rc;

@@ -203,6 +203,7 @@ typedef struct huff_tbl {
     int32_t maxcode[17];           /* largest code of each length, or -1 */
     int32_t valoff[17];            /* value index of code c of length l:
                                       valoff[l] + c */
+    uint8_t bits[16];              /* BITS: number of codes of each length */
     uint8_t vals[256];
     uint16_t nvals;
     uint8_t defined;
@@ -214,6 +215,7 @@ static int huff_build(huff_tbl *t, const uint8_t bits[16], const uint8_t *vals,
                       unsigned nvals)
 {
     memset(t->fast, 0, sizeof t->fast);
+    memcpy(t->bits, bits, sizeof t->bits);
     memcpy(t->vals, vals, nvals);
     t->nvals = (uint16_t)nvals;
     uint32_t code = 0;
@@ -222,6 +224,8 @@ static int huff_build(huff_tbl *t, const uint8_t bits[16], const uint8_t *vals,
     for (unsigned l = 1; l <= 16; l++) {
         t->valoff[l] = (int32_t)k - (int32_t)code;
         for (unsigned i = 0; i < bits[l - 1]; i++, code++, k++) {
+            if (code >= (1u << l))
+                return 0; /* more codes of length l than fit */
             if (l <= FAST_BITS) {
                 uint32_t base = code << (FAST_BITS - l);
                 for (uint32_t j = 0; j < (1u << (FAST_BITS - l)); j++)
@@ -263,7 +267,7 @@ static void br_init(bitrd *b, const uint8_t *s, size_t pos, size_t end)
     b->pad = 0;
 }
 
-static inline void br_fill(bitrd *b)
+static void br_fill_slow(bitrd *b)
 {
     while (b->nbits <= 56) {
         uint64_t c = 0;
@@ -284,6 +288,29 @@ static inline void br_fill(bitrd *b)
         b->acc |= c << (56 - b->nbits);
         b->nbits += 8;
     }
+}
+
+/* Fast path: the next 8 bytes hold no 0xFF, so as many whole bytes as
+ * fit go in at once (at most 7, as nbits < 8 at the least). */
+static inline void br_fill(bitrd *b)
+{
+    if (b->end - b->pos >= 8) {
+        uint64_t w;
+        memcpy(&w, b->s + b->pos, 8);
+        uint64_t nw = ~w; /* a 0xFF byte is a zero byte of nw */
+        if (!((nw - 0x0101010101010101ULL) & ~nw & 0x8080808080808080ULL)) {
+            unsigned take = (unsigned)(63 - b->nbits) >> 3;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            w = __builtin_bswap64(w);
+#endif
+            w &= ~(~(uint64_t)0 >> (8 * take));
+            b->acc |= w >> b->nbits;
+            b->nbits += (int)(8 * take);
+            b->pos += take;
+            return;
+        }
+    }
+    br_fill_slow(b);
 }
 
 /* Bits consumed beyond the real data of the segment. */
@@ -334,6 +361,10 @@ static inline int huff_decode(bitrd *b, const huff_tbl *t)
     return huff_slow(b, t);
 }
 
+/* Lossless differences whose code and extra bits together take at most
+ * DIFF_LUT_BITS bits are decoded by one look-up of that many bits. */
+#define DIFF_LUT_BITS 12
+
 /* ---- decoder state ------------------------------------------------------ */
 
 typedef struct comp_st {
@@ -357,6 +388,7 @@ typedef struct dec {
     unsigned hmax, vmax;
     uint32_t mcux, mcuy; /* MCUs of an interleaved scan (A.2.3) */
     huff_tbl dc[4], ac[4];
+    int32_t dlut[4][1 << DIFF_LUT_BITS]; /* lossless: see diff_lut_build */
     uint16_t qt[4][64];
     uint8_t qdef[4];
     uint32_t ri; /* restart interval in MCUs, 0: none */
@@ -831,12 +863,41 @@ static covct_rc scan_dct(dec *d, bitrd *b)
 
 /* ---- lossless (Annex H) ------------------------------------------------- */
 
-/* H.2.2 / Table H.2: the difference for one sample; SSSS = 16 means 32768
- * with no extra bits.  Returns 0, or -1 on a bad code. */
-static inline int decode_diff(bitrd *b, const huff_tbl *t, int32_t *out)
+/* Fill lut with diff << 8 | bits used, for every DIFF_LUT_BITS-bit prefix
+ * that holds a whole Huffman code and its extra bits (Table H.2); 0 where
+ * decode_diff must take the long way. */
+static void diff_lut_build(const huff_tbl *t, int32_t *lut)
 {
-    if (b->nbits < 32)
-        br_fill(b);
+    const unsigned lb = DIFF_LUT_BITS;
+    memset(lut, 0, sizeof(int32_t) << lb);
+    uint32_t code = 0;
+    unsigned k = 0;
+    for (unsigned l = 1; l <= 16; l++, code <<= 1) {
+        for (unsigned i = 0; i < t->bits[l - 1]; i++, code++, k++) {
+            unsigned s = t->vals[k];
+            if (l > lb || s > 16)
+                continue;
+            if (s == 0 || s == 16) {
+                int32_t e = (s ? 32768 : 0) * 256 + (int32_t)l;
+                for (uint32_t j = 0; j < (1u << (lb - l)); j++)
+                    lut[(code << (lb - l)) + j] = e;
+            } else if (l + s <= lb) {
+                for (uint32_t v = 0; v < (1u << s); v++) {
+                    int32_t e = extend(v, s) * 256 + (int32_t)(l + s);
+                    uint32_t base = ((code << s) | v) << (lb - l - s);
+                    for (uint32_t j = 0; j < (1u << (lb - l - s)); j++)
+                        lut[base + j] = e;
+                }
+            }
+        }
+    }
+}
+
+/* H.2.2 / Table H.2 the long way: Huffman code, then SSSS extra bits;
+ * SSSS = 16 means 32768 with no extra bits.  Returns 0, or -1 on a bad
+ * code. */
+static int decode_diff_slow(bitrd *b, const huff_tbl *t, int32_t *out)
+{
     int s = huff_decode(b, t);
     if (s <= 0) {
         *out = 0;
@@ -848,6 +909,23 @@ static inline int decode_diff(bitrd *b, const huff_tbl *t, int32_t *out)
     }
     *out = 32768;
     return s == 16 ? 0 : -1;
+}
+
+/* The difference for one sample, usually with one look-up. */
+static inline int decode_diff(bitrd *b, const huff_tbl *t, const int32_t *lut,
+                              int32_t *out)
+{
+    if (b->nbits < 32)
+        br_fill(b);
+    int32_t e = lut[b->acc >> (64 - DIFF_LUT_BITS)];
+    if (e & 0xFF) {
+        unsigned n = (unsigned)e & 0xFF;
+        b->acc <<= n;
+        b->nbits -= (int)n;
+        *out = e >> 8; /* arithmetic, like descale() */
+        return 0;
+    }
+    return decode_diff_slow(b, t, out);
 }
 
 static covct_rc bad_diff(dec *d, const bitrd *b)
@@ -879,7 +957,7 @@ static inline int32_t predict(unsigned psv, int32_t ra, int32_t rb, int32_t rc)
  * Reconstruction is modulo 2^16 (H.2.1). */
 #define ROW_LOOP(EXPR)                                                     \
     for (uint32_t x = 1; x < w; x++) {                                     \
-        if (decode_diff(&br, t, &df))                                      \
+        if (decode_diff(&br, t, lut, &df))                                      \
             goto bad;                                                      \
         row[x] = (uint16_t)((EXPR) + df);                                  \
     }
@@ -889,6 +967,7 @@ static covct_rc lossless_one(dec *d, bitrd *b, uint32_t lines_per_ri)
     const unsigned ci = d->sc[0];
     covct_t81_plane *pl = &d->img->comp[ci];
     const huff_tbl *t = &d->dc[d->td[0]];
+    const int32_t *lut = d->dlut[d->td[0]];
     const uint32_t w = pl->w, hgt = pl->h;
     const int32_t dflt = 1 << (d->precision - d->al - 1);
     const unsigned psv = d->ss;
@@ -909,7 +988,7 @@ static covct_rc lossless_one(dec *d, bitrd *b, uint32_t lines_per_ri)
         }
         uint16_t *row = pl->px + (size_t)y * pl->stride;
         int32_t df;
-        if (decode_diff(&br, t, &df))
+        if (decode_diff(&br, t, lut, &df))
             goto bad;
         if (first) {
             row[0] = (uint16_t)(dflt + df);
@@ -987,12 +1066,13 @@ static covct_rc lossless_any(dec *d, bitrd *b)
             for (unsigned k = 0; k < d->ns; k++) {
                 covct_t81_plane *pl = &d->img->comp[d->sc[k]];
                 const huff_tbl *t = &d->dc[d->td[k]];
+                const int32_t *lut = d->dlut[d->td[k]];
                 unsigned hs = d->ns == 1 ? 1 : pl->hs;
                 unsigned vs = d->ns == 1 ? 1 : pl->vs;
                 for (unsigned v = 0; v < vs; v++) {
                     for (unsigned h = 0; h < hs; h++) {
                         int32_t df;
-                        if (decode_diff(b, t, &df))
+                        if (decode_diff(b, t, lut, &df))
                             return bad_diff(d, b);
                         uint32_t x = mx * hs + h, y = my * vs + v;
                         if (x >= pl->w || y >= pl->h)
@@ -1111,8 +1191,10 @@ static covct_rc start_scan(dec *d, const uint8_t *p, size_t n, size_t at)
                              "JPEG: lossless scan at byte %zu has point "
                              "transform %u for %u-bit samples", at, d->al,
                              d->precision);
-        for (unsigned k = 0; k < ns; k++)
+        for (unsigned k = 0; k < ns; k++) {
             d->img->comp[d->sc[k]].pt = (uint8_t)d->al;
+            diff_lut_build(&d->dc[d->td[k]], d->dlut[d->td[k]]);
+        }
     }
     /* A sequential DCT scan should have Ss=0, Se=63, Ah=Al=0; libjpeg only
      * warns (JWRN_NOT_SEQUENTIAL) and real DICOM encoders write Se=0, so

@@ -843,7 +843,7 @@ static covct_rc gunzip(const uint8_t *in, size_t in_len, covct_buf *b,
         if (b->len >= want)
             break;
         if (b->len == b->cap) {
-            size_t grow = b->cap ? b->cap : 64 * 1024;
+            size_t grow = b->cap ? b->cap : (size_t)64 << 10;
             if (grow > want - b->len)
                 grow = want - b->len;
             rc = covct_buf_reserve(b, grow, err);

@@ -37,6 +37,7 @@ typedef struct slice {
     double ipp[3], iop[6];
     double spacing[2]; /* row spacing, column spacing */
     double slope, intercept;
+    int bits_stored, pixel_rep;
     double thickness, tilt;
     int64_t instance;
     bool has_padding;
@@ -184,6 +185,11 @@ static covct_rc add_file(covct_series_set *s, const char *path,
     snprintf(base.ts, sizeof base.ts, "%s", covct_dcm_file_ts(f));
     base.slope = 1.0;
     base.intercept = 0.0;
+    int64_t bs = 16, prep = 0;
+    covct_dcm_get_int(ds, T(0x0028, 0x0101), 0, &bs, NULL);
+    covct_dcm_get_int(ds, T(0x0028, 0x0103), 0, &prep, NULL);
+    base.bits_stored = bs >= 1 && bs <= 32 ? (int)bs : 16;
+    base.pixel_rep = prep == 1;
     covct_dcm_get_double(ds, T(0x0028, 0x1053), 0, &base.slope, NULL);
     covct_dcm_get_double(ds, T(0x0028, 0x1052), 0, &base.intercept, NULL);
     if (!(base.slope != 0.0 && isfinite(base.slope)))
@@ -761,6 +767,22 @@ static covct_rc load_slice(load_job *job, size_t z, covct_error *err)
     int16_t *o16 = job->as_int16 ? (int16_t *)v->data + plane * z : NULL;
     float *o32 = job->as_int16 ? NULL : (float *)v->data + plane * z;
     uint8_t *outside = v->outside + plane * z;
+    if (o16 && pi.out_bytes == 2) {
+        /* The common CT case, kept free of floating point: 16-bit stored
+         * values, integral slope and intercept (as_int16 guarantees it). */
+        const int32_t m = (int32_t)sl->slope, b = (int32_t)sl->intercept;
+        const int32_t pad_lo = sl->has_padding ? (int32_t)sl->padding : 1,
+                      pad_hi = sl->has_padding ? (int32_t)sl->padding_hi : 0;
+        const uint16_t *ru = raw;
+        const int16_t *rs = raw;
+        for (size_t i = 0; i < plane; i++) {
+            int32_t r = pi.pixel_rep ? rs[i] : ru[i];
+            int32_t hu = r * m + b;
+            outside[i] = (r >= pad_lo && r <= pad_hi) || hu < -1500;
+            o16[i] = (int16_t)hu; /* in range: checked by as_int16 */
+        }
+        goto out;
+    }
     for (size_t i = 0; i < plane; i++) {
         int64_t r;
         if (pi.out_bytes == 1)
@@ -833,9 +855,14 @@ covct_rc covct_series_load(const covct_series *s, unsigned threads,
     bool as_int16 = true;
     for (size_t i = 0; i < s->n; i++) {
         const slice *sl = s->slices[i];
+        double lo = sl->pixel_rep ? -ldexp(1.0, sl->bits_stored - 1) : 0.0;
+        double hi = sl->pixel_rep ? ldexp(1.0, sl->bits_stored - 1) - 1
+                                  : ldexp(1.0, sl->bits_stored) - 1;
+        double h1 = lo * sl->slope + sl->intercept,
+               h2 = hi * sl->slope + sl->intercept;
         if (sl->slope != floor(sl->slope) ||
-            sl->intercept != floor(sl->intercept) || fabs(sl->slope) > 4 ||
-            fabs(sl->intercept) > 16384)
+            sl->intercept != floor(sl->intercept) || h1 < -32768 ||
+            h1 > 32767 || h2 < -32768 || h2 > 32767)
             as_int16 = false;
     }
     covct_volume *v;
