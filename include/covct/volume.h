@@ -60,6 +60,11 @@ covct_rc covct_nifti_write(const covct_volume *v, const char *path,
  * in int16 give an INT16 volume, others FLOAT32. */
 covct_rc covct_nifti_read(const char *path, covct_volume **out,
                           covct_error *err);
+/* The same from memory (.nii bytes, or .nii.gz bytes: gzip is recognised
+ * by its magic).  `data` is only read; the caller keeps it.  On failure
+ * *out is NULL and err names the field that was wrong. */
+covct_rc covct_nifti_parse(const uint8_t *data, size_t len,
+                           covct_volume **out, covct_error *err);
 
 /* ---- DICOM series to volume --------------------------------------------- */
 typedef struct covct_series covct_series;
