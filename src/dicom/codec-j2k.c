@@ -31,6 +31,8 @@
  * (PS3.5 8.2.4 allows up to 16 for .4.90/.4.91 monochrome and colour). */
 #define J2K_MAX_PREC 16
 
+#define STREAM_CHUNK ((size_t)8192)
+
 typedef struct memstream {
     const uint8_t *data;
     size_t len;
@@ -137,9 +139,11 @@ static covct_rc opj_fail(covct_error *err, const msgs *m, const memstream *ms,
     const char *why = m->n_errors ? m->error
                       : m->n_warnings ? m->warning
                                       : "no message from OpenJPEG";
+    /* OpenJPEG keeps its own read position private; ours runs ahead of
+     * it by at most one chunk (STREAM_CHUNK). */
     return COVCT_ERR(err, COVCT_ERR_CORRUPT,
-                     "JPEG 2000 %s failed near byte %zu of %zu: %s", step,
-                     ms->pos, ms->len, why);
+                     "JPEG 2000 %s failed: %s (OpenJPEG had read %zu of "
+                     "%zu bytes)", step, why, ms->pos, ms->len);
 }
 
 /* Check the decoded (or just parsed) image against the data set.  After
@@ -278,10 +282,12 @@ covct_rc covct_codec_j2k_decode(const uint8_t *src, size_t len,
         goto done;
     }
 
-    /* The chunk OpenJPEG buffers at a time; no need for more than the
-     * frame itself. */
-    size_t chunk = len < ((size_t)1 << 20) ? len : ((size_t)1 << 20);
-    stream = opj_stream_create(chunk, OPJ_TRUE);
+    /* OpenJPEG copies marker segments through a buffer of this size and
+     * reads tile data larger than it directly into place; a small chunk
+     * costs nothing from memory and keeps ms.pos close to where OpenJPEG
+     * is, for the error message. */
+    stream = opj_stream_create(len < STREAM_CHUNK ? len : STREAM_CHUNK,
+                               OPJ_TRUE);
     if (!stream) {
         rc = COVCT_ERR(err, COVCT_ERR_NOMEM,
                        "JPEG 2000: cannot create an OpenJPEG stream");

@@ -82,8 +82,10 @@ static void ljt_body(ljt_job *job)
 {
     struct jpeg_decompress_struct *ci = &job->cinfo;
     const covct_codec_frame *f = job->f;
-    jpeg_create_decompress(ci);
+    /* Before the call: if it fails half way, jpeg_destroy_decompress()
+     * still frees what it got (the struct starts zeroed). */
     job->created = 1;
+    jpeg_create_decompress(ci);
     jpeg_mem_src(ci, job->src, (unsigned long)job->len);
     jpeg_read_header(ci, TRUE);
     if (ci->image_width != f->cols || ci->image_height != f->rows ||

@@ -103,6 +103,7 @@ covct_rc covct_codec_jpegls_decode(const uint8_t *src, size_t len,
     covct_rc rc = COVCT_OK;
     charls_jpegls_decoder *dec = NULL;
     uint8_t *tmp = NULL;
+    uint8_t *padded = NULL;
 
     if (!f || !dst || (!src && len))
         return COVCT_ERR(err, COVCT_ERR_ARG, "JPEG-LS: NULL argument");
@@ -115,13 +116,38 @@ covct_rc covct_codec_jpegls_decode(const uint8_t *src, size_t len,
                          "JPEG-LS frame of %zu bytes is too short for a "
                          "SOI and a frame header", len);
 
+    /* CharLS 2.4.1 spins for seconds (whatever the image size) when the
+     * scan data runs out without a marker, as in every truncated frame.
+     * A frame that does not end in EOI (T.81 B.1.1.3: FFD9; DICOM may add
+     * one 00 to make the fragment even) therefore gets an EOI appended to
+     * a copy, where the scan then ends promptly with an error. */
+    const uint8_t *buf = src;
+    size_t buf_len = len, end = len;
+    if (end >= 3 && src[end - 1] == 0x00)
+        end--;
+    if (!(src[end - 2] == 0xFF && src[end - 1] == 0xD9)) {
+        if (!covct_add_size(len, 2, &buf_len))
+            return COVCT_ERR(err, COVCT_ERR_LIMIT,
+                             "JPEG-LS frame of %zu bytes", len);
+        padded = covct_malloc(buf_len);
+        if (!padded)
+            return COVCT_ERR(err, COVCT_ERR_NOMEM,
+                             "JPEG-LS: cannot allocate %zu bytes", buf_len);
+        memcpy(padded, src, len);
+        padded[len] = 0xFF;
+        padded[len + 1] = 0xD9;
+        buf = padded;
+    }
+
     dec = charls_jpegls_decoder_create();
-    if (!dec)
-        return COVCT_ERR(err, COVCT_ERR_NOMEM,
-                         "JPEG-LS: cannot create a CharLS decoder");
+    if (!dec) {
+        rc = COVCT_ERR(err, COVCT_ERR_NOMEM,
+                       "JPEG-LS: cannot create a CharLS decoder");
+        goto done;
+    }
 
     charls_jpegls_errc ec =
-        charls_jpegls_decoder_set_source_buffer(dec, src, len);
+        charls_jpegls_decoder_set_source_buffer(dec, buf, buf_len);
     if (ec) {
         rc = charls_fail(err, ec, "setting the source", len);
         goto done;
@@ -169,8 +195,8 @@ covct_rc covct_codec_jpegls_decode(const uint8_t *src, size_t len,
                        f->samples);
         goto done;
     }
-    /* Real encoders sometimes code fewer bits than Bits Stored, never
-     * more than Bits Allocated; tolerate the former. */
+    /* Some writers code a precision other than Bits Stored (fewer bits,
+     * or Bits Allocated); tolerate that as long as it fits. */
     if (fi.bits_per_sample < 2 || fi.bits_per_sample > 16 ||
         fi.bits_per_sample > (int32_t)f->bits_alloc ||
         fi.bits_per_sample > (int32_t)f->out_bytes * 8) {
@@ -246,6 +272,7 @@ covct_rc covct_codec_jpegls_decode(const uint8_t *src, size_t len,
 
 done:
     covct_free(tmp);
+    covct_free(padded);
     charls_jpegls_decoder_destroy(dec);
     return rc;
 }

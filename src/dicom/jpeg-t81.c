@@ -15,7 +15,6 @@
  */
 #include <string.h>
 
-#include "covct/limits.h"
 #include "dicom/jpeg_t81_int.h"
 
 /* ---- markers (T.81 Table B.1) ------------------------------------------- */
@@ -85,8 +84,9 @@ static covct_rc read_segment(const uint8_t *s, size_t len, size_t *pos,
     size_t l = (size_t)s[p] << 8 | s[p + 1];
     if (l < 2 || l > len - p)
         return COVCT_ERR(err, COVCT_ERR_CORRUPT,
-                         "JPEG: marker 0xFF%02X at byte %zu: segment length %zu "
-                         "exceeds the %zu bytes left", m, p - 2, l, len - p);
+                         "JPEG: marker 0xFF%02X at byte %zu: segment length "
+                         "%zu exceeds the %zu bytes left", m, p - 2, l,
+                         len - p);
     *seg = s + p + 2;
     *n = l - 2;
     *pos = p + l;
@@ -117,7 +117,7 @@ static covct_rc parse_sof(const uint8_t *seg, size_t n, size_t at, uint8_t m,
                          "JPEG: SOF%d at byte %zu: zero samples per line",
                          m - 0xC0, at);
     for (unsigned i = 0; i < nf; i++) {
-        const uint8_t *c = seg + 6 + 3 * i;
+        const uint8_t *c = seg + 6 + 3 * (size_t)i;
         unsigned h = c[1] >> 4, v = c[1] & 15;
         /* B.2.2: H and V are 1 to 4, Tq is 0 to 3. */
         if (h < 1 || h > 4 || v < 1 || v > 4 || c[2] > 3)
@@ -169,8 +169,8 @@ covct_rc covct_codec_t81_probe(const uint8_t *src, size_t len,
             break;
         if (is_standalone(m))
             continue;
-        const uint8_t *seg;
-        size_t n;
+        const uint8_t *seg = NULL;
+        size_t n = 0;
         covct_rc rc = read_segment(src, len, &pos, m, &seg, &n, err);
         if (rc)
             return rc;
@@ -787,7 +787,7 @@ static void idct_islow(const int16_t *in, const uint16_t *q, uint16_t *out,
             ws[r * 8 + c] = (int32_t)descale(o[r], CONST_BITS - pass1);
     }
     for (unsigned r = 0; r < 8; r++) {
-        const int32_t *w = ws + r * 8;
+        const int32_t *w = ws + (size_t)r * 8;
         uint16_t *op = out + r * stride;
         if (!w[1] && !w[2] && !w[3] && !w[4] && !w[5] && !w[6] && !w[7]) {
             uint16_t v = idct_limit(descale(w[0], pass1 + 3), n);
@@ -957,7 +957,7 @@ static inline int32_t predict(unsigned psv, int32_t ra, int32_t rb, int32_t rc)
  * Reconstruction is modulo 2^16 (H.2.1). */
 #define ROW_LOOP(EXPR)                                                     \
     for (uint32_t x = 1; x < w; x++) {                                     \
-        if (decode_diff(&br, t, lut, &df))                                      \
+        if (decode_diff(&br, t, lut, &df))                                 \
             goto bad;                                                      \
         row[x] = (uint16_t)((EXPR) + df);                                  \
     }
@@ -1237,8 +1237,8 @@ static covct_rc run(dec *d)
                              "JPEG: second SOI marker at byte %zu", at);
         if (is_standalone(m))
             continue; /* TEM, or a stray RSTn between segments */
-        const uint8_t *seg;
-        size_t n;
+        const uint8_t *seg = NULL;
+        size_t n = 0;
         covct_rc rc = read_segment(s, len, &pos, m, &seg, &n, d->err);
         if (rc)
             return rc;
@@ -1352,14 +1352,14 @@ static void up_h2v1(const uint16_t *in, uint32_t w, uint16_t *out)
     int32_t v = in[0];
     out[0] = (uint16_t)v;
     out[1] = (uint16_t)((v * 3 + in[1] + 2) >> 2);
-    for (uint32_t i = 1; i + 1 < w; i++) {
+    for (size_t i = 1; i + 1 < w; i++) {
         v = in[i] * 3;
         out[2 * i] = (uint16_t)((v + in[i - 1] + 1) >> 2);
         out[2 * i + 1] = (uint16_t)((v + in[i + 1] + 2) >> 2);
     }
     v = in[w - 1];
-    out[2 * w - 2] = (uint16_t)((v * 3 + in[w - 2] + 1) >> 2);
-    out[2 * w - 1] = (uint16_t)v;
+    out[2 * (size_t)w - 2] = (uint16_t)((v * 3 + in[w - 2] + 1) >> 2);
+    out[2 * (size_t)w - 1] = (uint16_t)v;
 }
 
 /* libjpeg's h2v2 "fancy" upsampling for one output row: near is the
@@ -1375,15 +1375,15 @@ static void up_h2v2(const uint16_t *near, const uint16_t *far, uint32_t w,
     out[1] = (uint16_t)((cur * 3 + next + 7) >> 4);
     last = cur;
     cur = next;
-    for (uint32_t i = 1; i + 1 < w; i++) {
+    for (size_t i = 1; i + 1 < w; i++) {
         next = near[i + 1] * 3 + far[i + 1];
         out[2 * i] = (uint16_t)((cur * 3 + last + 8) >> 4);
         out[2 * i + 1] = (uint16_t)((cur * 3 + next + 7) >> 4);
         last = cur;
         cur = next;
     }
-    out[2 * w - 2] = (uint16_t)((cur * 3 + last + 8) >> 4);
-    out[2 * w - 1] = (uint16_t)((cur * 4 + 7) >> 4);
+    out[2 * (size_t)w - 2] = (uint16_t)((cur * 3 + last + 8) >> 4);
+    out[2 * (size_t)w - 1] = (uint16_t)((cur * 4 + 7) >> 4);
 }
 
 /* Upsample one plane to cols x rows (into out, stride cols). */
