@@ -40,4 +40,16 @@ readme="$root/pydicom-2.3.1-debian/dicomdirtests/TINY_ALPHA/README"
 rc=$?
 check "README refused with exit 1" [ $rc -eq 1 ]
 check "README: 'not a DICOM file' message" grep -q "README: not a DICOM file" "$tmp"
+# A transfer syntax covct cannot decode: the error names it and the file.
+# The meta header of a P001 slice is patched (same length) from JPEG
+# Lossless SV1 (...4.70) to JPEG 2000 Part 2 (...4.92); dcmdump still
+# parses it, and covct must refuse the pixels, never show garbage.
+p001=$(data covid-ct-md/P001/98C14734-ASSH_1.dcm)
+"$PY" -c 'import sys; d=open(sys.argv[1],"rb").read(); i=d.index(b"1.2.840.10008.1.2.4.70"); open(sys.argv[2],"wb").write(d[:i]+b"1.2.840.10008.1.2.4.92"+d[i+22:])' "$p001" "$tmp.j2kp2.dcm"
+check "dcmdump parses the patched file" dcmdump -q "$tmp.j2kp2.dcm"
+"$COVCT_BIN" info "$tmp.j2kp2.dcm" >"$tmp" 2>&1
+check "undecodable transfer syntax: exit 1" [ $? -eq 1 ]
+check "message names the syntax and the file" \
+    grep -q "j2kp2.dcm: frame 1: unsupported transfer syntax 1.2.840.10008.1.2.4.92" "$tmp"
+rm -f "$tmp.j2kp2.dcm"
 finish

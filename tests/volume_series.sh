@@ -84,4 +84,43 @@ print("k column", k, "sheared as expected" if ok else "NOT sheared")
 sys.exit(0 if ok else 1)
 PYEOF
 check "tilt kept as a shear in the affine" [ $? -eq 0 ]
+# 6. Varying spacing: move one slice 0.5 mm (steps become 2.5 and 1.5 mm).
+mkdir -p "$tmp/vary"
+cp "$p001"/*.dcm "$tmp/vary/"
+for f in "$tmp/vary"/*.dcm; do
+    n=$(dcmdump +P 0020,0013 "$f" | sed -n 's/.*IS \[\([0-9]*\)\].*/\1/p')
+    if [ "$n" -eq 50 ]; then
+        ipp=$(dcmdump +P 0020,0032 "$f" | sed -n 's/.*DS \[\(.*\)\].*/\1/p')
+        new=$("$PY" -c "import sys; x,y,z=map(float,sys.argv[1].split('\\\\')); print('%g\\\\%g\\\\%g' % (x, y, z+0.5))" "$ipp")
+        chmod u+w "$f"; dcmodify -nb -m "(0020,0032)=$new" "$f"
+    fi
+done
+"$COVCT_BIN" info --no-decode "$tmp/vary" >"$out" 2>&1
+check "varying spacing reported" grep -q "varying slice spacing: 1.500 to 2.500 mm" "$out"
+
+# 7. One enhanced multi-frame CT file (2 frames): positions come from the
+#    per-frame functional groups, which dcmdump lists in frame order.
+ect=$(data dicom-conformance/pydicom-data/data_store/data/eCT_Supplemental.dcm)
+"$COVCT_BIN" volume "$ect" -o "$tmp/ect.nii" -q
+check "enhanced CT to volume" [ $? -eq 0 ]
+ipps=$(dcmdump +P 0020,0032 "$ect" | sed -n 's/.*DS \[\(.*\)\].*/\1/p' | tr '\n' ';')
+iop=$(dcmdump +P 0020,0037 "$ect" | sed -n '1s/.*DS \[\(.*\)\].*/\1/p')
+"$PY" - "$tmp/ect.nii" "$ipps" "$iop" <<'PYEOF'
+import sys
+import nibabel as nib
+import numpy as np
+img = nib.load(sys.argv[1])
+p = [np.array([float(v) for v in s.split("\\")]) for s in sys.argv[2].strip(";").split(";")]
+o = np.array([float(v) for v in sys.argv[3].split("\\")])
+normal = np.cross(o[:3], o[3:])
+# slices are ordered along the normal of Image Orientation (row x column)
+first, second = sorted(p, key=lambda q: float(np.dot(q, normal)))
+ras = np.diag([-1.0, -1.0, 1.0])
+ok = img.shape == (512, 512, 2)
+ok = ok and np.allclose(img.affine[:3, 3], ras @ first, atol=1e-3)
+ok = ok and np.allclose(img.affine[:3, 2], ras @ (second - first), atol=1e-3)
+print("shape", img.shape, "origin", img.affine[:3, 3], "k", img.affine[:3, 2])
+sys.exit(0 if ok else 1)
+PYEOF
+check "enhanced CT geometry from the functional groups" [ $? -eq 0 ]
 finish

@@ -106,6 +106,19 @@ void covct_buf_free(covct_buf *b);
 covct_rc covct_file_read(const char *path, uint8_t **data, size_t *len,
                          covct_error *err);
 
+/* Write all n bytes to fd (retrying short writes and EINTR); `what` names
+ * the file in the error. */
+covct_rc covct_fd_write_all(int fd, const void *p, size_t n, const char *what,
+                            covct_error *err);
+
+/* Create `path` atomically: `fill` writes the content to a new temporary
+ * file beside it, which is then fsync'd and renamed over `path`, so that
+ * a reader or a crash never sees a half-written file. */
+typedef covct_rc (*covct_fill_fn)(int fd, const char *tmp_path, void *user,
+                                  covct_error *err);
+covct_rc covct_file_write_atomic(const char *path, covct_fill_fn fill,
+                                 void *user, covct_error *err);
+
 /* ---- logging ------------------------------------------------------------ */
 typedef enum covct_log_level {
     COVCT_LOG_DEBUG = 0,

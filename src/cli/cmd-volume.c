@@ -20,6 +20,9 @@ static const char help[] =
     "  -o, --output FILE   output file (.nii or .nii.gz), required\n"
     "  --series N          use series number N as listed by 'covct info'\n"
     "  --threads N         decoding threads (default: all cores)\n"
+    "  --outside-mask FILE also write a 0/1 NIfTI marking voxels outside the\n"
+    "                      body or field of view (Pixel Padding Value, and\n"
+    "                      values below -1500 HU such as -2048 or -3024)\n"
     "  -q, --quiet         no progress or summary\n";
 
 typedef struct progress_state {
@@ -39,6 +42,26 @@ static void on_progress(double fraction, const char *what, void *user)
         fputc('\n', stderr);
 }
 
+/* The outside mask as an int16 0/1 volume with the same geometry. */
+static covct_rc write_mask(const covct_volume *v, const char *path,
+                           covct_error *err)
+{
+    covct_volume *m;
+    covct_rc rc = covct_volume_new(v->nx, v->ny, v->nz, COVCT_DTYPE_INT16, &m,
+                                   err);
+    if (rc)
+        return rc;
+    memcpy(m->spacing, v->spacing, sizeof m->spacing);
+    memcpy(m->affine, v->affine, sizeof m->affine);
+    int16_t *d = m->data;
+    size_t n = covct_volume_voxels(v);
+    for (size_t i = 0; i < n; i++)
+        d[i] = v->outside ? v->outside[i] : 0;
+    rc = covct_nifti_write(m, path, err);
+    covct_volume_free(m);
+    return rc;
+}
+
 static bool parse_uint(const char *s, unsigned long max, unsigned long *out)
 {
     char *end;
@@ -51,7 +74,7 @@ static bool parse_uint(const char *s, unsigned long max, unsigned long *out)
 
 int covct_cmd_volume(int argc, char **argv)
 {
-    const char *in = NULL, *out = NULL;
+    const char *in = NULL, *out = NULL, *mask_out = NULL;
     unsigned long series_no = 0, threads = 0;
     bool quiet = false;
     for (int i = 1; i < argc; i++) {
@@ -62,6 +85,8 @@ int covct_cmd_volume(int argc, char **argv)
         } else if ((!strcmp(a, "-o") || !strcmp(a, "--output")) &&
                    i + 1 < argc) {
             out = argv[++i];
+        } else if (!strcmp(a, "--outside-mask") && i + 1 < argc) {
+            mask_out = argv[++i];
         } else if (!strcmp(a, "--series") && i + 1 < argc) {
             if (!parse_uint(argv[++i], 100000, &series_no) || !series_no) {
                 covct_cli_error("volume: --series needs a number from 1");
@@ -136,6 +161,10 @@ int covct_cmd_volume(int argc, char **argv)
         goto out;
     }
     if (covct_nifti_write(v, out, &err)) {
+        covct_cli_error("%s", err.msg);
+        goto out;
+    }
+    if (mask_out && write_mask(v, mask_out, &err)) {
         covct_cli_error("%s", err.msg);
         goto out;
     }

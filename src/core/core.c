@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -247,6 +248,64 @@ covct_rc covct_file_read(const char *path, uint8_t **data, size_t *len,
 out:
     covct_free(buf);
     close(fd);
+    return rc;
+}
+
+covct_rc covct_fd_write_all(int fd, const void *p, size_t n, const char *what,
+                            covct_error *err)
+{
+    const uint8_t *b = p;
+    while (n) {
+        ssize_t w = write(fd, b, n > ((size_t)1 << 30) ? (size_t)1 << 30 : n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return COVCT_ERR(err, COVCT_ERR_IO, "%s: write failed: %s", what,
+                             strerror(errno));
+        }
+        b += w;
+        n -= (size_t)w;
+    }
+    return COVCT_OK;
+}
+
+covct_rc covct_file_write_atomic(const char *path, covct_fill_fn fill,
+                                 void *user, covct_error *err)
+{
+    static atomic_uint counter;
+    size_t tlen = strlen(path) + 48;
+    char *tmp = covct_malloc(tlen);
+    if (!tmp)
+        return COVCT_ERR(err, COVCT_ERR_NOMEM, "cannot allocate a file name");
+    int fd = -1;
+    for (int attempt = 0; attempt < 100 && fd < 0; attempt++) {
+        snprintf(tmp, tlen, "%s.tmp-%ld-%u", path, (long)getpid(),
+                 atomic_fetch_add(&counter, 1));
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd < 0 && errno != EEXIST)
+            break;
+    }
+    if (fd < 0) {
+        covct_rc rc = COVCT_ERR(err, COVCT_ERR_IO, "%s: cannot create: %s",
+                                tmp, strerror(errno));
+        covct_free(tmp);
+        return rc;
+    }
+    covct_rc rc = fill(fd, tmp, user, err);
+    /* Make the data durable before the rename publishes it; otherwise a
+     * power cut can leave the new name on an empty file. */
+    if (!rc && fsync(fd) != 0)
+        rc = COVCT_ERR(err, COVCT_ERR_IO, "%s: fsync failed: %s", tmp,
+                       strerror(errno));
+    if (close(fd) != 0 && !rc)
+        rc = COVCT_ERR(err, COVCT_ERR_IO, "%s: close failed: %s", tmp,
+                       strerror(errno));
+    if (!rc && rename(tmp, path) != 0)
+        rc = COVCT_ERR(err, COVCT_ERR_IO, "%s: cannot rename to %s: %s", tmp,
+                       path, strerror(errno));
+    if (rc)
+        unlink(tmp);
+    covct_free(tmp);
     return rc;
 }
 

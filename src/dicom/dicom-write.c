@@ -376,6 +376,13 @@ out:
     return rc;
 }
 
+static covct_rc fill_buffer(int fd, const char *tmp, void *user,
+                            covct_error *err)
+{
+    const covct_buf *b = user;
+    return covct_fd_write_all(fd, b->data, b->len, tmp, err);
+}
+
 covct_rc covct_dcm_write_file(const char *path, const covct_dcm_dataset *ds,
                               covct_error *err)
 {
@@ -383,43 +390,7 @@ covct_rc covct_dcm_write_file(const char *path, const covct_dcm_dataset *ds,
     covct_rc rc = covct_dcm_write_buffer(ds, &b, err);
     if (rc)
         goto out;
-    /* Write to a temporary name and rename, so a reader never sees a half
-     * written file and a crash leaves the old file intact. */
-    char tmp[4096];
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid()) >=
-        sizeof tmp) {
-        rc = COVCT_ERR(err, COVCT_ERR_ARG, "path too long: %s", path);
-        goto out;
-    }
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        rc = COVCT_ERR(err, COVCT_ERR_IO, "%s: cannot create: %s", tmp,
-                       strerror(errno));
-        goto out;
-    }
-    size_t done = 0;
-    while (done < b.len) {
-        ssize_t w = write(fd, b.data + done, b.len - done);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            rc = COVCT_ERR(err, COVCT_ERR_IO, "%s: write failed: %s", tmp,
-                           strerror(errno));
-            break;
-        }
-        done += (size_t)w;
-    }
-    if (!rc && fsync(fd) != 0)
-        rc = COVCT_ERR(err, COVCT_ERR_IO, "%s: fsync failed: %s", tmp,
-                       strerror(errno));
-    if (close(fd) != 0 && !rc)
-        rc = COVCT_ERR(err, COVCT_ERR_IO, "%s: close failed: %s", tmp,
-                       strerror(errno));
-    if (!rc && rename(tmp, path) != 0)
-        rc = COVCT_ERR(err, COVCT_ERR_IO, "%s: cannot rename to %s: %s", tmp,
-                       path, strerror(errno));
-    if (rc)
-        unlink(tmp);
+    rc = covct_file_write_atomic(path, fill_buffer, &b, err);
 out:
     covct_buf_free(&b);
     return rc;

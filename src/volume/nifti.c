@@ -984,6 +984,7 @@ typedef struct wsrc {
     size_t data_len;
     size_t width; /* bytes per voxel */
     bool swap;
+    bool gz;      /* gzip-compress (the name ends in .gz) */
 } wsrc;
 
 static void swap_copy(uint8_t *dst, const uint8_t *src, size_t n,
@@ -997,18 +998,7 @@ static void swap_copy(uint8_t *dst, const uint8_t *src, size_t n,
 static covct_rc write_all(int fd, const uint8_t *p, size_t n,
                           const char *path, covct_error *err)
 {
-    while (n) {
-        ssize_t w = write(fd, p, n > ((size_t)1 << 30) ? (size_t)1 << 30 : n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return COVCT_ERR(err, COVCT_ERR_IO, "%s: write failed: %s", path,
-                             strerror(errno));
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return COVCT_OK;
+    return covct_fd_write_all(fd, p, n, path, err);
 }
 
 static covct_rc write_plain(int fd, const wsrc *s, const char *path,
@@ -1210,6 +1200,14 @@ static bool ends_with_gz(const char *path)
            (path[n - 1] == 'z' || path[n - 1] == 'Z');
 }
 
+/* Content of a new NIfTI file, for covct_file_write_atomic(). */
+static covct_rc fill_nifti(int fd, const char *tmp, void *user,
+                           covct_error *err)
+{
+    const wsrc *s = user;
+    return s->gz ? write_gzip(fd, s, tmp, err) : write_plain(fd, s, tmp, err);
+}
+
 covct_rc covct_nifti_write(const covct_volume *v, const char *path,
                            covct_error *err)
 {
@@ -1237,44 +1235,7 @@ covct_rc covct_nifti_write(const covct_volume *v, const char *path,
     size_t width = covct_dtype_size(v->dtype);
     wsrc s = {.hdr = hdr, .data = v->data,
               .data_len = covct_volume_voxels(v) * width, .width = width,
-              .swap = host_big_endian()};
+              .swap = host_big_endian(), .gz = ends_with_gz(path)};
 
-    /* Write beside the target and rename over it, so that a reader (or a
-     * crash) never sees a half-written file (POSIX rename() is atomic). */
-    static atomic_uint counter;
-    size_t plen = strlen(path), tlen = plen + 48;
-    char *tmp = covct_malloc(tlen);
-    if (!tmp)
-        return COVCT_ERR(err, COVCT_ERR_NOMEM, "cannot allocate a file name");
-    int fd = -1;
-    for (int attempt = 0; attempt < 100 && fd < 0; attempt++) {
-        snprintf(tmp, tlen, "%s.tmp-%ld-%u", path, (long)getpid(),
-                 atomic_fetch_add(&counter, 1));
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd < 0 && errno != EEXIST)
-            break;
-    }
-    if (fd < 0) {
-        covct_rc rc = COVCT_ERR(err, COVCT_ERR_IO, "%s: cannot create: %s",
-                                tmp, strerror(errno));
-        covct_free(tmp);
-        return rc;
-    }
-    covct_rc rc = ends_with_gz(path) ? write_gzip(fd, &s, path, err)
-                                     : write_plain(fd, &s, path, err);
-    /* Make the data durable before the rename publishes it; otherwise a
-     * power cut can leave the new name on an empty file. */
-    if (!rc && fsync(fd) != 0)
-        rc = COVCT_ERR(err, COVCT_ERR_IO, "%s: fsync failed: %s", tmp,
-                       strerror(errno));
-    if (close(fd) != 0 && !rc)
-        rc = COVCT_ERR(err, COVCT_ERR_IO, "%s: close failed: %s", tmp,
-                       strerror(errno));
-    if (!rc && rename(tmp, path) != 0)
-        rc = COVCT_ERR(err, COVCT_ERR_IO, "%s: cannot rename to %s: %s", tmp,
-                       path, strerror(errno));
-    if (rc)
-        unlink(tmp);
-    covct_free(tmp);
-    return rc;
+    return covct_file_write_atomic(path, fill_nifti, &s, err);
 }
