@@ -200,13 +200,28 @@ covct_rc covct_dcm_dataset_copy_into(covct_dcm_dataset *dst,
                                      const covct_dcm_dataset *src,
                                      covct_error *err);
 
-/* Write `ds` as a Part 10 file in explicit VR little endian, with a
- * preamble and a meta header built from SOP Class/Instance UID in `ds`.
- * Encapsulated pixel data is not supported by the writer yet. */
+/* Set Pixel Data (7FE0,0010) to encapsulated fragments (PS3.5 A.4), copied:
+ * frags[0] is the Basic Offset Table (may have length 0), the others the
+ * compressed fragments in order.  The data set must then be written with
+ * the matching compressed transfer syntax. */
+covct_rc covct_dcm_dataset_set_encapsulated(covct_dcm_dataset *ds,
+                                            const uint8_t *const *frags,
+                                            const size_t *lens, size_t n,
+                                            covct_error *err);
+
+/* Write `ds` as a Part 10 file: preamble, a meta header built from SOP
+ * Class/Instance UID in `ds`, and the data set in explicit VR little
+ * endian.  covct_dcm_write_file() uses that transfer syntax; the _ts
+ * variants name another one whose data set encoding is explicit VR little
+ * endian (the compressed ones), for data sets with encapsulated pixel data.
+ * Files are written to a temporary name, fsync'd and renamed. */
 covct_rc covct_dcm_write_file(const char *path, const covct_dcm_dataset *ds,
                               covct_error *err);
 covct_rc covct_dcm_write_buffer(const covct_dcm_dataset *ds, covct_buf *out,
                                 covct_error *err);
+covct_rc covct_dcm_write_buffer_ts(const covct_dcm_dataset *ds,
+                                   const char *ts_uid, covct_buf *out,
+                                   covct_error *err);
 
 /* ---- pixel data (PS3.3 C.7.6.3, PS3.5 8 and Annex A.4) ----------------- */
 typedef struct covct_dcm_pixel_info {

@@ -91,6 +91,10 @@ typedef struct covct_series_summary {
     char study_uid[65];
     char modality[17];
     char description[65];
+    char patient_name[130]; /* UTF-8, after Specific Character Set */
+    char patient_id[65];
+    char study_date[17];
+    char series_number[13];
     uint32_t n_files;
     uint32_t n_slices;    /* after removing duplicates; frames count here */
     uint32_t rows, cols;

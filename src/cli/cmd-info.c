@@ -52,6 +52,16 @@ static void line_str(const covct_dcm_dataset *ds, const char *label,
     }
 }
 
+static void print_lines(const char *text, const char *indent)
+{
+    for (const char *p = text; *p;) {
+        const char *nl = strchr(p, '\n');
+        int n = nl ? (int)(nl - p) : (int)strlen(p);
+        printf("%s%.*s\n", indent, n, p);
+        p += n + (nl ? 1 : 0);
+    }
+}
+
 static int info_file(const char *path, bool decode)
 {
     covct_error err = {0};
@@ -106,6 +116,28 @@ static int info_file(const char *path, bool decode)
                pi.samples, pi.samples == 1 ? "" : "s", pi.bits_alloc,
                pi.bits_stored, pi.pixel_rep ? "signed" : "unsigned",
                pi.photometric[0] ? pi.photometric : "(no photometric)");
+        if (pi.frames > 1) {
+            /* Multi-frame: the geometry of the frames, as 'covct volume'
+             * will stack them (per-frame functional groups included). */
+            covct_series_set *set = NULL;
+            if (covct_series_scan(path, &set, NULL) == COVCT_OK &&
+                covct_series_set_count(set) > 0) {
+                covct_series_summary sm;
+                covct_series_get_summary(covct_series_set_at(set, 0), &sm);
+                printf("  %-22s %u planes, %.3f x %.3f mm pixels, spacing "
+                       "%.3f mm, tilt %.2f deg\n",
+                       "Frames geometry", sm.n_slices, sm.pixel_spacing[1],
+                       sm.pixel_spacing[0], sm.slice_spacing,
+                       sm.gantry_tilt_deg);
+                const char *pr = covct_series_problems(
+                    covct_series_set_at(set, 0));
+                if (*pr) {
+                    printf("  Frame problems:\n");
+                    print_lines(pr, "    - ");
+                }
+            }
+            covct_series_set_free(set);
+        }
         if (decode) {
             void *buf = covct_malloc(pi.frame_bytes);
             double lo = INFINITY, hi = -INFINITY;
@@ -171,16 +203,6 @@ static int info_file(const char *path, bool decode)
     return rc;
 }
 
-static void print_lines(const char *text, const char *indent)
-{
-    for (const char *p = text; *p;) {
-        const char *nl = strchr(p, '\n');
-        int n = nl ? (int)(nl - p) : (int)strlen(p);
-        printf("%s%.*s\n", indent, n, p);
-        p += n + (nl ? 1 : 0);
-    }
-}
-
 static int info_folder(const char *path, bool decode)
 {
     covct_error err = {0};
@@ -206,6 +228,12 @@ static int info_folder(const char *path, bool decode)
         printf("\nSeries %zu%s: %s %s\n", i + 1,
                s == best ? " (main CT volume)" : "", sm.modality,
                sm.description[0] ? sm.description : "(no description)");
+        printf("  %-22s %s (ID %s)\n", "Patient",
+               sm.patient_name[0] ? sm.patient_name : "(no name)",
+               sm.patient_id[0] ? sm.patient_id : "none");
+        printf("  %-22s %s, series number %s\n", "Study date",
+               sm.study_date[0] ? sm.study_date : "(none)",
+               sm.series_number[0] ? sm.series_number : "(none)");
         printf("  %-22s %s\n", "Series UID",
                sm.series_uid[0] ? sm.series_uid : "(none)");
         printf("  %-22s %s\n", "Study UID",

@@ -118,6 +118,51 @@ covct_rc covct_dcm_dataset_add_item(covct_dcm_dataset *ds, uint32_t tag,
     return COVCT_OK;
 }
 
+covct_rc covct_dcm_dataset_set_encapsulated(covct_dcm_dataset *ds,
+                                            const uint8_t *const *frags,
+                                            const size_t *lens, size_t n,
+                                            covct_error *err)
+{
+    if (n == 0)
+        return COVCT_ERR(err, COVCT_ERR_ARG,
+                         "encapsulated pixel data needs at least the offset "
+                         "table item");
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!covct_add_size(total, lens[i], &total))
+            return COVCT_ERR(err, COVCT_ERR_LIMIT, "fragments too large");
+    uint8_t *copy = covct_malloc(total);
+    covct_dcm_fragment *fr = covct_calloc(n, sizeof *fr);
+    if (!copy || !fr) {
+        covct_free(copy);
+        covct_free(fr);
+        return COVCT_ERR(err, COVCT_ERR_NOMEM, "out of memory");
+    }
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (lens[i])
+            memcpy(copy + o, frags[i], lens[i]);
+        fr[i].data = copy + o;
+        fr[i].len = lens[i];
+        fr[i].offset = 0;
+        o += lens[i];
+    }
+    covct_rc rc;
+    covct_dcm_element *e = find_slot(ds, COVCT_TAG(0x7FE0, 0x0010), err, &rc);
+    if (!e) {
+        covct_free(copy);
+        covct_free(fr);
+        return rc;
+    }
+    e->vr = COVCT_VR('O', 'B');
+    e->encapsulated = true;
+    e->length = COVCT_UNDEFINED_LENGTH;
+    e->owned = copy;
+    e->frags = fr;
+    e->n_frags = e->cap_frags = n;
+    return COVCT_OK;
+}
+
 /* Binary values are stored in the byte order they were parsed in; the
  * writer emits little endian, so big-endian values are swapped by unit. */
 static size_t swap_unit(uint16_t vr)
@@ -159,9 +204,25 @@ static covct_rc copy_element(covct_dcm_dataset *dst,
         }
         return COVCT_OK;
     }
-    if (src->encapsulated)
-        return COVCT_ERR(err, COVCT_ERR_UNSUPPORTED,
-                         "copying encapsulated pixel data is not supported");
+    if (src->encapsulated) {
+        const uint8_t **fp = covct_calloc(src->n_frags ? src->n_frags : 1,
+                                          sizeof *fp);
+        size_t *fl = covct_calloc(src->n_frags ? src->n_frags : 1,
+                                  sizeof *fl);
+        if (!fp || !fl)
+            rc = COVCT_ERR(err, COVCT_ERR_NOMEM, "out of memory");
+        else {
+            for (size_t i = 0; i < src->n_frags; i++) {
+                fp[i] = src->frags[i].data;
+                fl[i] = src->frags[i].len;
+            }
+            rc = covct_dcm_dataset_set_encapsulated(dst, fp, fl, src->n_frags,
+                                                    err);
+        }
+        covct_free(fp);
+        covct_free(fl);
+        return rc;
+    }
     rc = covct_dcm_dataset_set(dst, src->tag, src->vr, src->value,
                                src->value_len, err);
     if (rc || !src->big_endian)
@@ -256,11 +317,33 @@ static covct_rc encode_element(covct_buf *b, const covct_dcm_element *e,
             return rc;
         return COVCT_OK;
     }
-    if (e->encapsulated)
-        return COVCT_ERR(err, COVCT_ERR_UNSUPPORTED,
-                         "(%04X,%04X): writing encapsulated pixel data is not "
-                         "supported; decode it first",
-                         COVCT_TAG_GROUP(e->tag), COVCT_TAG_ELEM(e->tag));
+    if (e->encapsulated) {
+        /* PS3.5 A.4: undefined length, one item per fragment (even
+         * lengths), then a Sequence Delimitation Item. */
+        if ((rc = put16(b, 0, err)) || (rc = put32(b, 0xFFFFFFFFu, err)))
+            return rc;
+        for (size_t i = 0; i < e->n_frags; i++) {
+            const covct_dcm_fragment *fr = &e->frags[i];
+            size_t fl = fr->len + (fr->len & 1);
+            if (fl > 0xFFFFFFF0u)
+                return COVCT_ERR(err, COVCT_ERR_LIMIT,
+                                 "fragment %zu of %zu bytes is too long", i,
+                                 fr->len);
+            if ((rc = put_tag(b, COVCT_TAG(0xFFFE, 0xE000), err)) ||
+                (rc = put32(b, (uint32_t)fl, err)) ||
+                (rc = covct_buf_append(b, fr->data, fr->len, err)))
+                return rc;
+            if (fr->len & 1) {
+                uint8_t z = 0;
+                if ((rc = covct_buf_append(b, &z, 1, err)))
+                    return rc;
+            }
+        }
+        if ((rc = put_tag(b, COVCT_TAG(0xFFFE, 0xE0DD), err)) ||
+            (rc = put32(b, 0, err)))
+            return rc;
+        return COVCT_OK;
+    }
     size_t len = e->value_len + (e->value_len & 1);
     if (covct_dcm_vr_long_header(vr)) {
         if ((rc = put16(b, 0, err)) || (rc = put32(b, (uint32_t)len, err)))
@@ -314,6 +397,30 @@ static covct_rc encode_dataset(covct_buf *b, const covct_dcm_dataset *ds,
 covct_rc covct_dcm_write_buffer(const covct_dcm_dataset *ds, covct_buf *out,
                                 covct_error *err)
 {
+    return covct_dcm_write_buffer_ts(ds, COVCT_TS_EXPLICIT_LE, out, err);
+}
+
+covct_rc covct_dcm_write_buffer_ts(const covct_dcm_dataset *ds,
+                                   const char *ts_uid, covct_buf *out,
+                                   covct_error *err)
+{
+    /* The data set is always encoded explicit VR little endian: refuse the
+     * syntaxes that mean another encoding. */
+    if (!strcmp(ts_uid, COVCT_TS_IMPLICIT_LE) ||
+        !strcmp(ts_uid, COVCT_TS_EXPLICIT_BE) ||
+        !strcmp(ts_uid, COVCT_TS_DEFLATED_LE))
+        return COVCT_ERR(err, COVCT_ERR_UNSUPPORTED,
+                         "cannot write transfer syntax %s (only explicit VR "
+                         "little endian encodings)",
+                         ts_uid);
+    const covct_dcm_element *pe =
+        covct_dcm_dataset_get(ds, COVCT_TAG(0x7FE0, 0x0010));
+    bool native_ts = !strcmp(ts_uid, COVCT_TS_EXPLICIT_LE);
+    if (pe && pe->encapsulated == native_ts)
+        return COVCT_ERR(err, COVCT_ERR_ARG,
+                         "pixel data is %s but transfer syntax %s is %s",
+                         pe->encapsulated ? "encapsulated" : "native", ts_uid,
+                         native_ts ? "native" : "encapsulated");
     char sop_class[68], sop_inst[68];
     if (covct_dcm_get_string(ds, COVCT_TAG(0x0008, 0x0016), 0, sop_class,
                              sizeof sop_class, NULL) ||
@@ -340,8 +447,8 @@ covct_rc covct_dcm_write_buffer(const covct_dcm_dataset *ds, covct_buf *out,
                                            COVCT_VR('U', 'I'), sop_inst,
                                            err)) ||
         (rc = covct_dcm_dataset_set_string(meta, COVCT_TAG(0x0002, 0x0010),
-                                           COVCT_VR('U', 'I'),
-                                           COVCT_TS_EXPLICIT_LE, err)) ||
+                                           COVCT_VR('U', 'I'), ts_uid,
+                                           err)) ||
         (rc = covct_dcm_dataset_set_string(meta, COVCT_TAG(0x0002, 0x0012),
                                            COVCT_VR('U', 'I'),
                                            COVCT_IMPL_CLASS_UID, err)) ||

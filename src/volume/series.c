@@ -32,6 +32,7 @@ typedef struct slice {
     uint32_t frame;
     char series_uid[65], study_uid[65], modality[17], description[65];
     char ts[65], sop_uid[65], frame_of_ref[65];
+    char patient_name[130], patient_id[65], study_date[17], series_number[13];
     uint32_t rows, cols;
     bool has_ipp, has_iop;
     double ipp[3], iop[6];
@@ -182,6 +183,14 @@ static covct_rc add_file(covct_series_set *s, const char *path,
     get_str(ds, T(0x0008, 0x103E), base.description, sizeof base.description);
     get_str(ds, T(0x0008, 0x0018), base.sop_uid, sizeof base.sop_uid);
     get_str(ds, T(0x0020, 0x0052), base.frame_of_ref, sizeof base.frame_of_ref);
+    get_str(ds, T(0x0010, 0x0020), base.patient_id, sizeof base.patient_id);
+    get_str(ds, T(0x0008, 0x0020), base.study_date, sizeof base.study_date);
+    get_str(ds, T(0x0020, 0x0011), base.series_number,
+            sizeof base.series_number);
+    char *pn = NULL;
+    if (covct_dcm_get_utf8(ds, T(0x0010, 0x0010), &pn, NULL) == COVCT_OK && pn)
+        snprintf(base.patient_name, sizeof base.patient_name, "%s", pn);
+    covct_free(pn);
     snprintf(base.ts, sizeof base.ts, "%s", covct_dcm_file_ts(f));
     base.slope = 1.0;
     base.intercept = 0.0;
@@ -601,7 +610,13 @@ covct_rc covct_series_scan(const char *path, covct_series_set **out,
     path_list l = {0};
     covct_rc rc;
     if (S_ISDIR(st.st_mode)) {
-        rc = walk(path, &l, 0, err);
+        /* "dir/" and "dir" name the same files: no "dir//file" in reports. */
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s", path);
+        size_t dl = strlen(dir);
+        while (dl > 1 && dir[dl - 1] == '/')
+            dir[--dl] = '\0';
+        rc = walk(dir, &l, 0, err);
         if (!rc)
             qsort(l.p, l.n, sizeof *l.p, cmp_str);
     } else {
@@ -685,6 +700,10 @@ void covct_series_get_summary(const covct_series *s, covct_series_summary *o)
     snprintf(o->modality, sizeof o->modality, "%s", f->modality);
     snprintf(o->description, sizeof o->description, "%s", f->description);
     snprintf(o->transfer_syntax, sizeof o->transfer_syntax, "%s", f->ts);
+    memcpy(o->patient_name, f->patient_name, sizeof o->patient_name);
+    memcpy(o->patient_id, f->patient_id, sizeof o->patient_id);
+    memcpy(o->study_date, f->study_date, sizeof o->study_date);
+    memcpy(o->series_number, f->series_number, sizeof o->series_number);
     o->n_files = (uint32_t)s->n_files;
     o->n_slices = (uint32_t)s->n;
     o->rows = f->rows;
