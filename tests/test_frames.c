@@ -115,7 +115,7 @@ static void relayout(const char *rel, const char *ts, layout how,
     covct_rc rc = covct_dcm_write_buffer_ts(out, ts, &b, &err);
     CHECKF(rc == COVCT_OK, "write %s: %s", layout_name[how], err.msg);
 
-    char file[512], cmd[1200];
+    char file[700], cmd[1600];
     snprintf(file, sizeof file, "%s/%d.dcm", dir, (int)how);
     FILE *w = fopen(file, "wb");
     fwrite(b.data, 1, b.len, w);
