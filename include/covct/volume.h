@@ -111,6 +111,12 @@ void covct_series_get_summary(const covct_series *s,
  * one per line; "" when none. */
 const char *covct_series_problems(const covct_series *s);
 
+/* Number of slices of the volume covct_series_load() builds, and the
+ * Instance Number (0020,0013) of each, in slice (k) order; -1 where a file
+ * has none.  `out` holds covct_series_slice_count() values. */
+size_t covct_series_slice_count(const covct_series *s);
+void covct_series_instance_numbers(const covct_series *s, int64_t *out);
+
 typedef void (*covct_progress_fn)(double fraction, const char *what,
                                   void *user);
 

@@ -41,6 +41,7 @@ typedef struct slice {
     int bits_stored, pixel_rep;
     double thickness, tilt;
     int64_t instance;
+    bool has_instance;
     bool has_padding;
     int64_t padding, padding_hi;
     bool localizer;
@@ -206,7 +207,8 @@ static covct_rc add_file(covct_series_set *s, const char *path,
     covct_dcm_get_double(ds, T(0x0018, 0x0050), 0, &base.thickness, NULL);
     covct_dcm_get_double(ds, T(0x0018, 0x1120), 0, &base.tilt, NULL);
     base.instance = 0;
-    covct_dcm_get_int(ds, T(0x0020, 0x0013), 0, &base.instance, NULL);
+    base.has_instance = covct_dcm_get_int(ds, T(0x0020, 0x0013), 0,
+                                          &base.instance, NULL) == COVCT_OK;
     if (covct_dcm_get_int(ds, T(0x0028, 0x0120), 0, &base.padding, NULL) ==
         COVCT_OK) {
         base.has_padding = true;
@@ -731,6 +733,14 @@ void covct_series_get_summary(const covct_series *s, covct_series_summary *o)
             o->gantry_tilt_deg = acos(c > 1 ? 1 : c) * 180.0 / M_PI;
         }
     }
+}
+
+size_t covct_series_slice_count(const covct_series *s) { return s->n; }
+
+void covct_series_instance_numbers(const covct_series *s, int64_t *out)
+{
+    for (size_t i = 0; i < s->n; i++)
+        out[i] = s->slices[i]->has_instance ? s->slices[i]->instance : -1;
 }
 
 const char *covct_series_problems(const covct_series *s)

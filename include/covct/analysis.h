@@ -1,0 +1,166 @@
+/*
+ * covct analysis: lungs, lobes, lesions and the measures a radiologist
+ * reads on a chest CT of a COVID-19 suspect.
+ *
+ * Everything works on the CT grid of a covct_volume (HU, LPS affine; see
+ * volume.h).  Label volumes are uint8, nx*ny*nz, x fastest, the same
+ * layout as the CT.  The pipeline:
+ *
+ *   covct_lungs_segment()    body, airways, lungs (1 right, 2 left)
+ *   covct_lobes_segment()    five lobes inside the lungs
+ *   covct_lesions_segment()  ground glass and consolidation in the lungs
+ *   covct_measures_compute() volumes, involvement, CT severity score,
+ *                            distribution, RSNA category with reasons
+ *
+ * Each stage reads what the previous ones wrote into the covct_seg and
+ * fills its own fields.  A stage may be replaced (the neural network of a
+ * later issue replaces the lesion stage) as long as it keeps the labels.
+ */
+#ifndef COVCT_ANALYSIS_H
+#define COVCT_ANALYSIS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "covct/core.h"
+#include "covct/volume.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Labels of lungs.nii.gz. */
+enum { COVCT_LUNG_RIGHT = 1, COVCT_LUNG_LEFT = 2 };
+
+/* Labels of lobes.nii.gz, as lungmask's LTRCLobes model numbers them. */
+typedef enum covct_lobe {
+    COVCT_LOBE_NONE = 0,
+    COVCT_LOBE_LUL = 1, /* left upper lobe (with the lingula) */
+    COVCT_LOBE_LLL = 2, /* left lower lobe */
+    COVCT_LOBE_RUL = 3, /* right upper lobe */
+    COVCT_LOBE_RML = 4, /* right middle lobe */
+    COVCT_LOBE_RLL = 5  /* right lower lobe */
+} covct_lobe;
+#define COVCT_N_LOBES 5
+/* "LUL", "LLL", "RUL", "RML", "RLL" for 1..5; "none" for 0. */
+const char *covct_lobe_name(int lobe);
+
+/* Labels of lesions.nii.gz. */
+enum { COVCT_LESION_GGO = 1, COVCT_LESION_CONSOLIDATION = 2 };
+
+/* Patient directions of the volume's voxel axes, from its affine: for
+ * patient axis a (0 = x to the left, 1 = y to posterior, 2 = z to head),
+ * axis[a] is the voxel axis (0 i, 1 j, 2 k) closest to it and sign[a] is
+ * +1 when increasing that voxel index moves along +a, -1 otherwise. */
+typedef struct covct_axes {
+    int axis[3];
+    int sign[3];
+} covct_axes;
+void covct_volume_axes(const covct_volume *v, covct_axes *out);
+
+typedef struct covct_seg {
+    uint32_t nx, ny, nz;
+    uint8_t *body;    /* 1 inside the patient's body (incl. lungs) */
+    uint8_t *airways; /* 1 trachea and main bronchi (not lung) */
+    uint8_t *lungs;   /* COVCT_LUNG_RIGHT / COVCT_LUNG_LEFT */
+    uint8_t *lobes;   /* covct_lobe */
+    uint8_t *lesions; /* COVCT_LESION_GGO / COVCT_LESION_CONSOLIDATION */
+    uint8_t *vessels; /* optional: 1 where the lesion stage saw a vessel */
+} covct_seg;
+
+/* Allocate an empty segmentation for a volume (all label arrays zeroed;
+ * vessels left NULL). */
+covct_rc covct_seg_new(const covct_volume *ct, covct_seg **out,
+                       covct_error *err);
+void covct_seg_free(covct_seg *s);
+
+/* ---- lungs ---------------------------------------------------------------- */
+typedef struct covct_lung_info {
+    bool is_chest;        /* false: no plausible pair of lungs found */
+    char why_not[256];    /* when !is_chest: what was missing, plainly */
+    double right_ml, left_ml;
+    double airway_ml;
+    uint32_t z_first, z_last; /* slice range (k) that holds lung */
+} covct_lung_info;
+
+/* Body, airways and lungs.  Dense pathology (consolidation, ground glass)
+ * against the pleura is kept inside the lung.  When the volume holds no
+ * lungs (not a chest CT), returns COVCT_OK with info->is_chest false and
+ * empty masks: the caller reports it instead of inventing lungs. */
+covct_rc covct_lungs_segment(const covct_volume *ct, covct_seg *seg,
+                             covct_lung_info *info, covct_error *err);
+
+/* ---- lobes ---------------------------------------------------------------- */
+covct_rc covct_lobes_segment(const covct_volume *ct, covct_seg *seg,
+                             covct_error *err);
+
+/* ---- lesions -------------------------------------------------------------- */
+/* Density method: ground glass -700..-300 HU and consolidation -300..+100
+ * HU (after light smoothing) inside the lungs, minus vessels (Hessian
+ * vesselness) and airway walls. */
+covct_rc covct_lesions_segment(const covct_volume *ct, covct_seg *seg,
+                               covct_error *err);
+
+/* ---- measures -------------------------------------------------------------- */
+typedef enum covct_category {
+    COVCT_CAT_NEGATIVE = 0,     /* negative for pneumonia */
+    COVCT_CAT_TYPICAL,          /* typical appearance of COVID-19 */
+    COVCT_CAT_INDETERMINATE,    /* indeterminate appearance */
+    COVCT_CAT_ATYPICAL          /* atypical appearance */
+} covct_category;
+/* "negative", "typical", "indeterminate", "atypical". */
+const char *covct_category_name(covct_category c);
+
+typedef struct covct_lobe_measures {
+    double volume_ml;
+    double ggo_ml, consolidation_ml, lesion_ml;
+    double involvement_pct; /* lesion / lobe volume x 100 */
+    int score;              /* Pan et al. 0-5 */
+} covct_lobe_measures;
+
+typedef struct covct_slice_measures {
+    double z_mm;            /* patient z of the slice centre (LPS z) */
+    int64_t instance_number; /* from the DICOM file, -1 when unknown */
+    double lung_mm2, lesion_mm2;
+    double lobe_lesion_mm2[COVCT_N_LOBES + 1]; /* indexed by covct_lobe */
+} covct_slice_measures;
+
+#define COVCT_MAX_REASONS 12
+typedef struct covct_measures {
+    double right_ml, left_ml, lungs_ml;
+    covct_lobe_measures lobe[COVCT_N_LOBES + 1]; /* indexed by covct_lobe */
+    double ggo_ml, consolidation_ml, lesion_ml;
+    double involvement_pct;        /* lesion / lung volume x 100 */
+    double well_aerated_pct;       /* lung voxels in -950..-700 HU */
+    int ct_severity_score;         /* 0-25, sum of the lobe scores */
+    /* Distribution of lesion volume. */
+    double peripheral_pct;         /* outer third of the lung (by distance
+                                      to the pleura) */
+    double lower_pct;              /* in LLL + RLL */
+    double right_pct;              /* in the right lung */
+    bool bilateral;                /* lesion >= 1 ml in each lung */
+    int lobes_involved;            /* lobes with score >= 1 */
+    covct_category category;
+    /* Plain-language features that led to the category. */
+    char reasons[COVCT_MAX_REASONS][160];
+    int n_reasons;
+    /* One entry per slice of the volume (k order). */
+    covct_slice_measures *slices;
+    uint32_t n_slices;
+} covct_measures;
+
+/* Pan et al., Radiology 2020: 0 none, 1 <5 %, 2 5-25 %, 3 26-50 %,
+ * 4 51-75 %, 5 >75 % of the lobe involved. */
+int covct_lobe_score(double involvement_pct);
+
+/* instance_numbers (may be NULL): Instance Number of slice k, or -1. */
+covct_rc covct_measures_compute(const covct_volume *ct, const covct_seg *seg,
+                                const int64_t *instance_numbers,
+                                covct_measures *m, covct_error *err);
+void covct_measures_free(covct_measures *m);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,116 @@
+/* Shared pieces of the analysis module: names, axes, segmentation storage,
+ * the lobe score. */
+#include <math.h>
+#include <string.h>
+
+#include "covct/analysis.h"
+
+const char *covct_lobe_name(int lobe)
+{
+    static const char *const names[] = {"none", "LUL", "LLL", "RUL", "RML",
+                                        "RLL"};
+    return lobe >= 0 && lobe <= COVCT_N_LOBES ? names[lobe] : "none";
+}
+
+const char *covct_category_name(covct_category c)
+{
+    switch (c) {
+    case COVCT_CAT_NEGATIVE: return "negative";
+    case COVCT_CAT_TYPICAL: return "typical";
+    case COVCT_CAT_INDETERMINATE: return "indeterminate";
+    case COVCT_CAT_ATYPICAL: return "atypical";
+    }
+    return "indeterminate";
+}
+
+void covct_volume_axes(const covct_volume *v, covct_axes *out)
+{
+    /* For each patient axis pick the voxel axis whose direction (a column
+     * of the affine) has the largest component along it; voxel axes are
+     * used once each. */
+    bool used[3] = {false, false, false};
+    for (int a = 0; a < 3; a++) {
+        out->axis[a] = -1;
+        out->sign[a] = 1;
+    }
+    for (int round = 0; round < 3; round++) {
+        double best = -1;
+        int ba = 0, bv = 0;
+        for (int a = 0; a < 3; a++) {
+            if (out->axis[a] >= 0)
+                continue;
+            for (int vx = 0; vx < 3; vx++) {
+                if (used[vx])
+                    continue;
+                double len = sqrt(v->affine[0][vx] * v->affine[0][vx] +
+                                  v->affine[1][vx] * v->affine[1][vx] +
+                                  v->affine[2][vx] * v->affine[2][vx]);
+                double c = len > 0 ? fabs(v->affine[a][vx]) / len : 0;
+                if (c > best) {
+                    best = c;
+                    ba = a;
+                    bv = vx;
+                }
+            }
+        }
+        out->axis[ba] = bv;
+        out->sign[ba] = v->affine[ba][bv] < 0 ? -1 : 1;
+        used[bv] = true;
+    }
+}
+
+covct_rc covct_seg_new(const covct_volume *ct, covct_seg **out,
+                       covct_error *err)
+{
+    *out = NULL;
+    covct_seg *s = covct_calloc(1, sizeof *s);
+    if (!s)
+        return COVCT_ERR(err, COVCT_ERR_NOMEM, "out of memory");
+    s->nx = ct->nx;
+    s->ny = ct->ny;
+    s->nz = ct->nz;
+    size_t n = covct_volume_voxels(ct);
+    s->body = covct_calloc(n, 1);
+    s->airways = covct_calloc(n, 1);
+    s->lungs = covct_calloc(n, 1);
+    s->lobes = covct_calloc(n, 1);
+    s->lesions = covct_calloc(n, 1);
+    if (!s->body || !s->airways || !s->lungs || !s->lobes || !s->lesions) {
+        covct_seg_free(s);
+        return COVCT_ERR(err, COVCT_ERR_NOMEM,
+                         "cannot allocate label volumes of %zu voxels", n);
+    }
+    *out = s;
+    return COVCT_OK;
+}
+
+void covct_seg_free(covct_seg *s)
+{
+    if (!s)
+        return;
+    covct_free(s->body);
+    covct_free(s->airways);
+    covct_free(s->lungs);
+    covct_free(s->lobes);
+    covct_free(s->lesions);
+    covct_free(s->vessels);
+    covct_free(s);
+}
+
+int covct_lobe_score(double pct)
+{
+    /* Pan et al., Radiology 2020;295:715-721: 0 none, 1 <5 %, 2 5-25 %,
+     * 3 26-50 %, 4 51-75 %, 5 >75 %. Boundaries between the published
+     * integer ranges go to the lower score (25.5 % is still 2). */
+    if (!(pct > 0))
+        return 0;
+    if (pct < 5)
+        return 1;
+    if (pct <= 25.5)
+        return 2;
+    if (pct <= 50.5)
+        return 3;
+    if (pct <= 75.5)
+        return 4;
+    return 5;
+}
