@@ -1,6 +1,6 @@
 # Thin wrapper around CMake.  `make` installs the Debian packages covct
-# needs, builds build/covct and runs the built-in example; `make test` runs
-# the whole test suite.
+# needs, builds build/covct and runs the built-in example (a synthetic
+# chest CT phantom, analysed); `make test` runs the whole test suite.
 BUILD ?= build
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
@@ -16,7 +16,8 @@ build: deps
 	cmake --build $(BUILD) -j $(JOBS)
 
 demo: build
-	$(BUILD)/covct demo $(BUILD)/demo
+	$(BUILD)/covct phantom -o $(BUILD)/phantom
+	$(BUILD)/covct analyze $(BUILD)/phantom/dicom -o $(BUILD)/phantom-report
 
 test:
 	scripts/test.sh

@@ -64,3 +64,16 @@ if command -v dcm2niix >/dev/null; then
 else
     echo "  dcm2niix not installed (apt-get install dcm2niix) - no peer timing"
 fi
+
+echo "== 4. covct analyze end to end (wall time, peak memory), best of $REPS"
+for c in P001 cap001 normal001; do
+    b=""; mem=0
+    for _ in $(seq "$REPS"); do
+        /usr/bin/time -f "%e %M" -o "$tmp/t" "$COVCT" analyze "$DATA/covid-ct-md/$c" \
+            -o "$tmp/an-$c" -q >/dev/null 2>&1
+        read -r t m <"$tmp/t"
+        b=$(echo "$t ${b:-999999}" | awk '{print ($1<$2)?$1:$2}')
+        [ "$m" -gt "$mem" ] && mem=$m
+    done
+    printf "  %-10s %6.2f s  peak %5.0f MB\n" "$c" "$b" "$(echo "$mem" | awk '{print $1/1024}')"
+done

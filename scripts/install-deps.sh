@@ -11,7 +11,7 @@ libcjson-dev libpng-dev
 dcmtk
 clang libclang-rt-14-dev
 python3 python3-numpy python3-nibabel
-dicom3tools dcm2niix libgdcm-tools
+dicom3tools dcm2niix libgdcm-tools time
 "
 
 missing=""

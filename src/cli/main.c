@@ -22,8 +22,14 @@ static const char usage[] =
     "  volume FILE|FOLDER -o OUT.nii.gz\n"
     "                            build a Hounsfield-unit volume from a CT\n"
     "                            series and save it as NIfTI\n"
-    "  demo [FOLDER]             make a synthetic CT series and run info and\n"
-    "                            volume on it (the built-in example)\n"
+    "  analyze SERIES|FILE|VOLUME.nii.gz -o OUTDIR\n"
+    "                            lungs, lobes, ground glass, consolidation,\n"
+    "                            severity score and category; writes an HTML\n"
+    "                            and JSON report, key images and masks\n"
+    "  phantom -o DIR            write a synthetic chest CT (DICOM) with its\n"
+    "                            exact ground truth, for tests and demos\n"
+    "  demo [FOLDER]             make a small synthetic CT series and run\n"
+    "                            info and volume on it\n"
     "\n"
     "Run 'covct COMMAND --help' for the options of a command.\n"
     "Exit status: 0 success, 1 the input could not be processed, 2 usage.\n";
@@ -62,6 +68,10 @@ int main(int argc, char **argv)
         return covct_cmd_volume(argc - 1, argv + 1);
     if (!strcmp(cmd, "demo"))
         return covct_cmd_demo(argc - 1, argv + 1);
+    if (!strcmp(cmd, "analyze") || !strcmp(cmd, "analyse"))
+        return covct_cmd_analyze(argc - 1, argv + 1);
+    if (!strcmp(cmd, "phantom"))
+        return covct_cmd_phantom(argc - 1, argv + 1);
     covct_cli_error("unknown command '%s'; run 'covct --help' for the list",
                     cmd);
     return COVCT_EXIT_USAGE;

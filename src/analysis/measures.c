@@ -1,0 +1,292 @@
+/*
+ * Measures a radiologist reads from the segmentation: volumes, involvement
+ * per lobe, the CT severity score of Pan et al. (Radiology 2020), well
+ * aerated lung, distribution, and a pattern category after the RSNA expert
+ * consensus (Simpson et al., Radiology: Cardiothoracic Imaging 2020), with
+ * the features that led to it.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "covct/analysis.h"
+
+/* ---- thresholds (see docs/internals/measures.md) ------------------------ */
+/* Below this involvement of the lungs (and this volume) the scan is read as
+ * negative for pneumonia: density-based detection leaves small amounts of
+ * false-positive "lesion" in dependent lung and at fissures. */
+#define NEGATIVE_MAX_PCT 1.0
+#define NEGATIVE_MAX_ML 15.0
+/* Both lungs count as involved ("bilateral") when each holds at least this
+ * share of the opacity volume, and at least BILATERAL_MIN_ML or 1 % of its
+ * own volume, whichever is smaller (so that stray false positives in one
+ * lung do not make a unilateral process bilateral). */
+#define BILATERAL_MIN_SHARE 0.10
+#define BILATERAL_MIN_ML 2.0
+/* Peripheral: within the outer third of the lung's depth on the slice. */
+#define PERIPHERAL_FRACTION (1.0 / 3.0)
+
+static double hu_at(const covct_volume *ct, size_t i)
+{
+    return ct->dtype == COVCT_DTYPE_INT16 ? ((const int16_t *)ct->data)[i]
+                                          : ((const float *)ct->data)[i];
+}
+
+static void add_reason(covct_measures *m, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void add_reason(covct_measures *m, const char *fmt, ...)
+{
+    if (m->n_reasons >= COVCT_MAX_REASONS)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m->reasons[m->n_reasons], sizeof m->reasons[0], fmt, ap);
+    va_end(ap);
+    m->n_reasons++;
+}
+
+/* 2-D chamfer distance (mm) to the nearest non-lung pixel, for one slice
+ * (3-4 chamfer weights scaled by the pixel spacing; good to a few %). */
+static void slice_depth(const uint8_t *lung, uint32_t nx, uint32_t ny,
+                        double sx, double sy, float *d)
+{
+    const float big = 1e9f;
+    float dx = (float)sx, dy = (float)sy,
+          dd = (float)sqrt(sx * sx + sy * sy);
+    for (size_t i = 0; i < (size_t)nx * ny; i++)
+        d[i] = lung[i] ? big : 0.0f;
+    for (uint32_t y = 0; y < ny; y++)
+        for (uint32_t x = 0; x < nx; x++) {
+            float *p = &d[(size_t)y * nx + x];
+            if (*p == 0.0f)
+                continue;
+            float v = *p;
+            if (x == 0 || y == 0 || x + 1 == nx || y + 1 == ny) {
+                v = fminf(v, fminf(dx, dy)); /* the image edge is outside */
+            }
+            if (x > 0)
+                v = fminf(v, p[-1] + dx);
+            if (y > 0) {
+                v = fminf(v, p[-(ptrdiff_t)nx] + dy);
+                if (x > 0)
+                    v = fminf(v, p[-(ptrdiff_t)nx - 1] + dd);
+                if (x + 1 < nx)
+                    v = fminf(v, p[-(ptrdiff_t)nx + 1] + dd);
+            }
+            *p = v;
+        }
+    for (uint32_t y = ny; y-- > 0;)
+        for (uint32_t x = nx; x-- > 0;) {
+            float *p = &d[(size_t)y * nx + x];
+            if (*p == 0.0f)
+                continue;
+            float v = *p;
+            if (x + 1 < nx)
+                v = fminf(v, p[1] + dx);
+            if (y + 1 < ny) {
+                v = fminf(v, p[nx] + dy);
+                if (x + 1 < nx)
+                    v = fminf(v, p[nx + 1] + dd);
+                if (x > 0)
+                    v = fminf(v, p[nx - 1] + dd);
+            }
+            *p = v;
+        }
+}
+
+covct_rc covct_measures_compute(const covct_volume *ct, const covct_seg *seg,
+                                const int64_t *instance_numbers,
+                                covct_measures *m, covct_error *err)
+{
+    memset(m, 0, sizeof *m);
+    const uint32_t nx = ct->nx, ny = ct->ny, nz = ct->nz;
+    const size_t plane = (size_t)nx * ny;
+    double det = ct->affine[0][0] * (ct->affine[1][1] * ct->affine[2][2] -
+                                     ct->affine[1][2] * ct->affine[2][1]) -
+                 ct->affine[0][1] * (ct->affine[1][0] * ct->affine[2][2] -
+                                     ct->affine[1][2] * ct->affine[2][0]) +
+                 ct->affine[0][2] * (ct->affine[1][0] * ct->affine[2][1] -
+                                     ct->affine[1][1] * ct->affine[2][0]);
+    const double voxel_ml = fabs(det) / 1000.0;
+    const double pixel_mm2 = ct->spacing[0] * ct->spacing[1];
+    if (!(voxel_ml > 0))
+        return COVCT_ERR(err, COVCT_ERR_ARG,
+                         "volume has a degenerate affine (voxel volume 0)");
+    m->slices = covct_calloc(nz ? nz : 1, sizeof *m->slices);
+    float *depth = covct_malloc(plane * sizeof *depth);
+    uint8_t *lung2d = covct_malloc(plane);
+    if (!m->slices || !depth || !lung2d) {
+        covct_free(depth);
+        covct_free(lung2d);
+        covct_measures_free(m);
+        return COVCT_ERR(err, COVCT_ERR_NOMEM, "out of memory for measures");
+    }
+    m->n_slices = nz;
+
+    uint64_t lung_n[3] = {0, 0, 0};
+    uint64_t lobe_n[COVCT_N_LOBES + 1] = {0};
+    uint64_t lobe_cls[COVCT_N_LOBES + 1][3];
+    memset(lobe_cls, 0, sizeof lobe_cls);
+    uint64_t cls_n[3] = {0, 0, 0}, side_lesion[3] = {0, 0, 0};
+    uint64_t aerated = 0, peripheral = 0;
+
+    for (uint32_t k = 0; k < nz; k++) {
+        covct_slice_measures *sm = &m->slices[k];
+        const size_t base = plane * k;
+        /* Patient z of the slice centre. */
+        sm->z_mm = ct->affine[2][0] * (nx - 1) / 2.0 +
+                   ct->affine[2][1] * (ny - 1) / 2.0 + ct->affine[2][2] * k +
+                   ct->affine[2][3];
+        sm->instance_number = instance_numbers ? instance_numbers[k] : -1;
+        bool any_lesion = false, any_body = false;
+        for (size_t i = 0; i < plane; i++) {
+            uint8_t l = seg->lungs[base + i];
+            lung2d[i] = seg->body[base + i] || l;
+            any_body |= seg->body[base + i] != 0;
+            any_lesion |= l && seg->lesions[base + i];
+        }
+        /* Peripheral vs central: depth below the body surface, measured
+         * from where each lung comes closest to the chest wall; the outer
+         * third of that lung's depth range on the slice is peripheral.
+         * Lesions against the mediastinum are deep and so central. */
+        float side_min[3] = {1e30f, 1e30f, 1e30f}, side_max[3] = {0, 0, 0};
+        if (any_lesion) {
+            if (!any_body)
+                for (size_t i = 0; i < plane; i++)
+                    lung2d[i] = seg->lungs[base + i] != 0;
+            slice_depth(lung2d, nx, ny, ct->spacing[0], ct->spacing[1], depth);
+            for (size_t i = 0; i < plane; i++) {
+                uint8_t l = seg->lungs[base + i];
+                if (l && l < 3) {
+                    side_min[l] = fminf(side_min[l], depth[i]);
+                    side_max[l] = fmaxf(side_max[l], depth[i]);
+                }
+            }
+        }
+        for (size_t i = 0; i < plane; i++) {
+            uint8_t l = seg->lungs[base + i];
+            if (!l || l > 2)
+                continue;
+            lung_n[l]++;
+            sm->lung_mm2 += pixel_mm2;
+            double hu = hu_at(ct, base + i);
+            aerated += hu >= -950.0 && hu <= -700.0;
+            uint8_t lobe = seg->lobes[base + i];
+            if (lobe > COVCT_N_LOBES)
+                lobe = 0;
+            lobe_n[lobe]++;
+            uint8_t c = seg->lesions[base + i];
+            if (c != COVCT_LESION_GGO && c != COVCT_LESION_CONSOLIDATION)
+                continue;
+            cls_n[c]++;
+            side_lesion[l]++;
+            lobe_cls[lobe][c]++;
+            sm->lesion_mm2 += pixel_mm2;
+            sm->lobe_lesion_mm2[lobe] += pixel_mm2;
+            if (depth[i] - side_min[l] <=
+                PERIPHERAL_FRACTION * (side_max[l] - side_min[l]))
+                peripheral++;
+        }
+    }
+    covct_free(depth);
+    covct_free(lung2d);
+
+    m->right_ml = (double)lung_n[COVCT_LUNG_RIGHT] * voxel_ml;
+    m->left_ml = (double)lung_n[COVCT_LUNG_LEFT] * voxel_ml;
+    m->lungs_ml = m->right_ml + m->left_ml;
+    m->ggo_ml = (double)cls_n[COVCT_LESION_GGO] * voxel_ml;
+    m->consolidation_ml = (double)cls_n[COVCT_LESION_CONSOLIDATION] * voxel_ml;
+    m->lesion_ml = m->ggo_ml + m->consolidation_ml;
+    uint64_t lung_total = lung_n[1] + lung_n[2];
+    uint64_t lesion_total = cls_n[1] + cls_n[2];
+    m->involvement_pct =
+        lung_total ? 100.0 * (double)lesion_total / (double)lung_total : 0;
+    m->well_aerated_pct =
+        lung_total ? 100.0 * (double)aerated / (double)lung_total : 0;
+    for (int lb = 1; lb <= COVCT_N_LOBES; lb++) {
+        covct_lobe_measures *L = &m->lobe[lb];
+        L->volume_ml = (double)lobe_n[lb] * voxel_ml;
+        L->ggo_ml = (double)lobe_cls[lb][COVCT_LESION_GGO] * voxel_ml;
+        L->consolidation_ml =
+            (double)lobe_cls[lb][COVCT_LESION_CONSOLIDATION] * voxel_ml;
+        L->lesion_ml = L->ggo_ml + L->consolidation_ml;
+        uint64_t ln = lobe_cls[lb][1] + lobe_cls[lb][2];
+        L->involvement_pct =
+            lobe_n[lb] ? 100.0 * (double)ln / (double)lobe_n[lb] : 0;
+        L->score = covct_lobe_score(L->involvement_pct);
+        m->ct_severity_score += L->score;
+        m->lobes_involved += L->score >= 1;
+    }
+    if (lesion_total) {
+        m->peripheral_pct = 100.0 * (double)peripheral / (double)lesion_total;
+        uint64_t lower = lobe_cls[COVCT_LOBE_LLL][1] + lobe_cls[COVCT_LOBE_LLL][2] +
+                         lobe_cls[COVCT_LOBE_RLL][1] + lobe_cls[COVCT_LOBE_RLL][2];
+        m->lower_pct = 100.0 * (double)lower / (double)lesion_total;
+        m->right_pct = 100.0 * (double)side_lesion[COVCT_LUNG_RIGHT] /
+                       (double)lesion_total;
+    }
+    m->bilateral = true;
+    for (int l = 1; l <= 2; l++) {
+        double ml = (double)side_lesion[l] * voxel_ml;
+        double lung_ml = (double)lung_n[l] * voxel_ml;
+        double need = fmin(BILATERAL_MIN_ML, 0.01 * lung_ml);
+        if (!(ml >= need && ml > 0 &&
+              (double)side_lesion[l] >= BILATERAL_MIN_SHARE * (double)lesion_total))
+            m->bilateral = false;
+    }
+
+    /* ---- RSNA category, with the features that led to it ---------------- */
+    double ggo_frac = m->lesion_ml > 0 ? m->ggo_ml / m->lesion_ml : 0;
+    if (m->involvement_pct < NEGATIVE_MAX_PCT && m->lesion_ml < NEGATIVE_MAX_ML) {
+        m->category = COVCT_CAT_NEGATIVE;
+        add_reason(m, "opacities cover %.1f%% of the lungs (%.1f ml): below "
+                      "the %.0f%% / %.0f ml needed to call pneumonia",
+                   m->involvement_pct, m->lesion_ml, NEGATIVE_MAX_PCT,
+                   NEGATIVE_MAX_ML);
+        return COVCT_OK;
+    }
+    add_reason(m, "opacities in %d of 5 lobes, %.1f%% of the lungs (%.1f ml)",
+               m->lobes_involved, m->involvement_pct, m->lesion_ml);
+    add_reason(m, "%s: %.0f%% ground glass, %.0f%% consolidation",
+               ggo_frac >= 0.5 ? "ground-glass predominant"
+                               : "consolidation predominant",
+               100 * ggo_frac, 100 * (1 - ggo_frac));
+    add_reason(m, "%s: %.0f%% of opacity volume in the outer third of the "
+                  "lung",
+               m->peripheral_pct >= 50 ? "peripheral distribution"
+                                       : "not predominantly peripheral",
+               m->peripheral_pct);
+    add_reason(m, "%s (right lung %.0f%% of opacity volume)",
+               m->bilateral ? "bilateral" : "unilateral", m->right_pct);
+    add_reason(m, "%s: %.0f%% of opacity volume in the lower lobes",
+               m->lower_pct >= 50 ? "lower-lobe predominance"
+                                  : "no lower-lobe predominance",
+               m->lower_pct);
+    if (m->bilateral && m->peripheral_pct >= 50 && ggo_frac >= 0.5) {
+        m->category = COVCT_CAT_TYPICAL;
+        add_reason(m, "peripheral, bilateral ground-glass opacities are the "
+                      "typical appearance of COVID-19 pneumonia (RSNA "
+                      "consensus)");
+    } else if (ggo_frac < 0.4 && m->lobes_involved <= 2 &&
+               !(m->bilateral && m->peripheral_pct >= 50)) {
+        m->category = COVCT_CAT_ATYPICAL;
+        add_reason(m, "consolidation confined to %d lobe(s) without "
+                      "ground-glass predominance is atypical for COVID-19 "
+                      "(RSNA consensus: lobar or segmental consolidation)",
+                   m->lobes_involved);
+    } else {
+        m->category = COVCT_CAT_INDETERMINATE;
+        add_reason(m, "opacities without the typical peripheral, bilateral "
+                      "ground-glass pattern: indeterminate (RSNA consensus)");
+    }
+    return COVCT_OK;
+}
+
+void covct_measures_free(covct_measures *m)
+{
+    if (!m)
+        return;
+    COVCT_FREE(m->slices);
+    m->n_slices = 0;
+}

@@ -1,0 +1,207 @@
+/* covct analyze: lungs, lobes, lesions, measures and the report for one
+ * chest CT series, DICOM or NIfTI. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "covct/analysis.h"
+#include "covct/report.h"
+#include "covct/volume.h"
+
+static const char help[] =
+    "Usage: covct analyze SERIES_FOLDER|FILE|VOLUME.nii.gz -o OUTDIR [options]\n"
+    "\n"
+    "Analyse a chest CT for COVID-19 pneumonia: find the lungs, the five\n"
+    "lobes, ground-glass opacity and consolidation; measure volumes and the\n"
+    "involvement of each lobe; give the CT severity score (0-25, Pan et al.\n"
+    "2020) and a pattern category (RSNA consensus) with its reasons.\n"
+    "AI-assisted results, to be confirmed by a radiologist.\n"
+    "\n"
+    "Writes into OUTDIR: report.html (open it in a browser), report.json,\n"
+    "key images (PNG), lungs.nii.gz, lobes.nii.gz and lesions.nii.gz.\n"
+    "\n"
+    "  -o, --output DIR   output folder (created if missing), required\n"
+    "  --series N         use series N as listed by 'covct info'\n"
+    "  --threads N        decoding threads (default: all cores)\n"
+    "  -q, --quiet        no progress or summary\n"
+    "\n"
+    "Exit status: 0 done; 1 the input could not be read or is not a chest\n"
+    "CT (the report then says why); 2 wrong command line.\n";
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && !strcmp(s + a - b, suffix);
+}
+
+static void step(bool show, const char *what, double t0)
+{
+    if (show)
+        fprintf(stderr, "[%5.1f s] %s\n", covct_now() - t0, what);
+}
+
+int covct_cmd_analyze(int argc, char **argv)
+{
+    const char *in = NULL, *outdir = NULL;
+    unsigned long series_no = 0, threads = 0;
+    bool quiet = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        char *end;
+        if (covct_cli_is_help(a)) {
+            fputs(help, stdout);
+            return COVCT_EXIT_OK;
+        } else if ((!strcmp(a, "-o") || !strcmp(a, "--output")) &&
+                   i + 1 < argc) {
+            outdir = argv[++i];
+        } else if (!strcmp(a, "--series") && i + 1 < argc) {
+            series_no = strtoul(argv[++i], &end, 10);
+            if (*end || !series_no) {
+                covct_cli_error("analyze: --series needs a number from 1");
+                return COVCT_EXIT_USAGE;
+            }
+        } else if (!strcmp(a, "--threads") && i + 1 < argc) {
+            threads = strtoul(argv[++i], &end, 10);
+            if (*end || threads > 64) {
+                covct_cli_error("analyze: --threads needs a number 0..64");
+                return COVCT_EXIT_USAGE;
+            }
+        } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
+            quiet = true;
+        } else if (a[0] == '-' && a[1]) {
+            covct_cli_error("analyze: unknown or incomplete option '%s'\n%s", a,
+                            help);
+            return COVCT_EXIT_USAGE;
+        } else if (in) {
+            covct_cli_error("analyze: one series at a time");
+            return COVCT_EXIT_USAGE;
+        } else {
+            in = a;
+        }
+    }
+    if (!in || !outdir) {
+        covct_cli_error("analyze: %s is required\n%s",
+                        !in ? "an input series, file or NIfTI volume"
+                            : "-o OUTDIR",
+                        help);
+        return COVCT_EXIT_USAGE;
+    }
+    const bool show = !quiet;
+    const double t0 = covct_now();
+    covct_error err = {0};
+    covct_volume *ct = NULL;
+    covct_series_set *set = NULL;
+    covct_seg *seg = NULL;
+    int64_t *inst = NULL;
+    covct_measures m;
+    memset(&m, 0, sizeof m);
+    covct_lung_info li;
+    memset(&li, 0, sizeof li);
+    covct_series_summary sm;
+    memset(&sm, 0, sizeof sm);
+    int rc = COVCT_EXIT_FAIL;
+
+    step(show, "reading the CT", t0);
+    if (ends_with(in, ".nii") || ends_with(in, ".nii.gz")) {
+        if (covct_nifti_read(in, &ct, &err)) {
+            covct_cli_error("%s", err.msg);
+            goto out;
+        }
+    } else {
+        if (covct_series_scan(in, &set, &err)) {
+            covct_cli_error("%s", err.msg);
+            goto out;
+        }
+        covct_series *s = series_no ? covct_series_set_at(set, series_no - 1)
+                                    : covct_series_set_best(set);
+        if (!s) {
+            covct_cli_error("%s: %s", in,
+                            series_no ? "no such series (see 'covct info')"
+                                      : "no DICOM image series found");
+            goto out;
+        }
+        covct_series_get_summary(s, &sm);
+        inst = covct_malloc((covct_series_slice_count(s) + 1) * sizeof *inst);
+        if (!inst) {
+            covct_cli_error("out of memory");
+            goto out;
+        }
+        covct_series_instance_numbers(s, inst);
+        if (covct_series_load(s, (unsigned)threads, NULL, NULL, &ct, &err)) {
+            covct_cli_error("%s", err.msg);
+            goto out;
+        }
+    }
+    if (covct_seg_new(ct, &seg, &err)) {
+        covct_cli_error("%s", err.msg);
+        goto out;
+    }
+    step(show, "finding the lungs", t0);
+    if (covct_lungs_segment(ct, seg, &li, &err)) {
+        covct_cli_error("lung segmentation: %s", err.msg);
+        goto out;
+    }
+    if (li.is_chest) {
+        step(show, "dividing the lobes", t0);
+        if (covct_lobes_segment(ct, seg, &err)) {
+            covct_cli_error("lobe segmentation: %s", err.msg);
+            goto out;
+        }
+        step(show, "finding ground glass and consolidation", t0);
+        if (covct_lesions_segment(ct, seg, &err)) {
+            covct_cli_error("lesion segmentation: %s", err.msg);
+            goto out;
+        }
+    }
+    step(show, "measuring", t0);
+    if (covct_measures_compute(ct, seg, inst, &m, &err)) {
+        covct_cli_error("measures: %s", err.msg);
+        goto out;
+    }
+    step(show, "writing the report", t0);
+    covct_report_input ri = {
+        .source = in,
+        .ct = ct,
+        .seg = seg,
+        .lungs = &li,
+        .m = &m,
+        .patient_id = sm.patient_id,
+        .study_date = sm.study_date,
+        .series_description = sm.description,
+        .seconds = covct_now() - t0,
+    };
+    if (covct_report_write(outdir, &ri, &err)) {
+        covct_cli_error("%s", err.msg);
+        goto out;
+    }
+    if (!li.is_chest) {
+        covct_cli_error("%s: not a chest CT: %s (report written to "
+                        "%s/report.html)",
+                        in, li.why_not, outdir);
+        goto out;
+    }
+    if (show) {
+        printf("CT severity score %d / 25, %s appearance\n",
+               m.ct_severity_score, covct_category_name(m.category));
+        printf("Lungs: right %.0f ml, left %.0f ml; opacities %.1f ml (%.1f%% "
+               "of the lungs: ground glass %.1f ml, consolidation %.1f ml)\n",
+               m.right_ml, m.left_ml, m.lesion_ml, m.involvement_pct, m.ggo_ml,
+               m.consolidation_ml);
+        for (int lb = 1; lb <= COVCT_N_LOBES; lb++)
+            printf("  %s %6.0f ml, involved %5.1f%%, score %d\n",
+                   covct_lobe_name(lb), m.lobe[lb].volume_ml,
+                   m.lobe[lb].involvement_pct, m.lobe[lb].score);
+        printf("AI-assisted result, to be confirmed by a radiologist.\n");
+        printf("Report: %s/report.html (%.1f s)\n", outdir, covct_now() - t0);
+    }
+    rc = COVCT_EXIT_OK;
+out:
+    covct_measures_free(&m);
+    covct_seg_free(seg);
+    covct_volume_free(ct);
+    covct_series_set_free(set);
+    covct_free(inst);
+    return rc;
+}

@@ -1,0 +1,275 @@
+/* covct_report_write(): every output of `covct analyze` into one folder,
+ * each file atomically; and the key-slice choice shared by the JSON, the
+ * images and the page. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "report/report_int.h"
+
+int covct_report_has_measures(const covct_report_input *in)
+{
+    return in && in->lungs && in->lungs->is_chest && in->m;
+}
+
+double covct_report_slice_z(const covct_report_input *in, uint32_t k)
+{
+    const covct_measures *m = in->m;
+    if (m && m->slices && k < m->n_slices && isfinite(m->slices[k].z_mm))
+        return m->slices[k].z_mm;
+    const covct_volume *ct = in->ct;
+    double ci = ct->nx ? (ct->nx - 1) / 2.0 : 0;
+    double cj = ct->ny ? (ct->ny - 1) / 2.0 : 0;
+    return ct->affine[2][0] * ci + ct->affine[2][1] * cj +
+           ct->affine[2][2] * k + ct->affine[2][3];
+}
+
+static int far_from(const covct_report_input *in, const uint32_t *ks, int n,
+                    uint32_t k)
+{
+    double z = covct_report_slice_z(in, k);
+    for (int i = 0; i < n; i++) {
+        if (ks[i] == k)
+            return 0;
+        if (fabs(covct_report_slice_z(in, ks[i]) - z) <
+            COVCT_REPORT_KEY_GAP_MM - 1e-6)
+            return 0;
+    }
+    return 1;
+}
+
+/* The slice whose z is nearest to `z` among those with lung. */
+static int nearest_lung_slice(const covct_report_input *in, double z)
+{
+    const covct_measures *m = in->m;
+    int best = -1;
+    double bd = 0;
+    for (uint32_t k = 0; k < m->n_slices; k++) {
+        if (!(m->slices[k].lung_mm2 > 0))
+            continue;
+        double d = fabs(covct_report_slice_z(in, k) - z);
+        if (best < 0 || d < bd) {
+            best = (int)k;
+            bd = d;
+        }
+    }
+    return best;
+}
+
+int covct_report_pick_slices(const covct_report_input *in, uint32_t *ks)
+{
+    const covct_volume *ct = in->ct;
+    if (!ct || !ct->nz)
+        return 0;
+    int n = 0;
+    const covct_measures *m = covct_report_has_measures(in) ? in->m : NULL;
+    uint32_t ns = m && m->slices ? m->n_slices : 0;
+    if (ns > ct->nz)
+        ns = ct->nz;
+    /* Greedy: the largest lesion area first, then the largest one far
+     * enough from those already taken. */
+    while (n < COVCT_REPORT_MAX_KEY) {
+        int best = -1;
+        for (uint32_t k = 0; k < ns; k++) {
+            double a = m->slices[k].lesion_mm2;
+            if (!(a > 0) || !far_from(in, ks, n, k))
+                continue;
+            if (best < 0 || a > m->slices[best].lesion_mm2)
+                best = (int)k;
+        }
+        if (best < 0)
+            break;
+        ks[n++] = (uint32_t)best;
+    }
+    if (n == 0 && ns) {
+        /* No lesion: the slice with the most lung, then the middles of the
+         * upper and the lower third of the lungs for context. */
+        int best = -1;
+        double zlo = 0, zhi = 0;
+        for (uint32_t k = 0; k < ns; k++) {
+            double a = m->slices[k].lung_mm2;
+            if (!(a > 0))
+                continue;
+            double z = covct_report_slice_z(in, k);
+            if (best < 0 || z < zlo)
+                zlo = z;
+            if (best < 0 || z > zhi)
+                zhi = z;
+            if (best < 0 || a > m->slices[best].lung_mm2)
+                best = (int)k;
+        }
+        if (best >= 0) {
+            ks[n++] = (uint32_t)best;
+            double t = (zhi - zlo) / 6;
+            int up = nearest_lung_slice(in, zhi - t);
+            int lo = nearest_lung_slice(in, zlo + t);
+            if (up >= 0 && far_from(in, ks, n, (uint32_t)up))
+                ks[n++] = (uint32_t)up;
+            if (lo >= 0 && far_from(in, ks, n, (uint32_t)lo))
+                ks[n++] = (uint32_t)lo;
+        }
+    }
+    if (n == 0)
+        ks[n++] = ct->nz / 2;
+    /* Head first, the order in which a stack is read. */
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && covct_report_slice_z(in, ks[j]) >
+                                     covct_report_slice_z(in, ks[j - 1]);
+             j--) {
+            uint32_t t = ks[j];
+            ks[j] = ks[j - 1];
+            ks[j - 1] = t;
+        }
+    return n;
+}
+
+/* ---- files ------------------------------------------------------------------ */
+static covct_rc mkdir_p(const char *dir, covct_error *err)
+{
+    char *p = covct_strdup(dir);
+    if (!p)
+        return COVCT_ERR(err, COVCT_ERR_NOMEM, "out of memory");
+    covct_rc rc = COVCT_OK;
+    size_t n = strlen(p);
+    for (size_t i = 1; i <= n; i++) {
+        if (p[i] != '/' && p[i] != '\0')
+            continue;
+        char c = p[i];
+        p[i] = '\0';
+        if (mkdir(p, 0777) != 0 && errno != EEXIST) {
+            rc = COVCT_ERR(err, COVCT_ERR_IO, "%s: cannot create folder: %s",
+                           p, strerror(errno));
+            break;
+        }
+        p[i] = c;
+    }
+    struct stat st;
+    if (!rc && (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)))
+        rc = COVCT_ERR(err, COVCT_ERR_IO, "%s: not a folder", dir);
+    covct_free(p);
+    return rc;
+}
+
+static char *join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = covct_malloc(n);
+    if (p)
+        snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+typedef struct bytes {
+    const void *p;
+    size_t n;
+} bytes;
+
+static covct_rc fill_bytes(int fd, const char *tmp_path, void *user,
+                           covct_error *err)
+{
+    const bytes *b = user;
+    return covct_fd_write_all(fd, b->p, b->n, tmp_path, err);
+}
+
+/* Make sure the message names the file (the atomic writer names its
+ * temporary file; an encoder names nothing). */
+static covct_rc name_file(covct_rc rc, const char *path, covct_error *err)
+{
+    if (rc && err && !strstr(err->msg, path))
+        covct_error_prefix(err, "%s: ", path);
+    return rc;
+}
+
+static covct_rc write_bytes(const char *dir, const char *name, const void *p,
+                            size_t n, covct_error *err)
+{
+    char *path = join(dir, name);
+    if (!path)
+        return COVCT_ERR(err, COVCT_ERR_NOMEM, "%s: out of memory", name);
+    bytes b = {p, n};
+    covct_rc rc = name_file(covct_file_write_atomic(path, fill_bytes, &b, err),
+                            path, err);
+    covct_free(path);
+    return rc;
+}
+
+/* A label mask as an INT16 NIfTI on the CT's grid (NULL labels: zeros). */
+static covct_rc write_mask(const char *dir, const char *name,
+                           const covct_volume *ct, const uint8_t *labels,
+                           covct_error *err)
+{
+    char *path = join(dir, name);
+    if (!path)
+        return COVCT_ERR(err, COVCT_ERR_NOMEM, "%s: out of memory", name);
+    covct_volume *v = NULL;
+    covct_rc rc = covct_volume_new(ct->nx, ct->ny, ct->nz, COVCT_DTYPE_INT16,
+                                   &v, err);
+    if (!rc) {
+        memcpy(v->spacing, ct->spacing, sizeof v->spacing);
+        memcpy(v->affine, ct->affine, sizeof v->affine);
+        size_t n = covct_volume_voxels(ct);
+        int16_t *d = v->data;
+        for (size_t i = 0; labels && i < n; i++)
+            d[i] = labels[i];
+        rc = covct_nifti_write(v, path, err);
+    }
+    name_file(rc, path, err);
+    covct_volume_free(v);
+    covct_free(path);
+    return rc;
+}
+
+covct_rc covct_report_write(const char *outdir, const covct_report_input *in,
+                            covct_error *err)
+{
+    if (!outdir || !*outdir || !in || !in->ct || !in->lungs || !in->seg)
+        return COVCT_ERR(err, COVCT_ERR_ARG,
+                         "report: folder, CT, segmentation and lung result "
+                         "are required");
+    const covct_seg *s = in->seg;
+    const covct_volume *ct = in->ct;
+    if (s->nx != ct->nx || s->ny != ct->ny || s->nz != ct->nz)
+        return COVCT_ERR(err, COVCT_ERR_ARG,
+                         "report: segmentation %ux%ux%u does not match the "
+                         "CT %ux%ux%u",
+                         (unsigned)s->nx, (unsigned)s->ny, (unsigned)s->nz,
+                         (unsigned)ct->nx, (unsigned)ct->ny, (unsigned)ct->nz);
+    covct_rc rc = mkdir_p(outdir, err);
+    if (rc)
+        return rc;
+
+    char *json = NULL, *page = NULL;
+    covct_report_images im = {0};
+    rc = covct_report_json(in, &json, err);
+    if (rc) {
+        covct_error_prefix(err, "report.json: ");
+        goto out;
+    }
+    rc = write_bytes(outdir, "report.json", json, strlen(json), err);
+    if (!rc)
+        rc = write_mask(outdir, "lungs.nii.gz", ct, s->lungs, err);
+    if (!rc)
+        rc = write_mask(outdir, "lobes.nii.gz", ct, s->lobes, err);
+    if (!rc)
+        rc = write_mask(outdir, "lesions.nii.gz", ct, s->lesions, err);
+    if (!rc)
+        rc = covct_report_images_make(in, &im, err);
+    for (int i = 0; !rc && i < im.n; i++)
+        rc = write_bytes(outdir, im.img[i].file, im.img[i].png,
+                         im.img[i].png_len, err);
+    if (!rc) {
+        rc = covct_report_html(in, &im, &page, err);
+        if (rc)
+            covct_error_prefix(err, "report.html: ");
+    }
+    if (!rc)
+        rc = write_bytes(outdir, "report.html", page, strlen(page), err);
+out:
+    covct_free(json);
+    covct_free(page);
+    covct_report_images_free(&im);
+    return rc;
+}

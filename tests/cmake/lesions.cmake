@@ -1,0 +1,6 @@
+# Lesion stage (src/analysis/lesions.c) and its filters
+# (src/analysis/filters.c): synthetic chest with analytic truth, filter
+# unit checks, and a sanity run on covid-ct-md P001 (and normal001 when
+# staged).  About 30-60 s under sanitizers at -O0.
+covct_add_test(test_lesions ${CMAKE_CURRENT_SOURCE_DIR}/test_lesions.c)
+set_tests_properties(test_lesions PROPERTIES TIMEOUT 600)

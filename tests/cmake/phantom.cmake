@@ -1,0 +1,3 @@
+# Synthetic chest CT phantom: truth self-consistency, analytic sphere
+# volume, DICOM round trip and dciodvfy (dicom3tools), truth files.
+covct_add_test(test_phantom ${CMAKE_CURRENT_SOURCE_DIR}/test_phantom.c)
