@@ -156,6 +156,21 @@ static void test_categories(void)
     CHECK(m.slices[1].instance_number == -1);
     covct_measures_free(&m);
 
+    /* A few scattered voxels in a big lung: measured, but negative, and
+     * no lobe is scored.  Lungs 800 voxels; 4 lesion voxels = 0.5 % (<1 %)
+     * and 0.008 ml (< 15 ml): negative.  RUL alone would be 4/120 = 3.3 %,
+     * score 1, without the rule. */
+    s->lesions[IDX(0, 0, 0)] = s->lesions[IDX(1, 0, 0)] = COVCT_LESION_GGO;
+    s->lesions[IDX(0, 1, 0)] = s->lesions[IDX(1, 1, 0)] = COVCT_LESION_GGO;
+    CHECK(!covct_measures_compute(ct, s, NULL, &m, NULL));
+    near(m.lobe[COVCT_LOBE_RUL].involvement_pct, 100.0 * 4 / 120, 1e-9,
+         "RUL % still measured");
+    CHECK(m.category == COVCT_CAT_NEGATIVE && m.ct_severity_score == 0 &&
+          m.lobe[COVCT_LOBE_RUL].score == 0 && m.lobes_involved == 0);
+    CHECK(m.n_reasons == 2 && strstr(m.reasons[1], "detection limit"));
+    covct_measures_free(&m);
+    memset(s->lesions, 0, (size_t)NX * NY * NZ);
+
     /* Peripheral bilateral ground glass: the outer ring of each lung, next
      * to the body surface (the body is the whole 20 x 10 image, the image
      * edge being outside): depth 1 mm, where each lung's depth on the slice

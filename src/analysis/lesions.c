@@ -22,7 +22,7 @@
  * calcification, contrast-filled vessels) are the usual density-mask
  * choices (see docs/internals/lesions.md for what was and was not
  * checked). */
-#define GGO_MIN_HU (-700.0f)
+#define GGO_MIN_HU (-650.0f)
 #define CONS_MIN_HU (-300.0f)
 #define CONS_MAX_HU 100.0f
 /* Vesselness: Frangi's alpha = beta = 0.5; c fixed in HU (scale
@@ -58,7 +58,7 @@ static const double vessel_scales_mm[] = {1.0, 2.0, 3.0};
 #define EDGE_MM 2.0
 /* Connected lesion pieces smaller than this are dropped; holes smaller
  * than this are filled. */
-#define MIN_LESION_MM3 15.0
+#define MIN_LESION_MM3 100.0
 #define MAX_HOLE_MM3 30.0
 /* Margin around the lungs' bounding box: 4 sigma of the largest scale, so
  * the smoothing near the lungs sees real neighbours. */
@@ -541,7 +541,14 @@ covct_rc covct_lesions_segment(const covct_volume *ct, covct_seg *seg,
             continue;
         if (component(fl, &b, i, F_CAND, 1, &todo, &mem) != 0)
             goto nomem;
-        if (mem.len < min_vox)
+        /* A component with no voxel deeper than DEEP_MM below the lung
+         * surface is a partial-volume sheet along the pleura, the heart or
+         * the diaphragm (or fills a lung sliver thinner than 2 x DEEP_MM),
+         * not an opacity of its own. */
+        bool deep = false;
+        for (size_t k = 0; k < mem.len && !deep; k++)
+            deep = w[mem.v[k]] == 3.0f;
+        if (mem.len < min_vox || !deep)
             for (size_t k = 0; k < mem.len; k++)
                 fl[mem.v[k]] &= (uint8_t)~F_CAND;
     }

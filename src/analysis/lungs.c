@@ -30,6 +30,12 @@
 #define ZCLOSE_MM 30.0
 #define ZCLOSE_HU_MAX 150.0
 #define ZCLOSE_WALL_MM 30.0
+/* A z-closed voxel is kept only when lung of its side lies within this
+ * distance of it towards the midline (rows), or, for voxels behind the
+ * lung's centre, towards the front (columns): pleural consolidation has
+ * aerated lung on its inner side; the rims of the heart and mediastinum,
+ * whose inner side is the mediastinum, do not. */
+#define ZCLOSE_RAY_MM 35.0
 /* Adult single-lung volumes: a small or collapsed-but-aerated lung is
  * about 0.5 L, a hyperinflated one about 4.5 L; the margins allow for
  * partial scan range and disease. */
@@ -605,6 +611,26 @@ static double cross(int32_t ox, int32_t oy, int32_t ax, int32_t ay,
     return (double)(ax - ox) * (by - oy) - (double)(ay - oy) * (bx - ox);
 }
 
+/* Whether lung L (in this slice's `lung`) lies within ZCLOSE_RAY_MM of
+ * (x, y) towards the midline along the row: the inner side of a pleural
+ * opacity is aerated lung, the inner side of a heart or mediastinal rim
+ * is the mediastinum. */
+static bool inner_lung(const ctx *c, const uint8_t *lung, uint32_t z, int x,
+                       int y, uint8_t L)
+{
+    double px = patient_x(c->ct, x, y, z);
+    int step = ((c->mid_x - px) * c->ct->affine[0][0] > 0) ? 1 : -1;
+    int rx = (int)ceil(ZCLOSE_RAY_MM / c->sx);
+    for (int t = 1; t <= rx; t++) {
+        int xx = x + step * t;
+        if (xx < 0 || xx >= (int)c->nx)
+            return false;
+        if (lung[(size_t)y * c->nx + (size_t)xx] == L)
+            return true;
+    }
+    return false;
+}
+
 /* Convex hull of lung label L (0: either lung) in slice z into w->hull;
  * false if none.
  * The points are the end pixels of each row, already sorted by (y, x),
@@ -776,6 +802,11 @@ static void fill_pockets(const ctx *c, uint32_t z, uint8_t L, fin_scratch *w)
                   fabs(cx[l] - c->mid_x) >= 0.6 * fabs(lx - c->mid_x);
         depth[l] = ok ? 1 : 0;
     }
+    /* Decide every voxel against the lung as it was, then add them. */
+    for (size_t i = 0; i < np; i++)
+        if (w->lab[i] && depth[w->lab[i]] == 1 &&
+            !inner_lung(c, lung, z, (int)(i % nx), (int)(i / nx), L))
+            w->lab[i] = 0;
     for (size_t i = 0; i < np; i++)
         if (w->lab[i] && depth[w->lab[i]] == 1)
             lung[i] = L;
@@ -1008,6 +1039,45 @@ static int zwall_range(uint32_t z0, uint32_t z1, void *p)
                     best = d2;
             }
             if (best > ZCLOSE_WALL_MM * ZCLOSE_WALL_MM)
+                wk[i] = 0;
+        }
+        /* Inner side must be lung (see ZCLOSE_RAY_MM). */
+        const uint8_t *lg = c->seg->lungs + np * z;
+        double cy[3] = {0, 0, 0}, cn[3] = {0, 0, 0};
+        for (size_t i = 0; i < np; i++)
+            if (lg[i] == 1 || lg[i] == 2) {
+                cy[lg[i]] += (double)(i / c->nx);
+                cn[lg[i]] += 1;
+            }
+        int rx = (int)ceil(ZCLOSE_RAY_MM / c->sx);
+        int ry = (int)ceil(ZCLOSE_RAY_MM / c->sy);
+        for (size_t i = 0; i < np; i++) {
+            uint8_t L = wk[i];
+            if (!L || L > 2)
+                continue;
+            int x = (int)(i % c->nx), y = (int)(i / c->nx);
+            /* Towards the midline along the row. */
+            double px = patient_x(c->ct, x, y, z);
+            int step = ((c->mid_x - px) * c->ct->affine[0][0] > 0) ? 1 : -1;
+            bool inner = false;
+            for (int t = 1; t <= rx && !inner; t++) {
+                int xx = x + step * t;
+                if (xx < 0 || xx >= (int)c->nx)
+                    break;
+                inner = lg[(size_t)y * c->nx + (size_t)xx] == L;
+            }
+            /* Towards the front along the column, behind the centre. */
+            if (!inner && cn[L] > 0) {
+                double ycen = cy[L] / cn[L];
+                int ystep = ycen < y ? -1 : 1;
+                for (int t = 1; t <= ry && !inner; t++) {
+                    int yy = y + ystep * t;
+                    if (yy < 0 || yy >= (int)c->ny)
+                        break;
+                    inner = lg[(size_t)yy * c->nx + (size_t)x] == L;
+                }
+            }
+            if (!inner)
                 wk[i] = 0;
         }
     }

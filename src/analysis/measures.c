@@ -244,6 +244,18 @@ covct_rc covct_measures_compute(const covct_volume *ct, const covct_seg *seg,
                       "the %.0f%% / %.0f ml needed to call pneumonia",
                    m->involvement_pct, m->lesion_ml, NEGATIVE_MAX_PCT,
                    NEGATIVE_MAX_ML);
+        /* A scan read as negative for pneumonia has no involved lobe: the
+         * scattered detections are below the method's detection limit,
+         * and a radiologist would score them 0.  The volumes stay in the
+         * report as measured. */
+        if (m->ct_severity_score > 0)
+            add_reason(m, "lobe scores set to 0: the %.1f ml found are below "
+                          "the detection limit of the density method",
+                       m->lesion_ml);
+        for (int lb = 1; lb <= COVCT_N_LOBES; lb++)
+            m->lobe[lb].score = 0;
+        m->ct_severity_score = 0;
+        m->lobes_involved = 0;
         return COVCT_OK;
     }
     add_reason(m, "opacities in %d of 5 lobes, %.1f%% of the lungs (%.1f ml)",
