@@ -16,6 +16,7 @@ build: deps
 	cmake --build $(BUILD) -j $(JOBS)
 
 demo: build
+	rm -rf $(BUILD)/phantom $(BUILD)/phantom-report
 	$(BUILD)/covct phantom -o $(BUILD)/phantom
 	$(BUILD)/covct analyze $(BUILD)/phantom/dicom -o $(BUILD)/phantom-report
 

@@ -1,12 +1,14 @@
 /* covct_report_write(): every output of `covct analyze` into one folder,
  * each file atomically; and the key-slice choice shared by the JSON, the
  * images and the page. */
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include "report/report_int.h"
 
@@ -222,6 +224,26 @@ static covct_rc write_mask(const char *dir, const char *name,
     return rc;
 }
 
+/* Key images of an earlier run into the same folder would sit beside the
+ * new ones and mislead: remove key_axial_*.png first. */
+static void remove_old_key_images(const char *outdir)
+{
+    DIR *d = opendir(outdir);
+    if (!d)
+        return;
+    struct dirent *de;
+    char path[4096];
+    while ((de = readdir(d)) != NULL) {
+        size_t n = strlen(de->d_name);
+        if (n > 14 && !strncmp(de->d_name, "key_axial_", 10) &&
+            !strcmp(de->d_name + n - 4, ".png") &&
+            (size_t)snprintf(path, sizeof path, "%s/%s", outdir, de->d_name) <
+                sizeof path)
+            unlink(path);
+    }
+    closedir(d);
+}
+
 covct_rc covct_report_write(const char *outdir, const covct_report_input *in,
                             covct_error *err)
 {
@@ -240,6 +262,7 @@ covct_rc covct_report_write(const char *outdir, const covct_report_input *in,
     covct_rc rc = mkdir_p(outdir, err);
     if (rc)
         return rc;
+    remove_old_key_images(outdir);
 
     char *json = NULL, *page = NULL;
     covct_report_images im = {0};
