@@ -20,7 +20,7 @@
 /* Concavity filling accepts tissue up to +100 HU: consolidation is 0..60
  * unenhanced, bone and contrast-filled vessels above. */
 #define POCKET_HU_MAX 100.0
-#define POCKET_DEPTH_MM 20.0
+#define POCKET_DEPTH_MM 40.0
 /* Holes up to this area (mm2) in a slice are vessels, bronchi, small
  * nodules: filled without the 3-D test. */
 #define SMALL_HOLE_MM2 300.0
@@ -1412,6 +1412,7 @@ covct_rc covct_lungs_segment(const covct_volume *ct, covct_seg *seg,
         rc = COVCT_ERR(err, COVCT_ERR_NOMEM, "out of memory (lungs)");
         goto done;
     }
+
     /* Each lung one connected component. */
     for (uint8_t L = 1; L <= 2; L++) {
         for (size_t i = 0; i < c.n; i++)
