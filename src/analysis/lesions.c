@@ -46,7 +46,7 @@ static const double vessel_scales_mm[] = {1.0, 2.0, 3.0};
 #define VESSEL_RADIUS_K 2.0
 /* A connected piece of centre line shorter than this (diagonal of its
  * bounding box) is not a vessel. */
-#define VESSEL_MIN_LEN_MM 8.0
+#define VESSEL_MIN_LEN_MM 15.0
 /* Airway walls next to the trachea and main bronchi. */
 #define AIRWAY_WALL_MM 2.0
 /* Pleural rim: lesion voxels within RIM_MM of the lung border are kept
