@@ -6,7 +6,10 @@
  * The real lung segmentation is another stage; this test builds a crude
  * lung mask of its own (crude_lungs) so that it checks the lobe model
  * alone.  COVCT_LOBES_DUMP=folder writes lungs and lobes as NIfTI there.
+ * The fissure refinement (off by default) is exercised on the synthetic
+ * lungs through COVCT_LOBES_FISSURES=1: invariants and allocation failures.
  */
+#define _POSIX_C_SOURCE 200809L /* setenv */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -471,6 +474,25 @@ static void synthetic(int flip_k)
             CHECKF(rc == COVCT_ERR_NOMEM, "alloc failure %llu gave rc %d",
                    (unsigned long long)f, (int)rc);
         }
+        /* The same with the fissure refinement: the lungs hold no fissure,
+         * so it must keep every invariant; every allocation failure of its
+         * path is reported and leaks nothing. */
+        CHECK(setenv("COVCT_LOBES_FISSURES", "1", 1) == 0);
+        CHECK(covct_lobes_segment(ct, seg, &err) == COVCT_OK);
+        check_invariants("synthetic (fissures)", ct, seg, frac);
+        for (uint64_t f = 1; f < 256; f++) {
+            covct_error e2;
+            covct_error_clear(&e2);
+            covct_alloc_fail_at(f);
+            covct_rc rc = covct_lobes_segment(ct, seg, &e2);
+            uint64_t used = covct_alloc_count();
+            covct_alloc_fail_at(0);
+            if (rc == COVCT_OK && used < f)
+                break;
+            CHECKF(rc == COVCT_ERR_NOMEM, "fissures: alloc failure %llu "
+                   "gave rc %d", (unsigned long long)f, (int)rc);
+        }
+        CHECK(unsetenv("COVCT_LOBES_FISSURES") == 0);
         /* Empty lungs: no lobes, no error. */
         memset(seg->lungs, 0, (size_t)nx * ny * nz);
         CHECK(covct_lobes_segment(ct, seg, &err) == COVCT_OK);
