@@ -29,7 +29,7 @@ sys.exit(0 if ok else 1)
 PYEOF
 check "demo volume ordered by position, not file name" [ $? -eq 0 ]
 
-for c in "" info dump volume demo; do
+for c in "" info dump volume demo analyze phantom; do
     "$COVCT_BIN" $c --help >help.txt 2>&1
     check "covct $c --help exits 0" [ $? -eq 0 ]
     check "covct $c --help prints usage" grep -q "Usage: covct" help.txt
@@ -43,4 +43,12 @@ check "volume without -o says what is missing" grep -q -- "-o OUT.nii.gz is requ
 "$COVCT_BIN" info /nonexistent/x.dcm >err.txt 2>&1
 check "missing input exits 1" [ $? -eq 1 ]
 check "missing input named" grep -q "/nonexistent/x.dcm" err.txt
+# Not a chest CT: said plainly, exit 1, and the report still written.
+ctsmall=$(data dicom-conformance/pydicom-2.3.1-debian/CT_small.dcm)
+"$COVCT_BIN" analyze "$ctsmall" -o nc -q >err.txt 2>&1
+check "analyze on a non-chest image exits 1" [ $? -eq 1 ]
+check "it says it is not a chest CT" grep -q "not a chest CT: " err.txt
+check "the report says so too" grep -q "Not a chest CT" nc/report.html
+"$PY" -c 'import json,sys; r=json.load(open("nc/report.json")); sys.exit(0 if r["is_chest"] is False and r["ct_severity_score"] is None else 1)'
+check "report.json: is_chest false, no score" [ $? -eq 0 ]
 finish
