@@ -523,7 +523,7 @@ static covct_rc fis_solve(fissure *f, covct_error *err)
     for (size_t c = 0; c < cells; c++) {
         const float *s = f->sum + c * (size_t)f->nd;
         const float *n = f->cnt + c * (size_t)f->nd;
-        double best = -1, mean = 0, mean_n = 0;
+        double best = -1, mean = 0;
         int bi = -1, valid = 0;
         for (int q = 0; q < f->nd; q++) {
             if (n[q] < f->cnt_min)
@@ -531,7 +531,6 @@ static covct_rc fis_solve(fissure *f, covct_error *err)
             double m = s[q] / n[q];
             valid++;
             mean += m;
-            mean_n += n[q];
             if (m > best) {
                 best = m;
                 bi = q;
