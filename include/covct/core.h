@@ -99,6 +99,12 @@ typedef struct covct_buf {
 covct_rc covct_buf_reserve(covct_buf *b, size_t extra, covct_error *err);
 covct_rc covct_buf_append(covct_buf *b, const void *p, size_t n,
                           covct_error *err);
+/* Append printf-formatted text of any length.  The bytes stay a C string:
+ * a NUL is kept after `len` (not counted in it). */
+covct_rc covct_buf_appendf(covct_buf *b, covct_error *err, const char *fmt,
+                           ...) __attribute__((format(printf, 3, 4)));
+covct_rc covct_buf_vappendf(covct_buf *b, covct_error *err, const char *fmt,
+                            va_list ap) __attribute__((format(printf, 3, 0)));
 void covct_buf_free(covct_buf *b);
 
 /* ---- files --------------------------------------------------------------

@@ -115,10 +115,10 @@ covct_rc covct_measures_compute(const covct_volume *ct, const covct_seg *seg,
                          "volume has a degenerate affine (voxel volume 0)");
     m->slices = covct_calloc(nz ? nz : 1, sizeof *m->slices);
     float *depth = covct_malloc(plane * sizeof *depth);
-    uint8_t *lung2d = covct_malloc(plane);
-    if (!m->slices || !depth || !lung2d) {
+    uint8_t *body2d = covct_malloc(plane);
+    if (!m->slices || !depth || !body2d) {
         covct_free(depth);
-        covct_free(lung2d);
+        covct_free(body2d);
         covct_measures_free(m);
         return COVCT_ERR(err, COVCT_ERR_NOMEM, "out of memory for measures");
     }
@@ -142,7 +142,7 @@ covct_rc covct_measures_compute(const covct_volume *ct, const covct_seg *seg,
         bool any_lesion = false, any_body = false;
         for (size_t i = 0; i < plane; i++) {
             uint8_t l = seg->lungs[base + i];
-            lung2d[i] = seg->body[base + i] || l;
+            body2d[i] = seg->body[base + i] || l;
             any_body |= seg->body[base + i] != 0;
             any_lesion |= l && seg->lesions[base + i];
         }
@@ -154,8 +154,8 @@ covct_rc covct_measures_compute(const covct_volume *ct, const covct_seg *seg,
         if (any_lesion) {
             if (!any_body)
                 for (size_t i = 0; i < plane; i++)
-                    lung2d[i] = seg->lungs[base + i] != 0;
-            slice_depth(lung2d, nx, ny, ct->spacing[0], ct->spacing[1], depth);
+                    body2d[i] = seg->lungs[base + i] != 0;
+            slice_depth(body2d, nx, ny, ct->spacing[0], ct->spacing[1], depth);
             for (size_t i = 0; i < plane; i++) {
                 uint8_t l = seg->lungs[base + i];
                 if (l && l < 3) {
@@ -190,7 +190,7 @@ covct_rc covct_measures_compute(const covct_volume *ct, const covct_seg *seg,
         }
     }
     covct_free(depth);
-    covct_free(lung2d);
+    covct_free(body2d);
 
     m->right_ml = (double)lung_n[COVCT_LUNG_RIGHT] * voxel_ml;
     m->left_ml = (double)lung_n[COVCT_LUNG_LEFT] * voxel_ml;

@@ -180,6 +180,33 @@ covct_rc covct_buf_append(covct_buf *b, const void *p, size_t n,
     return COVCT_OK;
 }
 
+covct_rc covct_buf_vappendf(covct_buf *b, covct_error *err, const char *fmt,
+                            va_list ap)
+{
+    va_list ap2;
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap2);
+    va_end(ap2);
+    if (n < 0)
+        return COVCT_ERR(err, COVCT_ERR_INTERNAL, "bad format '%s'", fmt);
+    covct_rc rc = covct_buf_reserve(b, (size_t)n + 1, err);
+    if (rc)
+        return rc;
+    vsnprintf((char *)b->data + b->len, (size_t)n + 1, fmt, ap);
+    b->len += (size_t)n;
+    return COVCT_OK;
+}
+
+covct_rc covct_buf_appendf(covct_buf *b, covct_error *err, const char *fmt,
+                           ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    covct_rc rc = covct_buf_vappendf(b, err, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
 void covct_buf_free(covct_buf *b)
 {
     if (!b)

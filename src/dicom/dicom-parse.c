@@ -382,24 +382,16 @@ static covct_rc parse_dataset(cursor *c, size_t end, bool in_undef_item,
 
 void covct_dcm_file_warn(covct_dcm_file *f, const char *fmt, ...)
 {
-    char line[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(line, sizeof line - 1, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    if ((size_t)n > sizeof line - 2)
-        n = (int)sizeof line - 2;
     /* Bound the warning text: a hostile file could produce millions. */
     if (f->warnings.len > 16384)
         return;
-    line[n++] = '\n';
-    line[n] = '\0';
-    /* Append with the NUL, then drop it from len so the next append
-     * overwrites it: the text stays a C string. */
-    if (covct_buf_append(&f->warnings, line, (size_t)n + 1, NULL) == COVCT_OK)
-        f->warnings.len--;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (n >= 0)
+        covct_buf_appendf(&f->warnings, NULL, "%s\n", line);
 }
 
 /* Guess the encoding of a data set that has no meta header (or no Transfer

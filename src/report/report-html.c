@@ -65,31 +65,12 @@ static void putf(html *h, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void putf(html *h, const char *fmt, ...)
 {
-    char small[512];
+    if (h->rc)
+        return;
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(small, sizeof small, fmt, ap);
+    h->rc = covct_buf_vappendf(&h->b, h->err, fmt, ap);
     va_end(ap);
-    if (n < 0) {
-        if (!h->rc)
-            h->rc = COVCT_ERR(h->err, COVCT_ERR_INTERNAL, "HTML: bad format");
-        return;
-    }
-    if ((size_t)n < sizeof small) {
-        put(h, small);
-        return;
-    }
-    char *big = covct_malloc((size_t)n + 1);
-    if (!big) {
-        if (!h->rc)
-            h->rc = COVCT_ERR(h->err, COVCT_ERR_NOMEM, "HTML: out of memory");
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    put(h, big);
-    covct_free(big);
 }
 
 /* Text content or attribute value: the five characters HTML gives meaning

@@ -53,6 +53,8 @@ struct covct_series {
     size_t n, cap;
     size_t n_files;
     double normal[3];
+    double median_step; /* mm between neighbouring slices (n >= 2) */
+    double tilt_deg;    /* stacking direction vs normal (n >= 2) */
     covct_buf problems;
 };
 
@@ -64,24 +66,6 @@ struct covct_series_set {
     size_t skipped;
     covct_buf skipped_report;
 };
-
-static void buf_printf(covct_buf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void buf_printf(covct_buf *b, const char *fmt, ...)
-{
-    char line[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    if ((size_t)n >= sizeof line)
-        n = (int)sizeof line - 1;
-    /* Keep a NUL after the text (see covct_dcm_file_warn). */
-    if (covct_buf_append(b, line, (size_t)n + 1, NULL) == COVCT_OK)
-        b->len--;
-}
 
 /* ---- reading slice headers ---------------------------------------------- */
 
@@ -151,9 +135,10 @@ static covct_rc add_file(covct_series_set *s, const char *path,
     if (covct_dcm_file_read(path, &opts, &f, &ferr) != COVCT_OK) {
         s->skipped++;
         if (s->skipped <= 50)
-            buf_printf(&s->skipped_report, "%s\n", ferr.msg);
-        return ferr.rc == COVCT_ERR_NOMEM ? COVCT_ERR(err, ferr.rc, "%s", ferr.msg)
-                                          : COVCT_OK;
+            covct_buf_appendf(&s->skipped_report, NULL, "%s\n", ferr.msg);
+        return ferr.rc == COVCT_ERR_NOMEM
+                   ? COVCT_ERR(err, ferr.rc, "%s", ferr.msg)
+                   : COVCT_OK;
     }
     const covct_dcm_dataset *ds = covct_dcm_file_dataset_const(f);
     covct_rc rc = COVCT_OK;
@@ -166,15 +151,16 @@ static covct_rc add_file(covct_series_set *s, const char *path,
         /* No image: a DICOMDIR, SR, presentation state... */
         s->skipped++;
         if (s->skipped <= 50)
-            buf_printf(&s->skipped_report, "%s: not an image (no Rows)\n",
-                       path);
+            covct_buf_appendf(&s->skipped_report, NULL,
+                              "%s: not an image (no Rows)\n", path);
         goto out;
     }
     base.rows = (uint32_t)v;
     if (covct_dcm_get_int(ds, T(0x0028, 0x0011), 0, &v, NULL) || v <= 0) {
         s->skipped++;
         if (s->skipped <= 50)
-            buf_printf(&s->skipped_report, "%s: no valid Columns\n", path);
+            covct_buf_appendf(&s->skipped_report, NULL,
+                              "%s: no valid Columns\n", path);
         goto out;
     }
     base.cols = (uint32_t)v;
@@ -462,9 +448,9 @@ static covct_rc finish_series(covct_series *se)
     for (size_t i = 0; i < se->n; i++)
         any_missing_ipp |= !se->slices[i]->has_ipp;
     if (any_missing_ipp && se->n > 1)
-        buf_printf(&se->problems,
-                   "some images lack Image Position (Patient); ordered by "
-                   "Instance Number\n");
+        covct_buf_appendf(&se->problems, NULL,
+                          "some images lack Image Position (Patient); "
+                          "ordered by Instance Number\n");
 
     /* Duplicates: two images at the same position (0.01 mm).  Keep the
      * first in (position, Instance Number, file name) order. */
@@ -473,59 +459,22 @@ static covct_rc finish_series(covct_series *se)
         if (w > 0 && se->slices[i]->has_ipp &&
             fabs(se->slices[i]->pos - se->slices[w - 1]->pos) < 0.01) {
             if (++dups <= 5)
-                buf_printf(&se->problems,
-                           "duplicate image at position %.2f mm: %s (frame "
-                           "%u) ignored, %s kept\n",
-                           se->slices[i]->pos, se->slices[i]->path,
-                           se->slices[i]->frame + 1, se->slices[w - 1]->path);
+                covct_buf_appendf(&se->problems, NULL,
+                                  "duplicate image at position %.2f mm: %s "
+                                  "(frame %u) ignored, %s kept\n",
+                                  se->slices[i]->pos, se->slices[i]->path,
+                                  se->slices[i]->frame + 1,
+                                  se->slices[w - 1]->path);
             continue;
         }
         se->slices[w++] = se->slices[i];
     }
     if (dups > 5)
-        buf_printf(&se->problems, "%zu duplicate images in all\n", dups);
+        covct_buf_appendf(&se->problems, NULL,
+                          "%zu duplicate images in all\n", dups);
     se->n = w;
-    if (se->n < 3)
+    if (se->n < 2)
         return COVCT_OK;
-
-    /* Spacing: median of the steps; gaps are steps over 1.5 medians. */
-    size_t nd = se->n - 1;
-    double *d = covct_malloc(nd * sizeof *d);
-    if (!d)
-        return COVCT_ERR_NOMEM;
-    for (size_t i = 0; i < nd; i++)
-        d[i] = se->slices[i + 1]->pos - se->slices[i]->pos;
-    double *sorted = covct_malloc(nd * sizeof *sorted);
-    if (!sorted) {
-        covct_free(d);
-        return COVCT_ERR_NOMEM;
-    }
-    memcpy(sorted, d, nd * sizeof *d);
-    qsort(sorted, nd, sizeof *sorted, cmp_double);
-    double med = sorted[nd / 2];
-    size_t gaps = 0;
-    bool varying = false;
-    for (size_t i = 0; i < nd; i++) {
-        if (d[i] > 1.5 * med) {
-            if (++gaps <= 5)
-                buf_printf(&se->problems,
-                           "gap: %.2f mm between slices at %.2f and %.2f mm "
-                           "(usual spacing %.2f mm; about %.0f slice(s) "
-                           "missing)\n",
-                           d[i], se->slices[i]->pos, se->slices[i + 1]->pos,
-                           med, d[i] / med - 1);
-        } else if (fabs(d[i] - med) > 0.01 * med + 1e-3) {
-            varying = true;
-        }
-    }
-    if (gaps > 5)
-        buf_printf(&se->problems, "%zu gaps in all\n", gaps);
-    if (varying)
-        buf_printf(&se->problems,
-                   "varying slice spacing: %.3f to %.3f mm (median %.3f)\n",
-                   sorted[0], sorted[nd - 1], med);
-    covct_free(d);
-    covct_free(sorted);
 
     /* Gantry tilt: the stacking direction is not the slice normal. */
     slice *a = se->slices[0], *b = se->slices[se->n - 1];
@@ -537,14 +486,54 @@ static covct_rc finish_series(covct_series *se)
             double c = fabs(st[0] * se->normal[0] + st[1] * se->normal[1] +
                             st[2] * se->normal[2]) /
                        len;
-            double ang = acos(c > 1 ? 1 : c) * 180.0 / M_PI;
-            if (ang > 0.01)
-                buf_printf(&se->problems,
-                           "gantry tilt: slices are stacked %.2f degrees off "
-                           "their normal (kept as a sheared affine)\n",
-                           ang);
+            se->tilt_deg = acos(c > 1 ? 1 : c) * 180.0 / M_PI;
         }
     }
+
+    /* Spacing: median of the steps; gaps are steps over 1.5 medians. */
+    size_t nd = se->n - 1;
+    double *d = covct_malloc(nd * sizeof *d);
+    double *sorted = covct_malloc(nd * sizeof *sorted);
+    if (!d || !sorted) {
+        covct_free(d);
+        covct_free(sorted);
+        return COVCT_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < nd; i++)
+        d[i] = se->slices[i + 1]->pos - se->slices[i]->pos;
+    memcpy(sorted, d, nd * sizeof *d);
+    qsort(sorted, nd, sizeof *sorted, cmp_double);
+    double med = se->median_step = sorted[nd / 2];
+    size_t gaps = 0;
+    bool varying = false;
+    for (size_t i = 0; se->n >= 3 && i < nd; i++) {
+        if (d[i] > 1.5 * med) {
+            if (++gaps <= 5)
+                covct_buf_appendf(&se->problems, NULL,
+                                  "gap: %.2f mm between slices at %.2f and "
+                                  "%.2f mm (usual spacing %.2f mm; about "
+                                  "%.0f slice(s) missing)\n",
+                                  d[i], se->slices[i]->pos,
+                                  se->slices[i + 1]->pos, med,
+                                  d[i] / med - 1);
+        } else if (fabs(d[i] - med) > 0.01 * med + 1e-3) {
+            varying = true;
+        }
+    }
+    if (gaps > 5)
+        covct_buf_appendf(&se->problems, NULL, "%zu gaps in all\n", gaps);
+    if (varying)
+        covct_buf_appendf(&se->problems, NULL,
+                          "varying slice spacing: %.3f to %.3f mm (median "
+                          "%.3f)\n",
+                          sorted[0], sorted[nd - 1], med);
+    covct_free(d);
+    covct_free(sorted);
+    if (se->n >= 3 && se->tilt_deg > 0.01)
+        covct_buf_appendf(&se->problems, NULL,
+                          "gantry tilt: slices are stacked %.2f degrees off "
+                          "their normal (kept as a sheared affine)\n",
+                          se->tilt_deg);
     return COVCT_OK;
 }
 
@@ -590,10 +579,11 @@ static covct_rc group(covct_series_set *s, covct_error *err)
                 const char *why = a->rows != b->rows || a->cols != b->cols
                                       ? "mixed image sizes"
                                       : "mixed orientations";
-                buf_printf(&s->series[k]->problems,
-                           "series UID shared with another group (%s: "
-                           "%ux%u vs %ux%u); split into separate volumes\n",
-                           why, a->cols, a->rows, b->cols, b->rows);
+                covct_buf_appendf(&s->series[k]->problems, NULL,
+                                  "series UID shared with another group (%s: "
+                                  "%ux%u vs %ux%u); split into separate "
+                                  "volumes\n",
+                                  why, a->cols, a->rows, b->cols, b->rows);
             }
         }
     return COVCT_OK;
@@ -713,26 +703,8 @@ void covct_series_get_summary(const covct_series *s, covct_series_summary *o)
     o->pixel_spacing[0] = f->spacing[0];
     o->pixel_spacing[1] = f->spacing[1];
     o->slice_thickness = f->thickness;
-    if (s->n > 1) {
-        double *d = covct_malloc((s->n - 1) * sizeof *d);
-        if (d) {
-            for (size_t i = 0; i + 1 < s->n; i++)
-                d[i] = s->slices[i + 1]->pos - s->slices[i]->pos;
-            qsort(d, s->n - 1, sizeof *d, cmp_double);
-            o->slice_spacing = d[(s->n - 1) / 2];
-            covct_free(d);
-        }
-        const slice *a = s->slices[0], *b = s->slices[s->n - 1];
-        double st[3] = {b->ipp[0] - a->ipp[0], b->ipp[1] - a->ipp[1],
-                        b->ipp[2] - a->ipp[2]};
-        double len = sqrt(st[0] * st[0] + st[1] * st[1] + st[2] * st[2]);
-        if (len > 0 && a->has_iop) {
-            double c = fabs(st[0] * s->normal[0] + st[1] * s->normal[1] +
-                            st[2] * s->normal[2]) /
-                       len;
-            o->gantry_tilt_deg = acos(c > 1 ? 1 : c) * 180.0 / M_PI;
-        }
-    }
+    o->slice_spacing = s->median_step;
+    o->gantry_tilt_deg = s->tilt_deg;
 }
 
 size_t covct_series_slice_count(const covct_series *s) { return s->n; }
