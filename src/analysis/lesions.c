@@ -56,6 +56,9 @@ static const double vessel_scales_mm[] = {1.0, 2.0, 3.0};
 #define KEEP_MM 3.5
 /* Partial-volume rim of consolidation (step 5b). */
 #define EDGE_MM 2.0
+/* An opacity has a core: some voxel at least CORE_MM from lung outside
+ * the opacity, a ball 6 mm across (step 6b). */
+#define CORE_MM 3.0
 /* Connected lesion pieces smaller than this are dropped; holes smaller
  * than this are filled. */
 #define MIN_LESION_MM3 100.0
@@ -206,6 +209,33 @@ static bool win_any_deep(const float *w, const box *b, const double sp[3],
                     return true;
             }
     return false;
+}
+
+/* Whether every voxel within radius_mm of voxel i (inside the box) has
+ * flag `want`. */
+static bool win_all(const uint8_t *fl, const box *b, const double sp[3],
+                    size_t i, double radius_mm, uint8_t want)
+{
+    size_t bplane = b->nx * b->ny;
+    ptrdiff_t z = (ptrdiff_t)(i / bplane), y = (ptrdiff_t)((i / b->nx) % b->ny),
+              x = (ptrdiff_t)(i % b->nx);
+    ptrdiff_t rx = (ptrdiff_t)floor(radius_mm / sp[0]),
+              ry = (ptrdiff_t)floor(radius_mm / sp[1]),
+              rz = (ptrdiff_t)floor(radius_mm / sp[2]);
+    if (x < rx || y < ry || z < rz || x + rx >= (ptrdiff_t)b->nx ||
+        y + ry >= (ptrdiff_t)b->ny || z + rz >= (ptrdiff_t)b->nz)
+        return false;
+    for (ptrdiff_t dz = -rz; dz <= rz; dz++)
+        for (ptrdiff_t dy = -ry; dy <= ry; dy++)
+            for (ptrdiff_t dx = -rx; dx <= rx; dx++) {
+                double ex = dx * sp[0], ey = dy * sp[1], ez = dz * sp[2];
+                if (ex * ex + ey * ey + ez * ez >= radius_mm * radius_mm)
+                    continue;
+                if (!(fl[(size_t)(z + dz) * bplane + (size_t)(y + dy) * b->nx +
+                         (size_t)(x + dx)] & want))
+                    return false;
+            }
+    return true;
 }
 
 /* Seconds spent per step, for the debug log. */
@@ -594,6 +624,26 @@ covct_rc covct_lesions_segment(const covct_volume *ct, covct_seg *seg,
             for (size_t k = 0; k < mem.len; k++)
                 fl[mem.v[k]] |= F_CAND;
     }
+
+    /* 6b. Opacities have a core: a piece whose every voxel lies within
+     * CORE_MM of lung outside it is a sheet or a shell (the wall of a
+     * bronchus, the partial-volume shell of a vessel, a fissure, a rim
+     * along the heart), not an opacity.  A window test per voxel, stopping
+     * at the first core found: candidates are a few per cent of the box. */
+    clear_seen(fl, b.n);
+    for (size_t i = 0; i < b.n; i++) {
+        if (!(fl[i] & F_CAND) || (fl[i] & F_SEEN))
+            continue;
+        if (component(fl, &b, i, F_CAND, 1, &todo, &mem) != 0)
+            goto nomem;
+        bool core = false;
+        for (size_t k = 0; k < mem.len && !core; k++)
+            core = win_all(fl, &b, ct->spacing, mem.v[k], CORE_MM, F_CAND);
+        if (!core)
+            for (size_t k = 0; k < mem.len; k++)
+                fl[mem.v[k]] &= (uint8_t)~F_CAND;
+    }
+    clear_seen(fl, b.n);
 
     tmark(&tm, 7);
     /* 7. Labels: GGO or consolidation per voxel by smoothed density. */

@@ -1087,49 +1087,54 @@ done:
     return rc;
 }
 
-/* 3-D decision on the holes of c->work: a 3-D component of holes is filled
- * unless it holds a large 2-D hole and touches, through a slice face,
- * something that is neither lung nor hole (the liver under the diaphragm
- * dome, the mediastinum at the hilum). */
+/* 3-D decision on the holes of c->work.  Small 2-D holes (vessels,
+ * bronchi, small nodules) are lung.  The large ones form 3-D components
+ * of their own (6-connected, large-hole voxels only): a component is
+ * filled unless it touches, through a slice face, something that is
+ * neither lung nor hole (the liver under the diaphragm dome, the
+ * mediastinum at the hilum).  Components over all holes would join a
+ * consolidation to the hilum through the vessel tree, and leave it out. */
 static covct_rc fill_holes_3d(ctx *c)
 {
+    uint8_t *lungs = c->seg->lungs;
+    for (size_t i = 0; i < c->n; i++)
+        if (c->work[i] && !(c->work[i] & HOLE_BIG)) {
+            lungs[i] = c->work[i] & 3;
+            c->work[i] = 0;
+        }
     covct_cc3 cc;
     covct_rc rc = covct_morph_cc3(c->work, c->nx, c->ny, c->nz, 6, &cc,
                                   c->err);
     if (rc != COVCT_OK)
         return rc;
-    uint8_t *flag = covct_calloc((size_t)cc.n + 1, 1); /* 1 big, 2 touch */
-    if (!flag) {
+    uint8_t *touch = covct_calloc((size_t)cc.n + 1, 1);
+    if (!touch) {
         covct_morph_cc3_free(&cc);
         return COVCT_ERR(c->err, COVCT_ERR_NOMEM, "out of memory (lungs)");
     }
-    const uint8_t *lung = c->seg->lungs;
     size_t np = c->np, nrows = (size_t)c->ny * c->nz;
     for (size_t r = 0; r < nrows; r++) {
         uint32_t z = (uint32_t)(r / c->ny);
         for (uint32_t k = cc.row[r]; k < cc.row[r + 1]; k++) {
             uint32_t l = cc.lab[k];
             size_t i0 = r * c->nx;
-            for (uint32_t x = cc.x0[k]; x < cc.x1[k]; x++) {
+            for (uint32_t x = cc.x0[k]; x < cc.x1[k] && !touch[l]; x++) {
                 size_t i = i0 + x;
-                if (c->work[i] & HOLE_BIG)
-                    flag[l] |= 1;
-                if (z > 0 && !lung[i - np] && !c->work[i - np])
-                    flag[l] |= 2;
-                if (z + 1 < c->nz && !lung[i + np] && !c->work[i + np])
-                    flag[l] |= 2;
+                if ((z > 0 && !lungs[i - np] && !c->work[i - np]) ||
+                    (z + 1 < c->nz && !lungs[i + np] && !c->work[i + np]))
+                    touch[l] = 1;
             }
         }
     }
     for (size_t r = 0; r < nrows; r++)
         for (uint32_t k = cc.row[r]; k < cc.row[r + 1]; k++) {
-            if (flag[cc.lab[k]] == 3)
+            if (touch[cc.lab[k]])
                 continue;
             size_t i0 = r * c->nx;
             for (uint32_t x = cc.x0[k]; x < cc.x1[k]; x++)
-                c->seg->lungs[i0 + x] = c->work[i0 + x] & 3;
+                lungs[i0 + x] = c->work[i0 + x] & 3;
         }
-    covct_free(flag);
+    covct_free(touch);
     covct_morph_cc3_free(&cc);
     return COVCT_OK;
 }
