@@ -44,6 +44,10 @@ static const double vessel_scales_mm[] = {1.0, 2.0, 3.0};
  * vessel: the lumen (radius ~2 x scale) and its partial-volume shell,
  * which reads -700..-300 HU, GGO by density. */
 #define VESSEL_RADIUS_K 2.0
+/* Centre-line voxels sit in bright tissue at most this many vessel
+ * radii (VESSEL_RADIUS_K x scale) deep on both sides, in the narrowest of
+ * the 13 voxel directions (step 3). */
+#define VESSEL_WIDTH_K 1.0
 /* A connected piece of centre line shorter than this (diagonal of its
  * bounding box) is not a vessel. */
 #define VESSEL_MIN_LEN_MM 15.0
@@ -238,6 +242,63 @@ static bool win_all(const uint8_t *fl, const box *b, const double sp[3],
     return true;
 }
 
+/* Distance (mm) from voxel i along the voxel direction (dx, dy, dz) to
+ * the first voxel that is not bright, up to limit_mm. */
+static double ray_bright(const uint8_t *fl, const box *b, const double sp[3],
+                         size_t i, int dx, int dy, int dz, double limit_mm)
+{
+    size_t bplane = b->nx * b->ny;
+    ptrdiff_t z = (ptrdiff_t)(i / bplane), y = (ptrdiff_t)((i / b->nx) % b->ny),
+              x = (ptrdiff_t)(i % b->nx);
+    double step = sqrt(dx * dx * sp[0] * sp[0] + dy * dy * sp[1] * sp[1] +
+                       dz * dz * sp[2] * sp[2]);
+    double dist = 0;
+    for (;;) {
+        x += dx;
+        y += dy;
+        z += dz;
+        dist += step;
+        if (dist > limit_mm)
+            return limit_mm;
+        if (x < 0 || y < 0 || z < 0 || x >= (ptrdiff_t)b->nx ||
+            y >= (ptrdiff_t)b->ny || z >= (ptrdiff_t)b->nz)
+            return dist;
+        if (!(fl[(size_t)z * bplane + (size_t)y * b->nx + (size_t)x] &
+              F_BRIGHT))
+            return dist;
+    }
+}
+
+/* Whether the bright region around voxel i is as narrow as a vessel of
+ * the given radius: along at least one of the 13 voxel directions, both
+ * ways to the edge are at most VESSEL_WIDTH_K x radius_mm plus one and a
+ * half pixels (for sampling), and at least one step.  A vessel is narrow across its axis, even at
+ * a branching (across the plane of the branches); a dense region wider
+ * than the vessel in every direction is not a vessel. */
+static bool narrow(const uint8_t *fl, const box *b, const double sp[3],
+                   size_t i, double radius_mm)
+{
+    double vox = sp[0] > sp[1] ? sp[0] : sp[1];
+    for (int dz = -1; dz <= 1; dz++)
+        for (int dy = -1; dy <= 1; dy++)
+            for (int dx = -1; dx <= 1; dx++) {
+                /* one of each opposite pair: the first non-zero is +1 */
+                int first = dz ? dz : dy ? dy : dx;
+                if (first != 1)
+                    continue;
+                double step = sqrt(dx * dx * sp[0] * sp[0] +
+                                   dy * dy * sp[1] * sp[1] +
+                                   dz * dz * sp[2] * sp[2]);
+                double limit = VESSEL_WIDTH_K * radius_mm + 1.5 * vox;
+                if (limit < step)
+                    limit = step; /* one slice across thick slices */
+                if (ray_bright(fl, b, sp, i, dx, dy, dz, 2 * limit) <= limit &&
+                    ray_bright(fl, b, sp, i, -dx, -dy, -dz, 2 * limit) <= limit)
+                    return true;
+            }
+    return false;
+}
+
 /* Seconds spent per step, for the debug log. */
 typedef struct timing {
     double last, t[9];
@@ -396,6 +457,16 @@ covct_rc covct_lesions_segment(const covct_volume *ct, covct_seg *seg,
         covct_free(best);
         goto nomem;
     }
+    /* A centre line lies inside a vessel, so the bright tissue around it
+     * is, in some direction, no wider than the vessel its scale implies.  A tubular response deep inside a wider dense region
+     * (a consolidation a vessel runs into, which with the vessel looks
+     * like a thick tube) is not a vessel: without this, the mask grown
+     * from it ate the phantom's consolidation on a vessel whole. */
+    for (size_t i = 0; i < b.n; i++)
+        if (best[i] && w[i] >= VESSEL_MIN &&
+            !narrow(fl, &b, ct->spacing, i,
+                    VESSEL_RADIUS_K * vessel_scales_mm[best[i] - 1]))
+            best[i] = 0;
     /* Centre lines must be long: a blob against the pleura or the end of
      * a finger of consolidation gives a short tubular response. */
     for (size_t i = 0; i < b.n; i++)
