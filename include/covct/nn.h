@@ -1,0 +1,218 @@
+/*
+ * covct nn: a small neural-network engine for 2-D segmentation networks,
+ * forward and backward, in fp32, NCHW layout.  Design: docs/internals/nn.md.
+ *
+ * A network is a static graph built once (covct_nn_graph): tensors are
+ * numbered slots, operations read slots and write one slot, in the order
+ * they were added (a topological order by construction).  Parameters
+ * (weights, biases, batch-norm scale/shift) are tensors owned by the graph
+ * with a gradient each.  covct_nn_forward() runs the operations in order;
+ * covct_nn_backward() runs them in reverse and accumulates gradients.
+ *
+ * Every operation has a plain reference implementation (loops, the
+ * yardstick); convolutions also have a fast path on oneDNN.  Which one runs
+ * is a property of the graph (covct_nn_set_backend), so a test can run the
+ * same graph both ways and compare.
+ */
+#ifndef COVCT_NN_H
+#define COVCT_NN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "covct/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- tensors ---------------------------------------------------------- */
+
+/* A 4-D fp32 tensor, NCHW, contiguous (w fastest).  Parameters use the
+ * PyTorch shapes: conv weight (out, in, kh, kw) as n, c, h, w; transposed
+ * conv weight (in, out, kh, kw); vectors (bias, scale) as (1, C, 1, 1). */
+typedef struct covct_tensor {
+    int n, c, h, w;
+    float *data; /* owned; NULL until allocated */
+} covct_tensor;
+
+static inline size_t covct_tensor_size(const covct_tensor *t)
+{
+    return (size_t)t->n * (size_t)t->c * (size_t)t->h * (size_t)t->w;
+}
+
+/* Allocate (zeroed) data for shape n, c, h, w; frees what was there. */
+covct_rc covct_tensor_alloc(covct_tensor *t, int n, int c, int h, int w,
+                            covct_error *err);
+void covct_tensor_free(covct_tensor *t);
+
+/* ---- operations -------------------------------------------------------- */
+
+typedef enum covct_nn_op_kind {
+    COVCT_NN_CONV2D,      /* weight (O, I, K, K), optional bias (1, O, 1, 1);
+                           * stride, pad, dilation */
+    COVCT_NN_CONVT2D,     /* transposed conv, weight (I, O, K, K), optional
+                           * bias; stride, pad (output = (H-1)s - 2p + K) */
+    COVCT_NN_BATCHNORM,   /* per channel; training: batch statistics, running
+                           * averages updated with momentum; inference: the
+                           * running statistics */
+    COVCT_NN_RELU,
+    COVCT_NN_LEAKYRELU,   /* slope in `alpha` */
+    COVCT_NN_MAXPOOL2D,   /* kernel = stride = `k`, no padding */
+    COVCT_NN_AVGPOOL2D,   /* kernel = stride = `k`, no padding */
+    COVCT_NN_UPSAMPLE2X,  /* nearest neighbour, factor 2 */
+    COVCT_NN_CONCAT,      /* along channels, two inputs */
+    COVCT_NN_ADD,         /* elementwise, two inputs of the same shape */
+    COVCT_NN_SIGMOID,
+    COVCT_NN_SOFTMAX      /* over channels, per pixel */
+} covct_nn_op_kind;
+
+typedef struct covct_nn_graph covct_nn_graph;
+
+typedef enum covct_nn_backend {
+    COVCT_NN_REFERENCE = 0, /* plain loops, the yardstick */
+    COVCT_NN_FAST = 1       /* oneDNN where it has the operation */
+} covct_nn_backend;
+
+/* New graph with one input slot (returned by covct_nn_input()). */
+covct_rc covct_nn_graph_new(covct_nn_graph **g, covct_error *err);
+void covct_nn_graph_free(covct_nn_graph *g);
+
+/* Slot of the graph's input tensor (always 0). */
+int covct_nn_input(const covct_nn_graph *g);
+
+/* Add operations; each returns the output slot (>= 1) or -1 with err set.
+ * Channel counts are fixed here; spatial size and batch follow the input
+ * at forward time.  Weights are created with PyTorch's default
+ * initialisation (Kaiming uniform, a = sqrt(5)), seeded by
+ * covct_nn_seed(); batch norm starts at scale 1, shift 0, running mean 0,
+ * running variance 1, momentum 0.1, eps 1e-5 (PyTorch defaults). */
+int covct_nn_conv2d(covct_nn_graph *g, int in, int out_channels, int k,
+                    int stride, int pad, int dilation, int bias,
+                    covct_error *err);
+int covct_nn_convt2d(covct_nn_graph *g, int in, int out_channels, int k,
+                     int stride, int pad, int bias, covct_error *err);
+int covct_nn_batchnorm(covct_nn_graph *g, int in, covct_error *err);
+int covct_nn_relu(covct_nn_graph *g, int in, covct_error *err);
+int covct_nn_leakyrelu(covct_nn_graph *g, int in, float alpha,
+                       covct_error *err);
+int covct_nn_maxpool(covct_nn_graph *g, int in, int k, covct_error *err);
+int covct_nn_avgpool(covct_nn_graph *g, int in, int k, covct_error *err);
+int covct_nn_upsample2x(covct_nn_graph *g, int in, covct_error *err);
+int covct_nn_concat(covct_nn_graph *g, int a, int b, covct_error *err);
+int covct_nn_add(covct_nn_graph *g, int a, int b, covct_error *err);
+int covct_nn_sigmoid(covct_nn_graph *g, int in, covct_error *err);
+int covct_nn_softmax(covct_nn_graph *g, int in, covct_error *err);
+
+/* Input channel count of the graph (set before adding operations). */
+void covct_nn_set_input_channels(covct_nn_graph *g, int channels);
+void covct_nn_seed(covct_nn_graph *g, uint64_t seed);
+void covct_nn_set_backend(covct_nn_graph *g, covct_nn_backend b);
+/* Training mode: batch norm uses batch statistics and keeps what backward
+ * needs.  Inference mode: running statistics, nothing kept. */
+void covct_nn_set_training(covct_nn_graph *g, int training);
+
+/* ---- parameters ---------------------------------------------------------
+ * In the order the operations were added; per operation: conv/convt weight
+ * then bias (if any); batch norm scale (gamma), shift (beta), then the
+ * running mean and variance (buffers: no gradient, not trained). */
+size_t covct_nn_param_count(const covct_nn_graph *g);
+covct_tensor *covct_nn_param(covct_nn_graph *g, size_t i);
+/* Gradient of parameter i (same shape); NULL for buffers. */
+covct_tensor *covct_nn_param_grad(covct_nn_graph *g, size_t i);
+/* Whether parameter i is a buffer (running statistics). */
+int covct_nn_param_is_buffer(const covct_nn_graph *g, size_t i);
+
+/* ---- running ------------------------------------------------------------ */
+
+/* Run the graph on `input` (N, C, H, W).  The value of every slot stays
+ * available through covct_nn_value() until the next forward. */
+covct_rc covct_nn_forward(covct_nn_graph *g, const covct_tensor *input,
+                          covct_error *err);
+const covct_tensor *covct_nn_value(const covct_nn_graph *g, int slot);
+
+/* Backward from d(loss)/d(output slot) = grad (same shape as the slot's
+ * value).  Parameter gradients are accumulated (+=): zero them with
+ * covct_nn_zero_grad() before each step.  The gradient of the input is
+ * available through covct_nn_input_grad() afterwards. */
+covct_rc covct_nn_backward(covct_nn_graph *g, int slot,
+                           const covct_tensor *grad, covct_error *err);
+void covct_nn_zero_grad(covct_nn_graph *g);
+const covct_tensor *covct_nn_input_grad(const covct_nn_graph *g);
+
+/* ---- losses ---------------------------------------------------------------
+ * Both take logits (N, K, H, W) and integer labels (N, H, W) in 0..K-1,
+ * return the loss and write d(loss)/d(logits) into grad (allocated to the
+ * logits' shape). */
+
+/* Softmax cross-entropy, mean over all pixels (K >= 2). */
+covct_rc covct_nn_loss_ce(const covct_tensor *logits, const uint8_t *labels,
+                          covct_tensor *grad, double *loss, covct_error *err);
+/* Soft Dice loss on the softmax probabilities: 1 - mean over classes
+ * 1..K-1 of (2 sum(p y) + eps) / (sum(p) + sum(y) + eps), eps = 1, sums
+ * over the whole batch. */
+covct_rc covct_nn_loss_dice(const covct_tensor *logits,
+                            const uint8_t *labels, covct_tensor *grad,
+                            double *loss, covct_error *err);
+
+/* ---- optimiser ------------------------------------------------------------
+ * Adam with decoupled weight decay (AdamW, Loshchilov & Hutter), step for
+ * step as PyTorch's torch.optim.AdamW (amsgrad off): p *= 1 - lr wd;
+ * m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+ * p -= lr / (1-b1^t) * m / (sqrt(v) / sqrt(1-b2^t) + eps).
+ * Defaults b1 0.9, b2 0.999, eps 1e-8.  Buffers are not touched. */
+typedef struct covct_nn_adam {
+    double lr, beta1, beta2, eps, weight_decay;
+    uint64_t t;
+    size_t n;
+    covct_tensor *m, *v; /* one per parameter, allocated on first step */
+} covct_nn_adam;
+
+void covct_nn_adam_init(covct_nn_adam *a, double lr, double weight_decay);
+covct_rc covct_nn_adam_step(covct_nn_adam *a, covct_nn_graph *g,
+                            covct_error *err);
+void covct_nn_adam_free(covct_nn_adam *a);
+
+/* ---- the segmentation model ----------------------------------------------
+ * A U-Net (Ronneberger et al. 2015) with batch norm: per level two
+ * 3x3 conv -> batch norm -> ReLU, max pooling 2 down, transposed conv 2/2
+ * up, skip by concatenation, a 1x1 conv to `classes` logits.  Level l has
+ * base x 2^l channels.  Inputs must be a multiple of 2^(depth-1) in both
+ * directions (callers pad). */
+typedef struct covct_unet_config {
+    int in_channels; /* 1..8 */
+    int classes;     /* 2..16 */
+    int depth;       /* levels, 1..7 */
+    int base;        /* channels of the first level, 1..256 */
+} covct_unet_config;
+
+/* Build the U-Net; *out_slot is the logits slot. */
+covct_rc covct_nn_unet(const covct_unet_config *cfg, uint64_t seed,
+                       covct_nn_graph **g, int *out_slot, covct_error *err);
+
+/* A trained model: the network, its output slot, and its model card
+ * (JSON object text: training data, licence, metrics...). */
+typedef struct covct_nn_model {
+    covct_unet_config cfg;
+    covct_nn_graph *graph;
+    int out_slot;
+    char *card_json;
+} covct_nn_model;
+
+/* Model file (docs/internals/model-format.md): magic, version, a JSON
+ * header (architecture, parameter shapes, model card), the parameters as
+ * little-endian float32, a CRC-32 of everything before it.  Reading
+ * refuses anything that does not check out, naming what and where. */
+covct_rc covct_nn_model_write(const char *path, const covct_nn_model *m,
+                              covct_error *err);
+covct_rc covct_nn_model_read_buffer(const uint8_t *buf, size_t len,
+                                    covct_nn_model *m, covct_error *err);
+covct_rc covct_nn_model_read(const char *path, covct_nn_model *m,
+                             covct_error *err);
+void covct_nn_model_free(covct_nn_model *m);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,96 @@
+/*
+ * Internal kernels of the nn module.  Every kernel works on plain
+ * contiguous NCHW float arrays with explicit shapes; the graph code
+ * (graph.c) allocates and dispatches.  ops-ref.c holds the reference
+ * loops, ops-dnnl.c the oneDNN convolutions with the same signatures.
+ * Backward kernels accumulate (+=) into parameter gradients (dw, db) and
+ * overwrite the input gradient (dx); any of dx, dw, db may be NULL.
+ */
+#ifndef COVCT_NN_INT_H
+#define COVCT_NN_INT_H
+
+#include <stddef.h>
+
+#include "covct/nn.h"
+
+/* Shape of a 2-D convolution: input n x c x h x w, output n x o x oh x ow,
+ * square kernel k, stride, padding, dilation (1 = none). */
+typedef struct nn_conv_shape {
+    int n, c, h, w;
+    int o, oh, ow;
+    int k, stride, pad, dil;
+} nn_conv_shape;
+
+/* Output size of a convolution along one axis. */
+static inline int nn_conv_out(int in, int k, int stride, int pad, int dil)
+{
+    return (in + 2 * pad - dil * (k - 1) - 1) / stride + 1;
+}
+
+/* Output size of a transposed convolution along one axis. */
+static inline int nn_convt_out(int in, int k, int stride, int pad)
+{
+    return (in - 1) * stride - 2 * pad + k;
+}
+
+/* ---- reference kernels (ops-ref.c) -------------------------------------- */
+
+/* y = conv(x, w) + b; w is o x c x k x k. */
+void nn_ref_conv_fwd(const nn_conv_shape *s, const float *x, const float *w,
+                     const float *b, float *y);
+void nn_ref_conv_bwd(const nn_conv_shape *s, const float *x, const float *w,
+                     const float *dy, float *dx, float *dw, float *db);
+/* Transposed convolution: input n x c x h x w, output n x o x oh x ow with
+ * oh = nn_convt_out(h, ...); w is c x o x k x k (PyTorch layout); dil 1. */
+void nn_ref_convt_fwd(const nn_conv_shape *s, const float *x, const float *w,
+                      const float *b, float *y);
+void nn_ref_convt_bwd(const nn_conv_shape *s, const float *x, const float *w,
+                      const float *dy, float *dx, float *dw, float *db);
+
+/* Batch norm, training: batch mean/variance per channel; writes y, the
+ * normalised input xhat and 1/sqrt(var + eps) per channel (for backward),
+ * and updates the running statistics (unbiased variance, as PyTorch). */
+void nn_ref_bn_fwd_train(int n, int c, int hw, const float *x,
+                         const float *gamma, const float *beta, float eps,
+                         float momentum, float *run_mean, float *run_var,
+                         float *y, float *xhat, float *invstd);
+void nn_ref_bn_fwd_infer(int n, int c, int hw, const float *x,
+                         const float *gamma, const float *beta, float eps,
+                         const float *run_mean, const float *run_var,
+                         float *y);
+void nn_ref_bn_bwd(int n, int c, int hw, const float *dy, const float *xhat,
+                   const float *invstd, const float *gamma, float *dx,
+                   float *dgamma, float *dbeta);
+
+/* Max pooling, kernel = stride = k; argmax keeps the index of the chosen
+ * input element per output element (first maximum in row-major order). */
+void nn_ref_maxpool_fwd(int n, int c, int h, int w, int k, const float *x,
+                        float *y, int32_t *argmax);
+void nn_ref_maxpool_bwd(int n, int c, int h, int w, int k, const float *dy,
+                        const int32_t *argmax, float *dx);
+void nn_ref_avgpool_fwd(int n, int c, int h, int w, int k, const float *x,
+                        float *y);
+void nn_ref_avgpool_bwd(int n, int c, int h, int w, int k, const float *dy,
+                        float *dx);
+void nn_ref_upsample2x_fwd(int n, int c, int h, int w, const float *x,
+                           float *y);
+void nn_ref_upsample2x_bwd(int n, int c, int h, int w, const float *dy,
+                           float *dx);
+
+/* ---- oneDNN kernels (ops-dnnl.c) ------------------------------------------
+ * Same contracts as the reference ones.  Return COVCT_OK, or an error when
+ * oneDNN refuses (the graph then reports it; it does not fall back
+ * silently). */
+covct_rc nn_dnnl_conv_fwd(const nn_conv_shape *s, const float *x,
+                          const float *w, const float *b, float *y,
+                          covct_error *err);
+covct_rc nn_dnnl_conv_bwd(const nn_conv_shape *s, const float *x,
+                          const float *w, const float *dy, float *dx,
+                          float *dw, float *db, covct_error *err);
+/* Free the primitives cached per shape, the scratch buffers, the stream
+ * and the engine (all process-wide: call the oneDNN kernels from one
+ * thread at a time).  Optional, for leak checkers; a later call creates
+ * them again. */
+void nn_dnnl_release(void);
+
+#endif
