@@ -211,6 +211,20 @@ covct_rc covct_nn_model_read(const char *path, covct_nn_model *m,
                              covct_error *err);
 void covct_nn_model_free(covct_nn_model *m);
 
+/* ---- segmenting 2-D slices -------------------------------------------------
+ * Input pixels v (0..255) enter the network as v / 255 (training uses
+ * covct_nn_pixels_to_input() too, so the two cannot drift apart).  The
+ * slice is padded with zeros (black: air) to a multiple of 2^(depth-1)
+ * on the right and bottom, run in inference mode, and cropped back.
+ * Outputs, one byte per pixel, size of the input: `infection` = 255 x
+ * (1 - p(background)); for 3-class models `ggo` = 255 x p(class 1) and
+ * `consolidation` = 255 x p(class 2) (NULL pointers are skipped). */
+void covct_nn_pixels_to_input(const uint8_t *pixels, size_t n, float *out);
+covct_rc covct_nn_segment_slice(covct_nn_model *m, const uint8_t *pixels,
+                                uint32_t width, uint32_t height,
+                                uint8_t *infection, uint8_t *ggo,
+                                uint8_t *consolidation, covct_error *err);
+
 #ifdef __cplusplus
 }
 #endif

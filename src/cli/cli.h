@@ -14,6 +14,7 @@ int covct_cmd_volume(int argc, char **argv);
 int covct_cmd_demo(int argc, char **argv);
 int covct_cmd_analyze(int argc, char **argv);
 int covct_cmd_phantom(int argc, char **argv);
+int covct_cmd_segment(int argc, char **argv);
 
 /* Shared helpers. */
 bool covct_cli_is_help(const char *arg);

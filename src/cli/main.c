@@ -72,6 +72,8 @@ int main(int argc, char **argv)
         return covct_cmd_analyze(argc - 1, argv + 1);
     if (!strcmp(cmd, "phantom"))
         return covct_cmd_phantom(argc - 1, argv + 1);
+    if (!strcmp(cmd, "segment"))
+        return covct_cmd_segment(argc - 1, argv + 1);
     covct_cli_error("unknown command '%s'; run 'covct --help' for the list",
                     cmd);
     return COVCT_EXIT_USAGE;

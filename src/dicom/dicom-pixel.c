@@ -57,7 +57,7 @@ covct_rc covct_dcm_pixel_info_get(const covct_dcm_file *f,
 {
     const covct_dcm_dataset *ds = f->ds;
     memset(pi, 0, sizeof *pi);
-    uint16_t rows, cols, v;
+    uint16_t rows = 0, cols = 0, v = 0; /* set by get_us on success */
     covct_rc rc;
     const covct_dcm_element *pe = pixel_element(ds, &pi->float_bits);
     if (!pe)

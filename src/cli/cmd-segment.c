@@ -1,0 +1,180 @@
+/* covct segment: run the lesion segmentation network on 2-D slice images
+ * (JPEG or PNG, 8-bit, any size) and write probability maps as PNG. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli/cli.h"
+#include "covct/image.h"
+#include "covct/nn.h"
+
+#ifndef COVCT_MODEL_DEFAULT
+#define COVCT_MODEL_DEFAULT "models/lesions-unet.covctnn"
+#endif
+
+static const char help[] =
+    "Usage: covct segment IMAGE... -o OUTDIR [OPTIONS]\n"
+    "\n"
+    "Find COVID-19 pneumonia (ground glass and consolidation) on axial CT\n"
+    "slices saved as pictures (8-bit JPEG or PNG, grey or colour, any size,\n"
+    "windowed for the lungs, as in the COVID-SemiSeg data set), with the\n"
+    "neural network that ships with covct.  For whole CT series in DICOM\n"
+    "use 'covct analyze'.\n"
+    "\n"
+    "For each IMAGE (name STEM.jpg or STEM.png) it writes, same size as the\n"
+    "input, 0 = certainly not, 255 = certainly infection:\n"
+    "  OUTDIR/STEM.png                 infection probability (either class)\n"
+    "  OUTDIR/STEM_ggo.png             ground-glass opacity probability\n"
+    "  OUTDIR/STEM_consolidation.png   consolidation probability\n"
+    "A mask is the map thresholded at 128.\n"
+    "\n"
+    "Options:\n"
+    "  -o, --output DIR   where to write (created if missing)\n"
+    "  --model FILE       the network (default: " COVCT_MODEL_DEFAULT ")\n"
+    "  -q, --quiet        no progress lines\n"
+    "  -h, --help         this text\n"
+    "\n"
+    "AI-assisted result, to be confirmed by a radiologist.\n";
+
+int covct_cmd_segment(int argc, char **argv);
+
+/* STEM of a path: the file name without folder and extension. */
+static void stem_of(const char *path, char *out, size_t cap)
+{
+    const char *b = strrchr(path, '/');
+    b = b ? b + 1 : path;
+    snprintf(out, cap, "%s", b);
+    char *dot = strrchr(out, '.');
+    if (dot && dot != out)
+        *dot = '\0';
+}
+
+static int write_map(const char *dir, const char *stem, const char *suffix,
+                     uint8_t *px, uint32_t w, uint32_t h)
+{
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s/%s%s.png", dir, stem, suffix) >=
+        (int)sizeof path) {
+        covct_cli_error("output path too long: %s/%s%s.png", dir, stem,
+                        suffix);
+        return -1;
+    }
+    covct_image img = {.width = w, .height = h, .pixels = px};
+    covct_error err = {0};
+    if (covct_image_write_png(path, &img, &err) != COVCT_OK) {
+        covct_cli_error("%s", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+int covct_cmd_segment(int argc, char **argv)
+{
+    const char *out = NULL, *model_path = COVCT_MODEL_DEFAULT;
+    int quiet = 0;
+    char **inputs = calloc((size_t)argc, sizeof *inputs);
+    int n_in = 0;
+    if (!inputs) {
+        covct_cli_error("out of memory");
+        return COVCT_EXIT_FAIL;
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (covct_cli_is_help(a)) {
+            fputs(help, stdout);
+            free(inputs);
+            return COVCT_EXIT_OK;
+        } else if (!strcmp(a, "-o") || !strcmp(a, "--output") ||
+                   !strcmp(a, "--model")) {
+            if (i + 1 >= argc) {
+                covct_cli_error("%s needs a value", a);
+                free(inputs);
+                return COVCT_EXIT_USAGE;
+            }
+            if (!strcmp(a, "--model"))
+                model_path = argv[++i];
+            else
+                out = argv[++i];
+        } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
+            quiet = 1;
+        } else if (a[0] == '-' && a[1]) {
+            covct_cli_error("unknown option '%s'; run 'covct segment --help'",
+                            a);
+            free(inputs);
+            return COVCT_EXIT_USAGE;
+        } else {
+            inputs[n_in++] = argv[i];
+        }
+    }
+    if (!out || !n_in) {
+        covct_cli_error("%s; run 'covct segment --help'",
+                        !n_in ? "no input image given" : "no output folder "
+                                                         "given (-o DIR)");
+        free(inputs);
+        return COVCT_EXIT_USAGE;
+    }
+    if (mkdir(out, 0777) != 0 && errno != EEXIST) {
+        covct_cli_error("cannot create %s: %s", out, strerror(errno));
+        free(inputs);
+        return COVCT_EXIT_FAIL;
+    }
+    covct_nn_model model;
+    covct_error err = {0};
+    if (covct_nn_model_read(model_path, &model, &err) != COVCT_OK) {
+        covct_cli_error("cannot load the segmentation network: %s", err.msg);
+        free(inputs);
+        return COVCT_EXIT_FAIL;
+    }
+    int failed = 0;
+    double t0 = covct_now();
+    for (int i = 0; i < n_in; i++) {
+        covct_image img = {0};
+        covct_error_clear(&err);
+        if (covct_image_read(inputs[i], COVCT_IMAGE_GRAY, &img, &err) !=
+            COVCT_OK) {
+            covct_cli_error("%s", err.msg);
+            failed++;
+            continue;
+        }
+        size_t n = (size_t)img.width * img.height;
+        uint8_t *maps = malloc(3 * n);
+        char stem[1024];
+        stem_of(inputs[i], stem, sizeof stem);
+        int ok = maps != NULL;
+        if (ok && covct_nn_segment_slice(&model, img.pixels, img.width,
+                                         img.height, maps, maps + n,
+                                         maps + 2 * n, &err) != COVCT_OK) {
+            covct_cli_error("%s: %s", inputs[i], err.msg);
+            ok = 0;
+        } else if (!ok) {
+            covct_cli_error("%s: out of memory", inputs[i]);
+        }
+        if (ok)
+            ok = !write_map(out, stem, "", maps, img.width, img.height) &&
+                 !write_map(out, stem, "_ggo", maps + n, img.width,
+                            img.height) &&
+                 !write_map(out, stem, "_consolidation", maps + 2 * n,
+                            img.width, img.height);
+        if (ok && !quiet) {
+            size_t pos = 0;
+            for (size_t k = 0; k < n; k++)
+                pos += maps[k] >= 128;
+            fprintf(stderr, "[%3d/%d] %s: %ux%u, infection %.1f %% of the "
+                    "image (%.1f s)\n",
+                    i + 1, n_in, inputs[i], (unsigned)img.width,
+                    (unsigned)img.height, 100.0 * (double)pos / (double)n,
+                    covct_now() - t0);
+        }
+        failed += !ok;
+        free(maps);
+        covct_image_free(&img);
+    }
+    covct_nn_model_free(&model);
+    free(inputs);
+    if (!quiet)
+        fprintf(stderr, "%d of %d images segmented into %s\n", n_in - failed,
+                n_in, out);
+    return failed ? COVCT_EXIT_FAIL : COVCT_EXIT_OK;
+}

@@ -1,0 +1,47 @@
+#!/bin/bash
+# covct segment: plumbing with a small untrained U-Net (the fuzzing seed
+# model): one output of each kind per image, same size as the input (read
+# back by Pillow), errors that name the problem.  Whether the shipped,
+# trained network segments well is scored by covct eval, not here.
+. "$(dirname "$0")/lib.sh"
+need "$PY"
+imgs=$(data covid-semiseg-train/MultiClassInfection-Train/Imgs)
+model="$COVCT_SOURCE_DIR/fuzz/corpus/model/tiny-unet.covctnn"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+"$COVCT_BIN" segment --model "$model" -o "$tmp/out" "$imgs/0.jpg" "$imgs/1.jpg" "$imgs/2.jpg" >"$tmp/log" 2>&1
+check "segment exits 0" [ $? -eq 0 ]
+check "progress lines" grep -q "3 of 3 images segmented" "$tmp/log"
+"$PY" - "$imgs" "$tmp/out" <<'PYEOF'
+import sys
+from PIL import Image
+src, out = sys.argv[1:3]
+ok = True
+for stem in ("0", "1", "2"):
+    size = Image.open(f"{src}/{stem}.jpg").size
+    for suffix in ("", "_ggo", "_consolidation"):
+        im = Image.open(f"{out}/{stem}{suffix}.png")
+        if im.size != size or im.mode != "L":
+            print("bad", stem + suffix, im.size, im.mode, "want", size)
+            ok = False
+    # A 2-class model: ground glass and consolidation maps stay empty.
+    if Image.open(f"{out}/{stem}_ggo.png").getextrema() != (0, 0):
+        print("ggo map not empty for a 2-class model")
+        ok = False
+sys.exit(0 if ok else 1)
+PYEOF
+check "three maps per image, input size, 8-bit grey" [ $? -eq 0 ]
+
+"$COVCT_BIN" segment --model "$tmp/none.covctnn" -o "$tmp/o2" "$imgs/0.jpg" >"$tmp/log" 2>&1
+check "missing model refused" [ $? -eq 1 ]
+check "missing model named" grep -q "cannot load the segmentation network: .*none.covctnn" "$tmp/log"
+echo "not an image" >"$tmp/bad.png"
+"$COVCT_BIN" segment --model "$model" -o "$tmp/o3" "$tmp/bad.png" "$imgs/0.jpg" >"$tmp/log" 2>&1
+check "a bad image fails the run" [ $? -eq 1 ]
+check "the bad image is named" grep -q "bad.png" "$tmp/log"
+check "the good image is still done" [ -s "$tmp/o3/0.png" ]
+"$COVCT_BIN" segment -o "$tmp/o4" >"$tmp/log" 2>&1
+check "no input is a usage error" [ $? -eq 2 ]
+"$COVCT_BIN" segment "$imgs/0.jpg" --bogus >"$tmp/log" 2>&1
+check "unknown option is a usage error" [ $? -eq 2 ]
+finish
