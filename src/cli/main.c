@@ -28,6 +28,8 @@ static const char usage[] =
     "                            and JSON report, key images and masks\n"
     "  phantom -o DIR            write a synthetic chest CT (DICOM) with its\n"
     "                            exact ground truth, for tests and demos\n"
+    "  segment IMAGE... -o DIR   ground glass and consolidation on 2-D slice\n"
+    "                            pictures (JPEG/PNG) with the neural network\n"
     "  demo [FOLDER]             make a small synthetic CT series and run\n"
     "                            info and volume on it\n"
     "\n"
