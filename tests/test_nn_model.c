@@ -75,6 +75,7 @@ int main(void)
     CHECKF(covct_nn_param_count(m.graph) == want_params, "%zu parameters",
            covct_nn_param_count(m.graph));
     m.card_json = covct_strdup("{\"data\":\"synthetic test\",\"licence\":\"none\"}");
+    m.input_size = 32;
 
     /* Run it once in training mode so the running statistics move away
      * from their defaults, then compare inference outputs. */
@@ -103,6 +104,7 @@ int main(void)
            err.msg);
     if (r.graph) {
         CHECK(r.cfg.depth == 3 && r.cfg.base == 4 && r.cfg.classes == 3);
+        CHECK(r.input_size == 32);
         CHECK(r.card_json && strstr(r.card_json, "synthetic test"));
         CHECK(covct_nn_forward(r.graph, &x, &err) == COVCT_OK);
         const covct_tensor *z = covct_nn_value(r.graph, r.out_slot);
@@ -183,6 +185,14 @@ int main(void)
                     "\"depth\":3.5,\"base\":4},\"parameters\":[]}",
                     &nl);
     refused("non-integer depth", h, nl, "architecture.depth");
+    free(h);
+    h = with_header(b, len,
+                    "{\"format\":\"covct-model\",\"version\":1,\"architecture\":"
+                    "{\"name\":\"unet\",\"in_channels\":1,\"classes\":3,"
+                    "\"depth\":3,\"base\":4},\"parameters\":[],"
+                    "\"preprocessing\":{\"input_size\":30}}",
+                    &nl);
+    refused("input size not a multiple", h, nl, "preprocessing.input_size");
     free(h);
     /* Every truncation is refused (never a crash). */
     size_t accepted = 0;

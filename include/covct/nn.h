@@ -196,6 +196,10 @@ typedef struct covct_nn_model {
     covct_unet_config cfg;
     covct_nn_graph *graph;
     int out_slot;
+    /* Preprocessing: slices are scaled so their longer side is input_size
+     * pixels and padded to input_size x input_size (0: run at the slice's
+     * own size, padded to the network's stride). */
+    int input_size;
     char *card_json;
 } covct_nn_model;
 
@@ -211,11 +215,45 @@ covct_rc covct_nn_model_read(const char *path, covct_nn_model *m,
                              covct_error *err);
 void covct_nn_model_free(covct_nn_model *m);
 
+/* ---- augmentation ------------------------------------------------------------
+ * One training sample: the slice (w x h bytes) and its label map are
+ * mapped into a size x size square (the longer side fits it, aspect kept,
+ * the rest black / background), with a random flip, rotation, scale and
+ * smooth elastic displacement shared by both, then the image's intensity
+ * v / 255 gets a random gamma, contrast, brightness and Gaussian noise.
+ * All ranges are +-; an all-zero covct_nn_augment is the identity, which
+ * is exactly the preprocessing covct_nn_segment_slice uses for models with
+ * an input_size.  Deterministic for a given seed. */
+typedef struct covct_nn_augment {
+    int flip;                /* mirror left-right half of the time */
+    double rotate_deg;       /* rotation, uniform in +-rotate_deg */
+    double scale;            /* zoom 1 +- scale */
+    double elastic_px;       /* RMS displacement, output pixels */
+    double elastic_sigma_px; /* smoothness of the displacement */
+    double gamma;            /* v^exp(+-gamma) */
+    double contrast;         /* (v - 0.5)(1 +- contrast) + 0.5 */
+    double brightness;       /* + (+-brightness) */
+    double noise;            /* Gaussian noise, standard deviation */
+} covct_nn_augment;
+
+/* The ranges covct train uses (docs/internals/training.md). */
+void covct_nn_augment_default(covct_nn_augment *a);
+/* out_img: size x size floats; out_lab: size x size bytes (or NULL; lab
+ * may be NULL, giving background). */
+covct_rc covct_nn_augment_sample(const covct_nn_augment *a, uint64_t seed,
+                                 const uint8_t *img, const uint8_t *lab,
+                                 uint32_t w, uint32_t h, int size,
+                                 float *out_img, uint8_t *out_lab,
+                                 covct_error *err);
+
 /* ---- segmenting 2-D slices -------------------------------------------------
  * Input pixels v (0..255) enter the network as v / 255 (training uses
- * covct_nn_pixels_to_input() too, so the two cannot drift apart).  The
- * slice is padded with zeros (black: air) to a multiple of 2^(depth-1)
- * on the right and bottom, run in inference mode, and cropped back.
+ * covct_nn_pixels_to_input() too, so the two cannot drift apart).  With
+ * an input_size, the slice is mapped into that square as the identity
+ * augmentation does, and the probabilities are sampled back (bilinear) at
+ * every input pixel; without, the slice is padded with zeros (black:
+ * air) to a multiple of 2^(depth-1) on the right and bottom, run in
+ * inference mode, and cropped back.
  * Outputs, one byte per pixel, size of the input: `infection` = 255 x
  * (1 - p(background)); for 3-class models `ggo` = 255 x p(class 1) and
  * `consolidation` = 255 x p(class 2) (NULL pointers are skipped). */

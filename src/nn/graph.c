@@ -535,6 +535,9 @@ static covct_rc forward_op(covct_nn_graph *g, nn_op *op, covct_error *err)
         if ((rc = shape(y, n, s.o, s.oh, s.ow, err)) != COVCT_OK)
             return rc;
         const float *b = op->bias ? par[1].data : NULL;
+        if (op->kind == COVCT_NN_CONVT2D && g->backend == COVCT_NN_FAST)
+            return nn_dnnl_convt_fwd(&s, x->data, par[0].data, b, y->data,
+                                     err);
         if (op->kind == COVCT_NN_CONVT2D)
             nn_ref_convt_fwd(&s, x->data, par[0].data, b, y->data);
         else if (g->backend == COVCT_NN_FAST)
@@ -748,7 +751,11 @@ static covct_rc backward_op(covct_nn_graph *g, nn_op *op, covct_error *err)
                            .stride = op->stride, .pad = op->pad,
                            .dil = op->dil};
         float *db = op->bias ? pg[1].data : NULL;
-        if (op->kind == COVCT_NN_CONVT2D)
+        if (op->kind == COVCT_NN_CONVT2D && g->backend == COVCT_NN_FAST) {
+            if ((rc = nn_dnnl_convt_bwd(&s, x->data, par[0].data, dy, dx,
+                                        pg[0].data, db, err)) != COVCT_OK)
+                return rc;
+        } else if (op->kind == COVCT_NN_CONVT2D)
             nn_ref_convt_bwd(&s, x->data, par[0].data, dy, dx, pg[0].data,
                              db);
         else if (g->backend == COVCT_NN_FAST) {

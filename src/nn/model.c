@@ -141,6 +141,13 @@ static char *header_json(const covct_nn_model *m, covct_error *err)
         if (!shape || !cJSON_AddItemToArray(params, shape))
             goto nomem;
     }
+    if (m->input_size) {
+        cJSON *pre = cJSON_AddObjectToObject(root, "preprocessing");
+        if (!pre)
+            goto nomem;
+        cJSON_AddNumberToObject(pre, "input_size", m->input_size);
+        cJSON_AddStringToObject(pre, "intensity", "v/255");
+    }
     if (m->card_json) {
         cJSON *card = cJSON_Parse(m->card_json);
         if (!card || !cJSON_IsObject(card)) {
@@ -324,6 +331,20 @@ covct_rc covct_nn_model_read_buffer(const uint8_t *buf, size_t len,
                        m->cfg.in_channels, m->cfg.classes, m->cfg.depth,
                        m->cfg.base);
         goto done;
+    }
+    const cJSON *pre = cJSON_GetObjectItemCaseSensitive(root, "preprocessing");
+    if (pre) {
+        int size = 0;
+        if (!cJSON_IsObject(pre) ||
+            json_int(pre, "input_size", &size, NULL) != COVCT_OK ||
+            size < 0 || size > 4096 || size % (1 << (m->cfg.depth - 1))) {
+            rc = COVCT_ERR(err, COVCT_ERR_CORRUPT,
+                           "model header: preprocessing.input_size must be "
+                           "a multiple of %d up to 4096",
+                           1 << (m->cfg.depth - 1));
+            goto done;
+        }
+        m->input_size = size;
     }
     if (unet_floats(&m->cfg) * 4 != dlen) {
         rc = COVCT_ERR(err, COVCT_ERR_CORRUPT,

@@ -87,6 +87,14 @@ covct_rc nn_dnnl_conv_fwd(const nn_conv_shape *s, const float *x,
 covct_rc nn_dnnl_conv_bwd(const nn_conv_shape *s, const float *x,
                           const float *w, const float *dy, float *dx,
                           float *dw, float *db, covct_error *err);
+/* Transposed convolution (oneDNN deconvolution), contracts of
+ * nn_ref_convt_*: w is c x o x k x k (PyTorch layout), s->dil ignored. */
+covct_rc nn_dnnl_convt_fwd(const nn_conv_shape *s, const float *x,
+                           const float *w, const float *b, float *y,
+                           covct_error *err);
+covct_rc nn_dnnl_convt_bwd(const nn_conv_shape *s, const float *x,
+                           const float *w, const float *dy, float *dx,
+                           float *dw, float *db, covct_error *err);
 /* Free the primitives cached per shape, the scratch buffers, the stream
  * and the engine (all process-wide: call the oneDNN kernels from one
  * thread at a time).  Optional, for leak checkers; a later call creates

@@ -1,9 +1,11 @@
 /*
- * oneDNN convolutions of the nn module, with the contracts of the
- * reference kernels (nn_int.h): plain NCHW activations, OIHW weights,
- * backward overwriting dx and accumulating into dw and db.
+ * oneDNN convolutions and transposed convolutions of the nn module, with
+ * the contracts of the reference kernels (nn_int.h): plain NCHW
+ * activations, OIHW weights for convolutions and IOHW ones (PyTorch's
+ * in x out x k x k) for transposed convolutions, backward overwriting dx
+ * and accumulating into dw and db.
  *
- * The convolutions are created with format_tag_any so that oneDNN picks
+ * The primitives are created with format_tag_any so that oneDNN picks
  * its blocked layouts (nChw16c, OIhw16i16o, ...) and its JIT kernels;
  * plain buffers are reordered into and out of those layouts around each
  * call.  Forcing the plain layouts makes oneDNN fall back to its gemm
@@ -11,12 +13,22 @@
  * took 1.5 times and backward 4 to 5 times as long, reorders included.
  * Weight and bias gradients come out of a reorder with a sum post-op
  * (dst = reorder(src) + dst), which is the accumulation the contract asks
- * for; convolution backward weights itself accepts no post-ops.
+ * for; backward weights itself accepts no post-ops.
+ *
+ * Transposed convolutions use oneDNN's deconvolution primitives.  Their
+ * weights have the logical dimensions (output channels, input channels,
+ * k, k) of the deconvolution; PyTorch stores input channels first, which
+ * is oneDNN's iohw tag (dnnl_bacd) on those dimensions.  No kernel flip:
+ * both compute y[o][iy*s - p + ky][ix*s - p + kx] += x[c][iy][ix] *
+ * w[c][o][ky][kx].  The bias gradient of a transposed convolution is
+ * summed here in double rather than by oneDNN in float (which drifts by
+ * 1e-5 already on small images, as the graph code notes for convolutions).
  *
  * Creating a primitive costs far more than running it on a small tensor,
- * so the primitives are kept per shape in a small LRU cache.  The blocked
- * copies of the tensors live in scratch buffers shared by all shapes and
- * grown on demand, so the cache holds no tensor-sized memory.
+ * so the primitives are kept per shape and kind (convolution or
+ * transposed) in a small LRU cache.  The blocked copies of the tensors
+ * live in scratch buffers shared by all shapes and grown on demand, so
+ * the cache holds no tensor-sized memory.
  *
  * Thread compatibility: the engine, the stream, the cache and the scratch
  * buffers are process-wide and unlocked, so these functions must be
@@ -24,6 +36,7 @@
  * its OpenMP threads).
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <oneapi/dnnl/dnnl.h>
@@ -38,9 +51,26 @@
 #define MAX_ARGS 4
 /* Cache-line alignment for the blocked copies, as oneDNN allocates its own. */
 #define SCRATCH_ALIGN 64
+/* Room for a shape as written by shape_str. */
+#define SHAPE_LEN 160
 
 /* How an argument flows: read, written, or accumulated (+=) into. */
 enum { ARG_IN, ARG_OUT, ARG_ACC };
+
+/* What a cache entry computes: a convolution or a transposed one. */
+enum { KIND_CONV, KIND_CONVT, NKINDS };
+
+/* Per kind: names for messages and the caller's weight layout. */
+static const struct kind_info {
+    const char *fwd, *bwd, *bwd_data, *bwd_w;
+    dnnl_format_tag_t wtag; /* on the dims (o, c, k, k) */
+} KINDS[NKINDS] = {
+    {"convolution forward", "convolution backward",
+     "convolution backward data", "convolution backward weights", dnnl_oihw},
+    {"transposed convolution forward", "transposed convolution backward",
+     "transposed convolution backward data",
+     "transposed convolution backward weights", dnnl_iohw},
+};
 
 typedef struct conv_arg {
     int id;                   /* DNNL_ARG_* */
@@ -60,12 +90,13 @@ typedef struct conv_op {
 typedef struct conv_entry {
     int valid;
     uint64_t stamp; /* last use, for LRU eviction; 0 when free */
+    int kind;       /* KIND_CONV, KIND_CONVT; part of the key */
     nn_conv_shape key;
     /* Backward descriptors need a forward one as a hint. */
     dnnl_primitive_desc_t hint;
     conv_op fwd[2];   /* without, with bias */
     conv_op bwd_data;
-    conv_op bwd_w[2]; /* without, with bias gradient */
+    conv_op bwd_w[2]; /* without, with bias gradient (convolutions only) */
 } conv_entry;
 
 static struct {
@@ -81,15 +112,24 @@ static struct {
 /* Memory descriptors and geometry of one convolution shape. */
 typedef struct conv_geom {
     dnnl_memory_desc_t x, w, y;    /* format_tag_any */
-    dnnl_memory_desc_t px, pw, py; /* plain NCHW, OIHW, NCHW */
+    dnnl_memory_desc_t px, pw, py; /* plain NCHW, OIHW or IOHW, NCHW */
     dnnl_memory_desc_t b;          /* bias, plain in every layout */
     dnnl_dims_t strides, dilates, pad;
 } conv_geom;
 
-#define SHAPE_FMT "%dx%dx%dx%d -> %d (k%d s%d p%d d%d)"
-#define SHAPE_ARGS(s) \
-    (s)->n, (s)->c, (s)->h, (s)->w, (s)->o, (s)->k, (s)->stride, (s)->pad, \
-        (s)->dil
+/* "1x16x32x32 -> 8 (k2 s2 p0)", with " d1" for convolutions. */
+static const char *shape_str(char *buf, int kind, const nn_conv_shape *s)
+{
+    int len = snprintf(buf, SHAPE_LEN, "%dx%dx%dx%d -> %d (k%d s%d p%d",
+                       s->n, s->c, s->h, s->w, s->o, s->k, s->stride, s->pad);
+    if (len < 0 || len >= SHAPE_LEN)
+        return buf;
+    if (kind == KIND_CONV)
+        snprintf(buf + len, (size_t)(SHAPE_LEN - len), " d%d)", s->dil);
+    else
+        snprintf(buf + len, (size_t)(SHAPE_LEN - len), ")");
+    return buf;
+}
 
 static covct_rc rc_of(dnnl_status_t st)
 {
@@ -101,14 +141,15 @@ static covct_rc rc_of(dnnl_status_t st)
     }
 }
 
-static covct_rc fail(dnnl_status_t st, const char *what,
+static covct_rc fail(dnnl_status_t st, int kind, const char *what,
                      const nn_conv_shape *s, covct_error *err)
 {
-    return COVCT_ERR(err, rc_of(st), "oneDNN %s " SHAPE_FMT ": %s", what,
-                     SHAPE_ARGS(s), dnnl_status2str(st));
+    char buf[SHAPE_LEN];
+    return COVCT_ERR(err, rc_of(st), "oneDNN %s %s: %s", what,
+                     shape_str(buf, kind, s), dnnl_status2str(st));
 }
 
-static dnnl_status_t geom_init(conv_geom *g, const nn_conv_shape *s)
+static dnnl_status_t geom_init(conv_geom *g, int kind, const nn_conv_shape *s)
 {
     dnnl_dims_t dx = {s->n, s->c, s->h, s->w};
     dnnl_dims_t dw = {s->o, s->c, s->k, s->k};
@@ -124,15 +165,16 @@ static dnnl_status_t geom_init(conv_geom *g, const nn_conv_shape *s)
         (st = dnnl_memory_desc_init_by_tag(&g->px, 4, dx, dnnl_f32,
                                            dnnl_nchw)) ||
         (st = dnnl_memory_desc_init_by_tag(&g->pw, 4, dw, dnnl_f32,
-                                           dnnl_oihw)) ||
+                                           KINDS[kind].wtag)) ||
         (st = dnnl_memory_desc_init_by_tag(&g->py, 4, dy, dnnl_f32,
                                            dnnl_nchw)) ||
         (st = dnnl_memory_desc_init_by_tag(&g->b, 1, db, dnnl_f32, dnnl_x)))
         return st;
-    /* oneDNN counts dilation from 0 (no gaps), PyTorch from 1. */
+    /* oneDNN counts dilation from 0 (no gaps), PyTorch from 1; transposed
+     * convolutions have none (the reference ignores s->dil). */
     for (int i = 0; i < 2; i++) {
         g->strides[i] = s->stride;
-        g->dilates[i] = s->dil - 1;
+        g->dilates[i] = kind == KIND_CONV ? s->dil - 1 : 0;
         g->pad[i] = s->pad;
     }
     return dnnl_success;
@@ -180,14 +222,15 @@ done:
     return st;
 }
 
-/* Create the primitive for `desc` and, per argument, the caller-side
+/* Create op (one of e's) for `desc` and, per argument, the caller-side
  * memory (plain layout pl[i]) and, when the primitive wants another
  * layout or the argument accumulates, the inner memory and its reorder. */
-static covct_rc op_init(conv_op *op, const_dnnl_op_desc_t desc,
+static covct_rc op_init(const conv_entry *e, conv_op *op,
+                        const_dnnl_op_desc_t desc,
                         const_dnnl_primitive_desc_t hint, int nargs,
                         const int *ids, const int *flows,
                         const dnnl_memory_desc_t *const *pl, const char *what,
-                        const nn_conv_shape *s, covct_error *err)
+                        covct_error *err)
 {
     dnnl_primitive_desc_t pd = NULL;
     dnnl_status_t st = dnnl_primitive_desc_create(&pd, desc, NULL, G.engine,
@@ -215,14 +258,15 @@ static covct_rc op_init(conv_op *op, const_dnnl_op_desc_t desc,
     }
     if (!st) {
         const char *impl = NULL;
+        char buf[SHAPE_LEN];
         dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
-        covct_log(COVCT_LOG_DEBUG, "oneDNN %s " SHAPE_FMT ": %s", what,
-                  SHAPE_ARGS(s), impl ? impl : "?");
+        covct_log(COVCT_LOG_DEBUG, "oneDNN %s %s: %s", what,
+                  shape_str(buf, e->kind, &e->key), impl ? impl : "?");
     }
     dnnl_primitive_desc_destroy(pd);
     if (st) {
         op_free(op);
-        return fail(st, what, s, err);
+        return fail(st, e->kind, what, &e->key, err);
     }
     return COVCT_OK;
 }
@@ -254,11 +298,11 @@ static dnnl_status_t reorder_run(dnnl_primitive_t r, dnnl_memory_t from,
     return dnnl_primitive_execute(r, G.stream, 2, args);
 }
 
-/* Run op on the caller's buffers ptr[i] (one per argument, in the order
- * of op_init).  A NULL pointer is allowed for an accumulated argument:
- * the primitive still computes it, the result is dropped. */
-static covct_rc op_run(conv_op *op, void *const *ptr, const char *what,
-                       const nn_conv_shape *s, covct_error *err)
+/* Run op (one of e's) on the caller's buffers ptr[i] (one per argument,
+ * in the order of op_init).  A NULL pointer is allowed for an accumulated
+ * argument: the primitive still computes it, the result is dropped. */
+static covct_rc op_run(const conv_entry *e, conv_op *op, void *const *ptr,
+                       const char *what, covct_error *err)
 {
     dnnl_exec_arg_t args[MAX_ARGS];
     dnnl_status_t st = dnnl_success;
@@ -271,11 +315,13 @@ static covct_rc op_run(conv_op *op, void *const *ptr, const char *what,
         if (st || !a->inner)
             continue;
         void *buf = scratch_get(i, a->bytes);
-        if (!buf)
+        if (!buf) {
+            char sbuf[SHAPE_LEN];
             return COVCT_ERR(err, COVCT_ERR_NOMEM,
-                             "oneDNN %s " SHAPE_FMT ": no memory for a "
-                             "%zu-byte scratch buffer", what, SHAPE_ARGS(s),
-                             a->bytes);
+                             "oneDNN %s %s: no memory for a %zu-byte "
+                             "scratch buffer", what,
+                             shape_str(sbuf, e->kind, &e->key), a->bytes);
+        }
         st = dnnl_memory_set_data_handle(a->inner, buf);
         if (!st && a->flow == ARG_IN)
             st = reorder_run(a->reorder, a->user, a->inner);
@@ -289,7 +335,7 @@ static covct_rc op_run(conv_op *op, void *const *ptr, const char *what,
     }
     if (!st)
         st = dnnl_stream_wait(G.stream);
-    return st ? fail(st, what, s, err) : COVCT_OK;
+    return st ? fail(st, e->kind, what, &e->key, err) : COVCT_OK;
 }
 
 static void entry_free(conv_entry *e)
@@ -311,9 +357,9 @@ static int shape_eq(const nn_conv_shape *a, const nn_conv_shape *b)
            a->dil == b->dil;
 }
 
-/* The cache entry of shape s, evicting the least recently used one when
- * s is new; creates the engine and stream on first use. */
-static covct_rc entry_get(const nn_conv_shape *s, conv_entry **out,
+/* The cache entry of (kind, s), evicting the least recently used one when
+ * it is new; creates the engine and stream on first use. */
+static covct_rc entry_get(int kind, const nn_conv_shape *s, conv_entry **out,
                           covct_error *err)
 {
     dnnl_status_t st = dnnl_success;
@@ -328,7 +374,7 @@ static covct_rc entry_get(const nn_conv_shape *s, conv_entry **out,
     conv_entry *victim = &G.cache[0];
     for (int i = 0; i < CACHE_SIZE; i++) {
         conv_entry *e = &G.cache[i];
-        if (e->valid && shape_eq(&e->key, s)) {
+        if (e->valid && e->kind == kind && shape_eq(&e->key, s)) {
             e->stamp = ++G.clock;
             *out = e;
             return COVCT_OK;
@@ -338,123 +384,187 @@ static covct_rc entry_get(const nn_conv_shape *s, conv_entry **out,
     }
     entry_free(victim);
     victim->valid = 1;
+    victim->kind = kind;
     victim->key = *s;
     victim->stamp = ++G.clock;
     *out = victim;
     return COVCT_OK;
 }
 
-static dnnl_status_t fwd_desc(dnnl_convolution_desc_t *cd,
+static dnnl_status_t fwd_desc(dnnl_convolution_desc_t *cd, int kind,
                               const conv_geom *g, int bias)
 {
+    const dnnl_memory_desc_t *b = bias ? &g->b : NULL;
+    if (kind == KIND_CONVT)
+        return dnnl_dilated_deconvolution_forward_desc_init(
+            cd, dnnl_forward_training, dnnl_deconvolution_direct, &g->x,
+            &g->w, b, &g->y, g->strides, g->dilates, g->pad, g->pad);
     return dnnl_dilated_convolution_forward_desc_init(
-        cd, dnnl_forward_training, dnnl_convolution_direct, &g->x, &g->w,
-        bias ? &g->b : NULL, &g->y, g->strides, g->dilates, g->pad, g->pad);
+        cd, dnnl_forward_training, dnnl_convolution_direct, &g->x, &g->w, b,
+        &g->y, g->strides, g->dilates, g->pad, g->pad);
 }
 
-covct_rc nn_dnnl_conv_fwd(const nn_conv_shape *s, const float *x,
-                          const float *w, const float *b, float *y,
-                          covct_error *err)
+static covct_rc any_fwd(int kind, const nn_conv_shape *s, const float *x,
+                        const float *w, const float *b, float *y,
+                        covct_error *err)
 {
-    static const char what[] = "convolution forward";
+    const char *what = KINDS[kind].fwd;
     conv_entry *e;
-    covct_rc rc = entry_get(s, &e, err);
+    covct_rc rc = entry_get(kind, s, &e, err);
     if (rc)
         return rc;
     conv_op *op = &e->fwd[b != NULL];
     if (!op->prim) {
         conv_geom g;
         dnnl_convolution_desc_t cd;
-        dnnl_status_t st = geom_init(&g, s);
+        dnnl_status_t st = geom_init(&g, kind, s);
         if (!st)
-            st = fwd_desc(&cd, &g, b != NULL);
+            st = fwd_desc(&cd, kind, &g, b != NULL);
         if (st)
-            return fail(st, what, s, err);
+            return fail(st, kind, what, s, err);
         static const int ids[] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS,
                                   DNNL_ARG_DST, DNNL_ARG_BIAS};
         static const int flows[] = {ARG_IN, ARG_IN, ARG_OUT, ARG_IN};
         const dnnl_memory_desc_t *pl[] = {&g.px, &g.pw, &g.py, &g.b};
-        rc = op_init(op, &cd, NULL, b ? 4 : 3, ids, flows, pl, what, s, err);
+        rc = op_init(e, op, &cd, NULL, b ? 4 : 3, ids, flows, pl, what,
+                     err);
         if (rc)
             return rc;
     }
     void *ptr[] = {(void *)x, (void *)w, y, (void *)b};
-    return op_run(op, ptr, what, s, err);
+    return op_run(e, op, ptr, what, err);
 }
 
 static covct_rc bwd_data_init(conv_entry *e, const conv_geom *g,
-                              const nn_conv_shape *s, covct_error *err)
+                              covct_error *err)
 {
-    static const char what[] = "convolution backward data";
+    const char *what = KINDS[e->kind].bwd_data;
     dnnl_convolution_desc_t cd;
-    dnnl_status_t st = dnnl_dilated_convolution_backward_data_desc_init(
-        &cd, dnnl_convolution_direct, &g->x, &g->w, &g->y, g->strides,
-        g->dilates, g->pad, g->pad);
+    dnnl_status_t st =
+        e->kind == KIND_CONVT
+            ? dnnl_dilated_deconvolution_backward_data_desc_init(
+                  &cd, dnnl_deconvolution_direct, &g->x, &g->w, &g->y,
+                  g->strides, g->dilates, g->pad, g->pad)
+            : dnnl_dilated_convolution_backward_data_desc_init(
+                  &cd, dnnl_convolution_direct, &g->x, &g->w, &g->y,
+                  g->strides, g->dilates, g->pad, g->pad);
     if (st)
-        return fail(st, what, s, err);
+        return fail(st, e->kind, what, &e->key, err);
     static const int ids[] = {DNNL_ARG_DIFF_DST, DNNL_ARG_WEIGHTS,
                               DNNL_ARG_DIFF_SRC};
     static const int flows[] = {ARG_IN, ARG_IN, ARG_OUT};
     const dnnl_memory_desc_t *pl[] = {&g->py, &g->pw, &g->px};
-    return op_init(&e->bwd_data, &cd, e->hint, 3, ids, flows, pl, what, s,
+    return op_init(e, &e->bwd_data, &cd, e->hint, 3, ids, flows, pl, what,
                    err);
 }
 
 static covct_rc bwd_w_init(conv_entry *e, const conv_geom *g, int bias,
-                           const nn_conv_shape *s, covct_error *err)
+                           covct_error *err)
 {
-    static const char what[] = "convolution backward weights";
+    const char *what = KINDS[e->kind].bwd_w;
+    const dnnl_memory_desc_t *b = bias ? &g->b : NULL;
     dnnl_convolution_desc_t cd;
-    dnnl_status_t st = dnnl_dilated_convolution_backward_weights_desc_init(
-        &cd, dnnl_convolution_direct, &g->x, &g->w, bias ? &g->b : NULL,
-        &g->y, g->strides, g->dilates, g->pad, g->pad);
+    dnnl_status_t st =
+        e->kind == KIND_CONVT
+            ? dnnl_dilated_deconvolution_backward_weights_desc_init(
+                  &cd, dnnl_deconvolution_direct, &g->x, &g->w, b, &g->y,
+                  g->strides, g->dilates, g->pad, g->pad)
+            : dnnl_dilated_convolution_backward_weights_desc_init(
+                  &cd, dnnl_convolution_direct, &g->x, &g->w, b, &g->y,
+                  g->strides, g->dilates, g->pad, g->pad);
     if (st)
-        return fail(st, what, s, err);
+        return fail(st, e->kind, what, &e->key, err);
     static const int ids[] = {DNNL_ARG_SRC, DNNL_ARG_DIFF_DST,
                               DNNL_ARG_DIFF_WEIGHTS, DNNL_ARG_DIFF_BIAS};
     static const int flows[] = {ARG_IN, ARG_IN, ARG_ACC, ARG_ACC};
     const dnnl_memory_desc_t *pl[] = {&g->px, &g->py, &g->pw, &g->b};
-    return op_init(&e->bwd_w[bias], &cd, e->hint, bias ? 4 : 3, ids, flows,
-                   pl, what, s, err);
+    return op_init(e, &e->bwd_w[bias], &cd, e->hint, bias ? 4 : 3, ids,
+                   flows, pl, what, err);
 }
 
-covct_rc nn_dnnl_conv_bwd(const nn_conv_shape *s, const float *x,
-                          const float *w, const float *dy, float *dx,
-                          float *dw, float *db, covct_error *err)
+/* Backward of either kind; a non-NULL db has oneDNN compute the bias
+ * gradient along with dw (nn_dnnl_convt_bwd sums it itself instead). */
+static covct_rc any_bwd(int kind, const nn_conv_shape *s, const float *x,
+                        const float *w, const float *dy, float *dx,
+                        float *dw, float *db, covct_error *err)
 {
     conv_entry *e;
-    covct_rc rc = entry_get(s, &e, err);
+    covct_rc rc = entry_get(kind, s, &e, err);
     if (rc)
         return rc;
     int bias = db != NULL;
     if ((dx && !e->bwd_data.prim) || ((dw || db) && !e->bwd_w[bias].prim)) {
         conv_geom g;
         dnnl_convolution_desc_t cd;
-        dnnl_status_t st = geom_init(&g, s);
+        dnnl_status_t st = geom_init(&g, kind, s);
         if (!st && !e->hint) {
-            st = fwd_desc(&cd, &g, 1);
+            st = fwd_desc(&cd, kind, &g, 1);
             if (!st)
                 st = dnnl_primitive_desc_create(&e->hint, &cd, NULL,
                                                 G.engine, NULL);
         }
         if (st)
-            return fail(st, "convolution backward", s, err);
-        if (dx && !e->bwd_data.prim && (rc = bwd_data_init(e, &g, s, err)))
+            return fail(st, kind, KINDS[kind].bwd, s, err);
+        if (dx && !e->bwd_data.prim && (rc = bwd_data_init(e, &g, err)))
             return rc;
         if ((dw || db) && !e->bwd_w[bias].prim &&
-            (rc = bwd_w_init(e, &g, bias, s, err)))
+            (rc = bwd_w_init(e, &g, bias, err)))
             return rc;
     }
     if (dx) {
         void *ptr[] = {(void *)dy, (void *)w, dx};
-        if ((rc = op_run(&e->bwd_data, ptr, "convolution backward data", s,
-                         err)))
+        if ((rc = op_run(e, &e->bwd_data, ptr, KINDS[kind].bwd_data, err)))
             return rc;
     }
     if (dw || db) {
         void *ptr[] = {(void *)x, (void *)dy, dw, db};
-        return op_run(&e->bwd_w[bias], ptr, "convolution backward weights",
-                      s, err);
+        return op_run(e, &e->bwd_w[bias], ptr, KINDS[kind].bwd_w, err);
+    }
+    return COVCT_OK;
+}
+
+covct_rc nn_dnnl_conv_fwd(const nn_conv_shape *s, const float *x,
+                          const float *w, const float *b, float *y,
+                          covct_error *err)
+{
+    return any_fwd(KIND_CONV, s, x, w, b, y, err);
+}
+
+covct_rc nn_dnnl_conv_bwd(const nn_conv_shape *s, const float *x,
+                          const float *w, const float *dy, float *dx,
+                          float *dw, float *db, covct_error *err)
+{
+    return any_bwd(KIND_CONV, s, x, w, dy, dx, dw, db, err);
+}
+
+covct_rc nn_dnnl_convt_fwd(const nn_conv_shape *s, const float *x,
+                           const float *w, const float *b, float *y,
+                           covct_error *err)
+{
+    return any_fwd(KIND_CONVT, s, x, w, b, y, err);
+}
+
+covct_rc nn_dnnl_convt_bwd(const nn_conv_shape *s, const float *x,
+                           const float *w, const float *dy, float *dx,
+                           float *dw, float *db, covct_error *err)
+{
+    /* dx and dw from oneDNN; with neither asked for no primitive is
+     * needed (nor the engine). */
+    if (dx || dw) {
+        covct_rc rc = any_bwd(KIND_CONVT, s, x, w, dy, dx, dw, NULL, err);
+        if (rc)
+            return rc;
+    }
+    /* db += sum of dy over batch and pixels, in double. */
+    size_t hw = (size_t)s->oh * s->ow;
+    for (int o = 0; db && o < s->o; o++) {
+        double acc = 0;
+        for (int n = 0; n < s->n; n++) {
+            const float *p = dy + ((size_t)n * s->o + o) * hw;
+            for (size_t i = 0; i < hw; i++)
+                acc += p[i];
+        }
+        db[o] += (float)acc;
     }
     return COVCT_OK;
 }

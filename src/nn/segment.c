@@ -36,38 +36,84 @@ covct_rc covct_nn_segment_slice(covct_nn_model *m, const uint8_t *pixels,
                          "segment: %ux%u image is too large (16384 at most)",
                          (unsigned)width, (unsigned)height);
     uint32_t mult = 1u << (m->cfg.depth - 1);
-    uint32_t pw = (width + mult - 1) / mult * mult;
-    uint32_t ph = (height + mult - 1) / mult * mult;
+    int fixed = m->input_size > 0;
+    uint32_t pw = fixed ? (uint32_t)m->input_size
+                        : (width + mult - 1) / mult * mult;
+    uint32_t ph = fixed ? (uint32_t)m->input_size
+                        : (height + mult - 1) / mult * mult;
     covct_tensor x = {0};
     covct_rc rc = covct_tensor_alloc(&x, 1, 1, (int)ph, (int)pw, err);
     if (rc != COVCT_OK)
         return rc;
-    for (uint32_t y = 0; y < height; y++)
-        covct_nn_pixels_to_input(pixels + (size_t)y * width, width,
-                                 x.data + (size_t)y * pw);
+    if (fixed) {
+        covct_nn_augment none;
+        memset(&none, 0, sizeof none);
+        rc = covct_nn_augment_sample(&none, 0, pixels, NULL, width, height,
+                                     m->input_size, x.data, NULL, err);
+    } else {
+        for (uint32_t y = 0; y < height; y++)
+            covct_nn_pixels_to_input(pixels + (size_t)y * width, width,
+                                     x.data + (size_t)y * pw);
+    }
     covct_nn_set_training(m->graph, 0);
-    rc = covct_nn_forward(m->graph, &x, err);
+    if (rc == COVCT_OK)
+        rc = covct_nn_forward(m->graph, &x, err);
     covct_tensor_free(&x);
     if (rc != COVCT_OK)
         return rc;
     const covct_tensor *z = covct_nn_value(m->graph, m->out_slot);
-    int K = z->c;
+    int K = z->c < 16 ? z->c : 16; /* classes <= 16 by the model's check */
     size_t plane = (size_t)ph * pw;
+    /* Class probabilities on the network's grid: 0 infection, 1 ground
+     * glass, 2 consolidation. */
+    float *prob = covct_malloc(3 * plane * sizeof *prob);
+    if (!prob)
+        return COVCT_ERR(err, COVCT_ERR_NOMEM, "segment: out of memory");
+    for (size_t p = 0; p < plane; p++) {
+        double mx = z->data[p], sum = 0, e[16] = {0};
+        for (int k = 1; k < K; k++)
+            if (z->data[k * plane + p] > mx)
+                mx = z->data[k * plane + p];
+        for (int k = 0; k < K; k++)
+            sum += e[k] = exp(z->data[k * plane + p] - mx);
+        prob[p] = (float)(1.0 - e[0] / sum);
+        prob[plane + p] = K > 2 ? (float)(e[1] / sum) : 0.0f;
+        prob[2 * plane + p] = K > 2 ? (float)(e[2] / sum) : 0.0f;
+    }
+    /* Back to the slice's pixels: the same grid, or the inverse of the
+     * square mapping sampled bilinearly. */
+    double fit = (double)(width > height ? width : height) / (fixed ? pw : 1);
+    double c_out = (pw - 1) / 2.0, cx = (width - 1) / 2.0,
+           cy = (height - 1) / 2.0;
+    uint8_t *outs[3] = {infection, ggo, consolidation};
     for (uint32_t y = 0; y < height; y++)
         for (uint32_t xx = 0; xx < width; xx++) {
-            size_t p = (size_t)y * pw + xx, o = (size_t)y * width + xx;
-            double mx = z->data[p], sum = 0, e[16];
-            for (int k = 1; k < K; k++)
-                if (z->data[k * plane + p] > mx)
-                    mx = z->data[k * plane + p];
-            for (int k = 0; k < K; k++)
-                sum += e[k] = exp(z->data[k * plane + p] - mx);
-            if (infection)
-                infection[o] = to_byte(1.0 - e[0] / sum);
-            if (ggo)
-                ggo[o] = K > 2 ? to_byte(e[1] / sum) : 0;
-            if (consolidation)
-                consolidation[o] = K > 2 ? to_byte(e[2] / sum) : 0;
+            size_t o = (size_t)y * width + xx;
+            for (int c = 0; c < 3; c++) {
+                if (!outs[c])
+                    continue;
+                const float *pm = prob + (size_t)c * plane;
+                double v;
+                if (!fixed) {
+                    v = pm[(size_t)y * pw + xx];
+                } else {
+                    double u = c_out + (xx - cx) / fit,
+                           w = c_out + (y - cy) / fit;
+                    int u0 = (int)floor(u), w0 = (int)floor(w);
+                    double fu = u - u0, fw = w - w0;
+                    v = 0;
+                    for (int j = 0; j < 2; j++)
+                        for (int i = 0; i < 2; i++) {
+                            int uu = u0 + i, ww = w0 + j;
+                            uu = uu < 0 ? 0 : uu >= (int)pw ? (int)pw - 1 : uu;
+                            ww = ww < 0 ? 0 : ww >= (int)ph ? (int)ph - 1 : ww;
+                            v += (i ? fu : 1 - fu) * (j ? fw : 1 - fw) *
+                                 pm[(size_t)ww * pw + uu];
+                        }
+                }
+                outs[c][o] = to_byte(v);
+            }
         }
+    covct_free(prob);
     return COVCT_OK;
 }
