@@ -10,7 +10,7 @@ zlib1g-dev libjpeg62-turbo-dev libopenjp2-7-dev libcharls-dev
 libcjson-dev libpng-dev libdnnl-dev
 dcmtk
 clang libclang-rt-14-dev
-python3 python3-numpy python3-nibabel python3-scipy python3-pil python3-torch
+python3 python3-numpy python3-nibabel python3-scipy python3-pil python3-sklearn python3-torch
 dicom3tools dcm2niix libgdcm-tools time
 "
 

@@ -246,6 +246,68 @@ covct_rc covct_nn_augment_sample(const covct_nn_augment *a, uint64_t seed,
                                  float *out_img, uint8_t *out_lab,
                                  covct_error *err);
 
+/* ---- training ------------------------------------------------------------------
+ * Supervised training of a U-Net on 2-D slices with label maps (0
+ * background, 1..classes-1 lesion classes).  Loss: softmax cross-entropy +
+ * soft Dice; AdamW; augmentation per sample (covct_nn_augment_default);
+ * every random choice derives from (seed, epoch, sample), so a run resumed
+ * from a checkpoint continues exactly as an uninterrupted one.
+ * Validation after every epoch: per-image Dice of infection (any lesion
+ * class; map >= 128, as covct segment thresholds it) on the validation
+ * slices whose ground truth is not empty, averaged. */
+typedef struct covct_nn_sample {
+    const char *name;
+    uint32_t width, height;
+    const uint8_t *pixels; /* 8-bit slice */
+    const uint8_t *labels; /* class per pixel */
+} covct_nn_sample;
+
+typedef struct covct_nn_train_config {
+    covct_unet_config net;
+    int input_size;   /* training square, also the model's input_size */
+    int epochs;
+    int batch;
+    double lr, weight_decay;
+    uint64_t seed;
+    covct_nn_augment augment;
+} covct_nn_train_config;
+
+typedef struct covct_nn_epoch_report {
+    int epoch, epochs;
+    double loss;      /* mean training loss of the epoch */
+    double val_dice;  /* mean validation Dice, or -1 without validation */
+    double seconds;   /* since training started */
+} covct_nn_epoch_report;
+
+/* Called after every epoch; return nonzero to stop (the model so far is
+ * kept).  `m` is the model after the epoch (save a checkpoint from it). */
+typedef int (*covct_nn_epoch_fn)(const covct_nn_epoch_report *r,
+                                 covct_nn_model *m, covct_nn_adam *opt,
+                                 void *user);
+
+/* Train m (already built: covct_nn_unet or a loaded checkpoint; opt may
+ * hold a checkpoint's optimiser state) from epoch `first_epoch` (0 for a
+ * fresh run).  val may be NULL / n_val 0. */
+covct_rc covct_nn_train(covct_nn_model *m, covct_nn_adam *opt,
+                        const covct_nn_train_config *cfg, int first_epoch,
+                        const covct_nn_sample *train, size_t n_train,
+                        const covct_nn_sample *val, size_t n_val,
+                        covct_nn_epoch_fn on_epoch, void *user,
+                        covct_error *err);
+
+/* Mean per-image infection Dice of m on the samples (skipping empty
+ * ground truth); *counted gets the number of images used. */
+covct_rc covct_nn_validate(covct_nn_model *m, const covct_nn_sample *val,
+                           size_t n_val, double *dice, size_t *counted,
+                           covct_error *err);
+
+/* Optimiser state beside a model file (checkpoints): PATH written
+ * atomically with step count, m and v, CRC-32. */
+covct_rc covct_nn_adam_write(const char *path, const covct_nn_adam *a,
+                             covct_error *err);
+covct_rc covct_nn_adam_read(const char *path, covct_nn_adam *a,
+                            covct_nn_graph *g, covct_error *err);
+
 /* ---- segmenting 2-D slices -------------------------------------------------
  * Input pixels v (0..255) enter the network as v / 255 (training uses
  * covct_nn_pixels_to_input() too, so the two cannot drift apart).  With

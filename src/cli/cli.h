@@ -15,6 +15,8 @@ int covct_cmd_demo(int argc, char **argv);
 int covct_cmd_analyze(int argc, char **argv);
 int covct_cmd_phantom(int argc, char **argv);
 int covct_cmd_segment(int argc, char **argv);
+int covct_cmd_train(int argc, char **argv);
+int covct_cmd_eval(int argc, char **argv);
 
 /* Shared helpers. */
 bool covct_cli_is_help(const char *arg);

@@ -30,6 +30,10 @@ static const char usage[] =
     "                            exact ground truth, for tests and demos\n"
     "  segment IMAGE... -o DIR   ground glass and consolidation on 2-D slice\n"
     "                            pictures (JPEG/PNG) with the neural network\n"
+    "  train --data DIR -o MODEL train that network on labelled slices, with\n"
+    "                            cross-validation\n"
+    "  eval PRED_DIR GT_DIR      score predicted infection maps against masks\n"
+    "                            (Dice, Inf-Net protocol, 95 % intervals)\n"
     "  demo [FOLDER]             make a small synthetic CT series and run\n"
     "                            info and volume on it\n"
     "\n"
@@ -76,6 +80,10 @@ int main(int argc, char **argv)
         return covct_cmd_phantom(argc - 1, argv + 1);
     if (!strcmp(cmd, "segment"))
         return covct_cmd_segment(argc - 1, argv + 1);
+    if (!strcmp(cmd, "train"))
+        return covct_cmd_train(argc - 1, argv + 1);
+    if (!strcmp(cmd, "eval"))
+        return covct_cmd_eval(argc - 1, argv + 1);
     covct_cli_error("unknown command '%s'; run 'covct --help' for the list",
                     cmd);
     return COVCT_EXIT_USAGE;
