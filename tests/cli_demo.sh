@@ -33,7 +33,7 @@ sys.exit(0 if ok else 1)
 PYEOF
 check "demo volume ordered by position, not file name" [ $? -eq 0 ]
 
-for c in "" info dump volume demo analyze phantom segment train eval; do
+for c in "" info dump volume demo analyze phantom segment train eval model; do
     "$COVCT_BIN" $c --help >help.txt 2>&1
     check "covct $c --help exits 0" [ $? -eq 0 ]
     check "covct $c --help prints usage" grep -q "Usage: covct" help.txt

@@ -44,4 +44,20 @@ check "the good image is still done" [ -s "$tmp/o3/0.png" ]
 check "no input is a usage error" [ $? -eq 2 ]
 "$COVCT_BIN" segment "$imgs/0.jpg" --bogus >"$tmp/log" 2>&1
 check "unknown option is a usage error" [ $? -eq 2 ]
+# covct model: what the file is; the card updated, the weights kept.
+"$COVCT_BIN" model "$model" >"$tmp/m.txt" 2>&1
+check "model info" grep -q "U-Net, 2 level(s), 1 base channels" "$tmp/m.txt"
+check "model card shown" grep -q "fuzzing seed" "$tmp/m.txt"
+echo '{"licence": "test only", "data": "replaced"}' >"$tmp/card.json"
+"$COVCT_BIN" model "$model" --card "$tmp/card.json" -o "$tmp/m2.covctnn" >/dev/null 2>&1
+check "card update exits 0" [ $? -eq 0 ]
+"$COVCT_BIN" model "$tmp/m2.covctnn" >"$tmp/m2.txt" 2>&1
+check "card field added" grep -q '"licence":.*"test only"' "$tmp/m2.txt"
+check "card field replaced" grep -q '"data":.*"replaced"' "$tmp/m2.txt"
+"$COVCT_BIN" segment --model "$tmp/m2.covctnn" -o "$tmp/o5" "$imgs/0.jpg" >/dev/null 2>&1
+check "same weights after a card update" cmp -s "$tmp/o5/0.png" "$tmp/out/0.png"
+head -c 600 "$model" >"$tmp/cut.covctnn"
+"$COVCT_BIN" model "$tmp/cut.covctnn" >"$tmp/m3.txt" 2>&1
+check "truncated model refused" [ $? -eq 1 ]
+check "truncated model explained" grep -q "truncated" "$tmp/m3.txt"
 finish

@@ -16,6 +16,7 @@ int covct_cmd_analyze(int argc, char **argv);
 int covct_cmd_phantom(int argc, char **argv);
 int covct_cmd_segment(int argc, char **argv);
 int covct_cmd_train(int argc, char **argv);
+int covct_cmd_model(int argc, char **argv);
 int covct_cmd_eval(int argc, char **argv);
 
 /* Shared helpers. */

@@ -32,6 +32,8 @@ static const char usage[] =
     "                            pictures (JPEG/PNG) with the neural network\n"
     "  train --data DIR -o MODEL train that network on labelled slices, with\n"
     "                            cross-validation\n"
+    "  model MODEL.covctnn       what a network file holds (architecture,\n"
+    "                            model card); replace its model card\n"
     "  eval PRED_DIR GT_DIR      score predicted infection maps against masks\n"
     "                            (Dice, Inf-Net protocol, 95 % intervals)\n"
     "  demo [FOLDER]             make a small synthetic CT series and run\n"
@@ -82,6 +84,8 @@ int main(int argc, char **argv)
         return covct_cmd_segment(argc - 1, argv + 1);
     if (!strcmp(cmd, "train"))
         return covct_cmd_train(argc - 1, argv + 1);
+    if (!strcmp(cmd, "model"))
+        return covct_cmd_model(argc - 1, argv + 1);
     if (!strcmp(cmd, "eval"))
         return covct_cmd_eval(argc - 1, argv + 1);
     covct_cli_error("unknown command '%s'; run 'covct --help' for the list",
