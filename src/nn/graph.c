@@ -220,6 +220,17 @@ nomem:
     return COVCT_ERR(err, COVCT_ERR_NOMEM, "cannot allocate the parameters");
 }
 
+/* Remove the parameters from index p0 on (an operation that failed to be
+ * added). */
+static void drop_params(covct_nn_graph *g, size_t p0)
+{
+    while (g->npar > p0) {
+        g->npar--;
+        covct_tensor_free(&g->par[g->npar]);
+        covct_tensor_free(&g->pgrad[g->npar]);
+    }
+}
+
 /* Append an operation writing a new slot of `channels` channels. */
 static nn_op *add_op(covct_nn_graph *g, covct_nn_op_kind kind, int in0,
                      int in1, int channels, covct_error *err)
@@ -288,11 +299,7 @@ int covct_nn_conv2d(covct_nn_graph *g, int in, int out_channels, int k,
     size_t p0 = g->npar;
     if (add_param(g, out_channels, cin, k, k, bound, -1, 0, err) ||
         (op->bias && add_param(g, 1, out_channels, 1, 1, bound, -1, 0, err))) {
-        while (g->npar > p0) {
-            g->npar--;
-            covct_tensor_free(&g->par[g->npar]);
-            covct_tensor_free(&g->pgrad[g->npar]);
-        }
+        drop_params(g, p0);
         return -1;
     }
     return commit(g, op);
@@ -319,11 +326,7 @@ int covct_nn_convt2d(covct_nn_graph *g, int in, int out_channels, int k,
     size_t p0 = g->npar;
     if (add_param(g, cin, out_channels, k, k, bound, -1, 0, err) ||
         (op->bias && add_param(g, 1, out_channels, 1, 1, bound, -1, 0, err))) {
-        while (g->npar > p0) {
-            g->npar--;
-            covct_tensor_free(&g->par[g->npar]);
-            covct_tensor_free(&g->pgrad[g->npar]);
-        }
+        drop_params(g, p0);
         return -1;
     }
     return commit(g, op);
@@ -344,11 +347,7 @@ int covct_nn_batchnorm(covct_nn_graph *g, int in, covct_error *err)
         add_param(g, 1, c, 1, 1, 0, 0, 0, err) ||
         add_param(g, 1, c, 1, 1, 0, 0, 1, err) ||
         add_param(g, 1, c, 1, 1, 0, 1, 1, err)) {
-        while (g->npar > p0) {
-            g->npar--;
-            covct_tensor_free(&g->par[g->npar]);
-            covct_tensor_free(&g->pgrad[g->npar]);
-        }
+        drop_params(g, p0);
         return -1;
     }
     return commit(g, op);
@@ -764,14 +763,8 @@ static covct_rc backward_op(covct_nn_graph *g, nn_op *op, covct_error *err)
                 return rc;
             /* The bias gradient sums N x H x W terms: in double here,
              * oneDNN's fp32 sum drifts by 1e-5 already on small images. */
-            size_t hw = (size_t)s.oh * s.ow;
-            for (int o = 0; db && o < s.o; o++) {
-                double acc = 0;
-                for (int b = 0; b < s.n; b++)
-                    for (size_t i = 0; i < hw; i++)
-                        acc += dy[((size_t)b * s.o + o) * hw + i];
-                db[o] += (float)acc;
-            }
+            if (db)
+                nn_bias_grad(s.n, s.o, (size_t)s.oh * s.ow, dy, db);
         } else
             nn_ref_conv_bwd(&s, x->data, par[0].data, dy, dx, pg[0].data, db);
         break;

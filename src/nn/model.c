@@ -10,6 +10,7 @@
 #include <zlib.h>
 
 #include "covct/nn.h"
+#include "nn/nn_int.h"
 
 /* 7 letters and the terminating NUL: 8 bytes. */
 #define MODEL_MAGIC "COVCTNN"
@@ -99,23 +100,6 @@ static uint64_t unet_floats(const covct_unet_config *c)
 
 /* ---- writing ---------------------------------------------------------------- */
 
-static void put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8), p[2] = (uint8_t)(v >> 16),
-    p[3] = (uint8_t)(v >> 24);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-           (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
-
 /* The JSON header of model m. */
 static char *header_json(const covct_nn_model *m, covct_error *err)
 {
@@ -185,10 +169,10 @@ static covct_rc write_all(int fd, const char *tmp, void *user,
         dlen += covct_tensor_size(covct_nn_param(g, i)) * 4;
     uint8_t head[MODEL_MAGIC_LEN + 8], len8[8], tail[4];
     memcpy(head, MODEL_MAGIC, MODEL_MAGIC_LEN);
-    put32(head + MODEL_MAGIC_LEN, MODEL_VERSION);
-    put32(head + MODEL_MAGIC_LEN + 4, hlen);
-    put32(len8, (uint32_t)dlen);
-    put32(len8 + 4, (uint32_t)(dlen >> 32));
+    nn_put32(head + MODEL_MAGIC_LEN, MODEL_VERSION);
+    nn_put32(head + MODEL_MAGIC_LEN + 4, hlen);
+    nn_put32(len8, (uint32_t)dlen);
+    nn_put32(len8 + 4, (uint32_t)(dlen >> 32));
     uLong crc = crc32(0L, Z_NULL, 0);
     crc = crc32(crc, head, sizeof head);
     crc = crc32(crc, (const Bytef *)w->header, hlen);
@@ -205,7 +189,7 @@ static covct_rc write_all(int fd, const char *tmp, void *user,
         for (size_t j = 0; j < covct_tensor_size(t); j++) {
             uint32_t bits;
             memcpy(&bits, &t->data[j], 4);
-            put32(buf + nb, bits);
+            nn_put32(buf + nb, bits);
             nb += 4;
             if (nb == sizeof buf) {
                 crc = crc32(crc, buf, (uInt)nb);
@@ -216,7 +200,7 @@ static covct_rc write_all(int fd, const char *tmp, void *user,
         }
     }
     crc = crc32(crc, buf, (uInt)nb);
-    put32(tail, (uint32_t)crc);
+    nn_put32(tail, (uint32_t)crc);
     if ((rc = covct_fd_write_all(fd, buf, nb, tmp, err)))
         return rc;
     return covct_fd_write_all(fd, tail, sizeof tail, tmp, err);
@@ -258,20 +242,20 @@ covct_rc covct_nn_model_read_buffer(const uint8_t *buf, size_t len,
     if (len < fixed || memcmp(buf, MODEL_MAGIC, MODEL_MAGIC_LEN) != 0)
         return COVCT_ERR(err, COVCT_ERR_CORRUPT,
                          "not a covct model file (no 'COVCTNN' signature)");
-    uint32_t version = get32(buf + MODEL_MAGIC_LEN);
+    uint32_t version = nn_get32(buf + MODEL_MAGIC_LEN);
     if (version != MODEL_VERSION)
         return COVCT_ERR(err, COVCT_ERR_UNSUPPORTED,
                          "model format version %u; this covct reads version "
                          "%u",
                          version, MODEL_VERSION);
-    uint32_t hlen = get32(buf + MODEL_MAGIC_LEN + 4);
+    uint32_t hlen = nn_get32(buf + MODEL_MAGIC_LEN + 4);
     if (hlen > MODEL_HEADER_MAX || len - fixed < (size_t)hlen + 8 + 4)
         return COVCT_ERR(err, COVCT_ERR_CORRUPT,
                          "model file truncated or header length %u invalid "
                          "(file %zu bytes)",
                          hlen, len);
     const uint8_t *hp = buf + fixed;
-    uint64_t dlen = get64(hp + hlen);
+    uint64_t dlen = nn_get64(hp + hlen);
     size_t doff = fixed + hlen + 8;
     if (dlen % 4 || dlen > len - doff || len - doff - dlen != 4)
         return COVCT_ERR(err, COVCT_ERR_CORRUPT,
@@ -285,11 +269,11 @@ covct_rc covct_nn_model_read_buffer(const uint8_t *buf, size_t len,
         crc = crc32(crc, buf + off, (uInt)n);
         off += n;
     }
-    if ((uint32_t)crc != get32(buf + len - 4))
+    if ((uint32_t)crc != nn_get32(buf + len - 4))
         return COVCT_ERR(err, COVCT_ERR_CORRUPT,
                          "model file checksum mismatch (CRC-32 %08x, file "
                          "says %08x): the file is damaged",
-                         (unsigned)(uint32_t)crc, (unsigned)get32(buf + len - 4));
+                         (unsigned)(uint32_t)crc, (unsigned)nn_get32(buf + len - 4));
 
     char *text = covct_strndup((const char *)hp, hlen);
     if (!text)
@@ -395,7 +379,7 @@ covct_rc covct_nn_model_read_buffer(const uint8_t *buf, size_t len,
     for (size_t i = 0; i < np; i++) {
         covct_tensor *t = covct_nn_param(m->graph, i);
         for (size_t j = 0; j < covct_tensor_size(t); j++, p += 4) {
-            uint32_t bits = get32(p);
+            uint32_t bits = nn_get32(p);
             memcpy(&t->data[j], &bits, 4);
             if (!isfinite(t->data[j])) {
                 rc = COVCT_ERR(err, COVCT_ERR_CORRUPT,

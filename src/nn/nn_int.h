@@ -33,6 +33,28 @@ static inline int nn_convt_out(int in, int k, int stride, int pad)
     return (in - 1) * stride - 2 * pad + k;
 }
 
+/* Little-endian integers of the model and optimiser files. */
+static inline void nn_put32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8), p[2] = (uint8_t)(v >> 16),
+    p[3] = (uint8_t)(v >> 24);
+}
+
+static inline uint32_t nn_get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+           (uint32_t)p[3] << 24;
+}
+
+static inline uint64_t nn_get64(const uint8_t *p)
+{
+    return (uint64_t)nn_get32(p) | (uint64_t)nn_get32(p + 4) << 32;
+}
+
+/* Sum of dy over batch and pixels per output channel, in double, added to
+ * db (the bias gradient of both convolution kinds and both backends). */
+void nn_bias_grad(int n, int o, size_t hw, const float *dy, float *db);
+
 /* ---- reference kernels (ops-ref.c) -------------------------------------- */
 
 /* y = conv(x, w) + b; w is o x c x k x k. */

@@ -556,16 +556,8 @@ covct_rc nn_dnnl_convt_bwd(const nn_conv_shape *s, const float *x,
             return rc;
     }
     /* db += sum of dy over batch and pixels, in double. */
-    size_t hw = (size_t)s->oh * s->ow;
-    for (int o = 0; db && o < s->o; o++) {
-        double acc = 0;
-        for (int n = 0; n < s->n; n++) {
-            const float *p = dy + ((size_t)n * s->o + o) * hw;
-            for (size_t i = 0; i < hw; i++)
-                acc += p[i];
-        }
-        db[o] += (float)acc;
-    }
+    if (db)
+        nn_bias_grad(s->n, s->o, (size_t)s->oh * s->ow, dy, db);
     return COVCT_OK;
 }
 

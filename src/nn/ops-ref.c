@@ -14,6 +14,19 @@
 #define AT4(C, H, W, n, c, y, x) \
     ((((size_t)(n) * (C) + (c)) * (H) + (y)) * (W) + (x))
 
+void nn_bias_grad(int n, int o, size_t hw, const float *dy, float *db)
+{
+    for (int c = 0; c < o; c++) {
+        double acc = 0;
+        for (int b = 0; b < n; b++) {
+            const float *p = dy + ((size_t)b * o + c) * hw;
+            for (size_t i = 0; i < hw; i++)
+                acc += p[i];
+        }
+        db[c] += (float)acc;
+    }
+}
+
 void nn_ref_conv_fwd(const nn_conv_shape *s, const float *x, const float *w,
                      const float *b, float *y)
 {
@@ -45,13 +58,7 @@ void nn_ref_conv_bwd(const nn_conv_shape *s, const float *x, const float *w,
     if (dx)
         memset(dx, 0, (size_t)s->n * s->c * s->h * s->w * sizeof *dx);
     if (db)
-        for (int o = 0; o < s->o; o++) {
-            double acc = 0;
-            for (int n = 0; n < s->n; n++)
-                for (int i = 0; i < s->oh * s->ow; i++)
-                    acc += dy[AT4(s->o, s->oh, s->ow, n, o, 0, 0) + (size_t)i];
-            db[o] += (float)acc;
-        }
+        nn_bias_grad(s->n, s->o, (size_t)s->oh * s->ow, dy, db);
     for (int o = 0; o < s->o; o++)
         for (int c = 0; c < s->c; c++)
             for (int ky = 0; ky < s->k; ky++)
@@ -117,13 +124,7 @@ void nn_ref_convt_bwd(const nn_conv_shape *s, const float *x, const float *w,
                       const float *dy, float *dx, float *dw, float *db)
 {
     if (db)
-        for (int o = 0; o < s->o; o++) {
-            double acc = 0;
-            for (int n = 0; n < s->n; n++)
-                for (int i = 0; i < s->oh * s->ow; i++)
-                    acc += dy[AT4(s->o, s->oh, s->ow, n, o, 0, 0) + (size_t)i];
-            db[o] += (float)acc;
-        }
+        nn_bias_grad(s->n, s->o, (size_t)s->oh * s->ow, dy, db);
     for (int n = 0; n < s->n; n++)
         for (int c = 0; c < s->c; c++)
             for (int iy = 0; iy < s->h; iy++)

@@ -8,6 +8,7 @@
 #include <zlib.h>
 
 #include "covct/nn.h"
+#include "nn/nn_int.h"
 
 static uint64_t mix(uint64_t a, uint64_t b)
 {
@@ -172,18 +173,6 @@ done:
  * "COVCTADM" | uint32 version 1 | uint64 step | uint64 floats per table
  * (sum of the trained parameters' sizes) | m floats | v floats | CRC-32. */
 
-static void put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8), p[2] = (uint8_t)(v >> 16),
-    p[3] = (uint8_t)(v >> 24);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-           (uint32_t)p[3] << 24;
-}
-
 static uint64_t trained_floats(const covct_nn_adam *a)
 {
     uint64_t n = 0;
@@ -203,11 +192,11 @@ static covct_rc adam_fill(int fd, const char *tmp, void *user,
     uint8_t head[28];
     uint64_t nf = trained_floats(a);
     memcpy(head, "COVCTADM", 8);
-    put32(head + 8, 1);
-    put32(head + 12, (uint32_t)a->t);
-    put32(head + 16, (uint32_t)(a->t >> 32));
-    put32(head + 20, (uint32_t)nf);
-    put32(head + 24, (uint32_t)(nf >> 32));
+    nn_put32(head + 8, 1);
+    nn_put32(head + 12, (uint32_t)a->t);
+    nn_put32(head + 16, (uint32_t)(a->t >> 32));
+    nn_put32(head + 20, (uint32_t)nf);
+    nn_put32(head + 24, (uint32_t)(nf >> 32));
     uLong crc = crc32(crc32(0L, Z_NULL, 0), head, sizeof head);
     covct_rc rc = covct_fd_write_all(fd, head, sizeof head, tmp, err);
     uint8_t buf[4096];
@@ -220,7 +209,7 @@ static covct_rc adam_fill(int fd, const char *tmp, void *user,
             for (size_t j = 0; j < covct_tensor_size(t) && !rc; j++) {
                 uint32_t bits;
                 memcpy(&bits, &t->data[j], 4);
-                put32(buf + nb, bits);
+                nn_put32(buf + nb, bits);
                 nb += 4;
                 if (nb == sizeof buf) {
                     crc = crc32(crc, buf, (uInt)nb);
@@ -232,7 +221,7 @@ static covct_rc adam_fill(int fd, const char *tmp, void *user,
     if (rc)
         return rc;
     crc = crc32(crc, buf, (uInt)nb);
-    put32(buf + nb, (uint32_t)crc);
+    nn_put32(buf + nb, (uint32_t)crc);
     return covct_fd_write_all(fd, buf, nb + 4, tmp, err);
 }
 
@@ -259,12 +248,12 @@ covct_rc covct_nn_adam_read(const char *path, covct_nn_adam *a,
     for (size_t i = 0; i < np; i++)
         if (!covct_nn_param_is_buffer(g, i))
             need += covct_tensor_size(covct_nn_param(g, i));
-    if (len < 32 || memcmp(buf, "COVCTADM", 8) || get32(buf + 8) != 1) {
+    if (len < 32 || memcmp(buf, "COVCTADM", 8) || nn_get32(buf + 8) != 1) {
         rc = COVCT_ERR(err, COVCT_ERR_CORRUPT,
                        "%s: not a covct optimiser state file", path);
         goto done;
     }
-    uint64_t nf = (uint64_t)get32(buf + 20) | (uint64_t)get32(buf + 24) << 32;
+    uint64_t nf = (uint64_t)nn_get32(buf + 20) | (uint64_t)nn_get32(buf + 24) << 32;
     if (nf != need || len != 28 + 8 * nf + 4) {
         rc = COVCT_ERR(err, COVCT_ERR_CORRUPT,
                        "%s: optimiser state for %llu values, the network "
@@ -273,7 +262,7 @@ covct_rc covct_nn_adam_read(const char *path, covct_nn_adam *a,
         goto done;
     }
     if ((uint32_t)crc32(crc32(0L, Z_NULL, 0), buf, (uInt)(len - 4)) !=
-        get32(buf + len - 4)) {
+        nn_get32(buf + len - 4)) {
         rc = COVCT_ERR(err, COVCT_ERR_CORRUPT,
                        "%s: checksum mismatch: the file is damaged", path);
         goto done;
@@ -286,7 +275,7 @@ covct_rc covct_nn_adam_read(const char *path, covct_nn_adam *a,
         goto done;
     }
     a->n = np;
-    a->t = (uint64_t)get32(buf + 12) | (uint64_t)get32(buf + 16) << 32;
+    a->t = (uint64_t)nn_get32(buf + 12) | (uint64_t)nn_get32(buf + 16) << 32;
     const uint8_t *p = buf + 28;
     for (int table = 0; table < 2; table++)
         for (size_t i = 0; i < np; i++) {
@@ -297,7 +286,7 @@ covct_rc covct_nn_adam_read(const char *path, covct_nn_adam *a,
             if ((rc = covct_tensor_alloc(t, pt->n, pt->c, pt->h, pt->w, err)))
                 goto done;
             for (size_t j = 0; j < covct_tensor_size(t); j++, p += 4) {
-                uint32_t bits = get32(p);
+                uint32_t bits = nn_get32(p);
                 memcpy(&t->data[j], &bits, 4);
             }
         }
