@@ -268,6 +268,8 @@ typedef struct covct_nn_train_config {
     int epochs;
     int batch;
     double lr, weight_decay;
+    int cosine;       /* learning rate lr (1 + cos(pi e / epochs)) / 2 in
+                       * epoch e (0-based); else constant */
     uint64_t seed;
     covct_nn_augment augment;
 } covct_nn_train_config;

@@ -44,7 +44,9 @@ static const char help[] =
     "  --depth L          U-Net levels (4)\n"
     "  --base C           channels of the first level (16)\n"
     "  --batch B          slices per step (4)\n"
-    "  --lr X             AdamW learning rate (0.002)\n"
+    "  --lr X             AdamW learning rate (0.002), decayed to 0 along a\n"
+    "                     half cosine over the epochs\n"
+    "  --constant-lr      keep the learning rate constant instead\n"
     "  --wd X             AdamW weight decay (0.0001)\n"
     "  --seed N           fold split, initial weights, augmentation (1)\n"
     "  --card FILE.json   model card fields to store in the model (data,\n"
@@ -201,6 +203,8 @@ static char *make_card(const run_ctx *c, int epoch)
     cJSON_AddNumberToObject(tr, "epochs", c->cfg->epochs);
     cJSON_AddNumberToObject(tr, "batch", c->cfg->batch);
     cJSON_AddNumberToObject(tr, "lr", c->cfg->lr);
+    cJSON_AddStringToObject(tr, "lr_schedule",
+                            c->cfg->cosine ? "half cosine to 0" : "constant");
     cJSON_AddNumberToObject(tr, "weight_decay", c->cfg->weight_decay);
     cJSON_AddNumberToObject(tr, "seed", (double)c->cfg->seed);
     cJSON_AddNumberToObject(tr, "input_size", c->cfg->input_size);
@@ -357,7 +361,8 @@ int covct_cmd_train(int argc, char **argv)
     int folds = 5, fold = 0, cv = 0, resume = 0, quiet = 0;
     covct_nn_train_config cfg = {.net = {1, 3, 4, 16}, .input_size = 352,
                                  .epochs = 60, .batch = 4, .lr = 2e-3,
-                                 .weight_decay = 1e-4, .seed = 1};
+                                 .weight_decay = 1e-4, .cosine = 1,
+                                 .seed = 1};
     covct_nn_augment_default(&cfg.augment);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -375,6 +380,8 @@ int covct_cmd_train(int argc, char **argv)
             cv = 1;
         } else if (!strcmp(a, "--resume")) {
             resume = 1;
+        } else if (!strcmp(a, "--constant-lr")) {
+            cfg.cosine = 0;
         } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
             quiet = 1;
         } else if (!strcmp(a, "--folds") || !strcmp(a, "--fold") ||

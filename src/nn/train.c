@@ -109,6 +109,9 @@ covct_rc covct_nn_train(covct_nn_model *m, covct_nn_adam *opt,
             order[j] = t;
         }
         covct_nn_set_training(m->graph, 1);
+        opt->lr = cfg->cosine
+                      ? cfg->lr * 0.5 * (1.0 + cos(M_PI * ep / cfg->epochs))
+                      : cfg->lr;
         double loss_sum = 0;
         int steps = 0;
         for (size_t b0 = 0; b0 < n_train; b0 += (size_t)B) {
