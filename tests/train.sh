@@ -27,7 +27,8 @@ sys.exit(0 if len(loss) == 4 and loss[-1] < loss[0] else 1)
 PYEOF
 check "the training loss falls" [ $? -eq 0 ]
 check "checkpoint and optimiser state written" [ -s "$tmp/a.covctnn" -a -s "$tmp/a.covctnn.adam" ]
-"$COVCT_BIN" train --data "$tmp/d" -o "$tmp/b.covctnn" $tiny --epochs 2 --fold 1 >"$tmp/b.log" 2>&1
+"$COVCT_BIN" train --data "$tmp/d" -o "$tmp/b.covctnn" $tiny --epochs 4 --stop-after 2 --fold 1 >"$tmp/b.log" 2>&1
+check "stop-after stops" grep -q "stopped after epoch 2" "$tmp/b.log"
 "$COVCT_BIN" train --data "$tmp/d" -o "$tmp/b.covctnn" $tiny --epochs 4 --fold 1 --resume >>"$tmp/b.log" 2>&1
 check "resume exits 0" [ $? -eq 0 ]
 check "resume says where it starts" grep -q "resuming after epoch 2" "$tmp/b.log"

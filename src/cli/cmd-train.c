@@ -47,6 +47,8 @@ static const char help[] =
     "  --lr X             AdamW learning rate (0.002), decayed to 0 along a\n"
     "                     half cosine over the epochs\n"
     "  --constant-lr      keep the learning rate constant instead\n"
+    "  --stop-after N     stop after epoch N, as an interrupted run (to\n"
+    "                     train in time slots: continue with --resume)\n"
     "  --wd X             AdamW weight decay (0.0001)\n"
     "  --seed N           fold split, initial weights, augmentation (1)\n"
     "  --card FILE.json   model card fields to store in the model (data,\n"
@@ -174,7 +176,7 @@ static int load(const char *dir, int classes, dataset *d)
 
 typedef struct run_ctx {
     const char *out;
-    int quiet, fold, folds, save;
+    int quiet, fold, folds, save, stop_after;
     double best;
     int best_epoch;
     double last;
@@ -257,6 +259,13 @@ static int on_epoch(const covct_nn_epoch_report *r, covct_nn_model *m,
             covct_cli_error("cannot write the checkpoint: %s", err.msg);
             return 1;
         }
+    }
+    if (c->stop_after && r->epoch >= c->stop_after && r->epoch < r->epochs) {
+        if (!c->quiet)
+            fprintf(stderr, "stopped after epoch %d as asked; continue with "
+                            "--resume\n",
+                    r->epoch);
+        return 1;
     }
     return 0;
 }
@@ -358,7 +367,7 @@ static int num(const char *opt, const char *v, double lo, double hi,
 int covct_cmd_train(int argc, char **argv)
 {
     const char *data = NULL, *out = NULL, *card_path = NULL;
-    int folds = 5, fold = 0, cv = 0, resume = 0, quiet = 0;
+    int folds = 5, fold = 0, cv = 0, resume = 0, quiet = 0, stop_after = 0;
     covct_nn_train_config cfg = {.net = {1, 3, 4, 16}, .input_size = 352,
                                  .epochs = 60, .batch = 4, .lr = 2e-3,
                                  .weight_decay = 1e-4, .cosine = 1,
@@ -387,7 +396,8 @@ int covct_cmd_train(int argc, char **argv)
         } else if (!strcmp(a, "--folds") || !strcmp(a, "--fold") ||
                    !strcmp(a, "--epochs") || !strcmp(a, "--size") ||
                    !strcmp(a, "--depth") || !strcmp(a, "--base") ||
-                   !strcmp(a, "--batch") || !strcmp(a, "--seed")) {
+                   !strcmp(a, "--batch") || !strcmp(a, "--seed") ||
+                   !strcmp(a, "--stop-after")) {
             if (num(a, v, 0, 1e9, &x) || x != floor(x))
                 return COVCT_EXIT_USAGE;
             i++;
@@ -398,6 +408,7 @@ int covct_cmd_train(int argc, char **argv)
             else if (!strcmp(a, "--depth")) cfg.net.depth = (int)x;
             else if (!strcmp(a, "--base")) cfg.net.base = (int)x;
             else if (!strcmp(a, "--batch")) cfg.batch = (int)x;
+            else if (!strcmp(a, "--stop-after")) stop_after = (int)x;
             else cfg.seed = (uint64_t)x;
         } else if (!strcmp(a, "--lr") || !strcmp(a, "--wd")) {
             if (num(a, v, 0, 1, &x))
@@ -460,7 +471,7 @@ int covct_cmd_train(int argc, char **argv)
                 d.n, data, cfg.net.depth, cfg.net.base, cfg.input_size,
                 cfg.input_size, cfg.epochs, cfg.batch);
     run_ctx c = {.out = out, .quiet = quiet, .folds = folds, .card = card,
-                 .cfg = &cfg};
+                 .stop_after = stop_after, .cfg = &cfg};
     int rc = 0;
     if (!cv) {
         c.fold = fold;
