@@ -47,6 +47,7 @@ static const char help[] =
     "  --lr X             AdamW learning rate (0.002), decayed to 0 along a\n"
     "                     half cosine over the epochs\n"
     "  --constant-lr      keep the learning rate constant instead\n"
+    "  --no-augment       train on the slices as they are (diagnostics)\n"
     "  --stop-after N     stop after epoch N, as an interrupted run (to\n"
     "                     train in time slots: continue with --resume)\n"
     "  --wd X             AdamW weight decay (0.0001)\n"
@@ -391,6 +392,8 @@ int covct_cmd_train(int argc, char **argv)
             resume = 1;
         } else if (!strcmp(a, "--constant-lr")) {
             cfg.cosine = 0;
+        } else if (!strcmp(a, "--no-augment")) {
+            memset(&cfg.augment, 0, sizeof cfg.augment);
         } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
             quiet = 1;
         } else if (!strcmp(a, "--folds") || !strcmp(a, "--fold") ||
