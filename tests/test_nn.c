@@ -189,6 +189,7 @@ static void op_case(const char *name, build_fn build, int n, int c, int h,
     if (!g)
         return;
     covct_nn_set_input_channels(g, c);
+    covct_nn_set_backend(g, COVCT_NN_REFERENCE); /* the loops are checked here */
     covct_nn_seed(g, 7);
     int out = build(g, &err);
     CHECKF(out > 0, "%s: build failed: %s", name, err.msg);

@@ -71,7 +71,7 @@ typedef struct covct_nn_graph covct_nn_graph;
 
 typedef enum covct_nn_backend {
     COVCT_NN_REFERENCE = 0, /* plain loops, the yardstick */
-    COVCT_NN_FAST = 1       /* oneDNN where it has the operation */
+    COVCT_NN_FAST = 1       /* oneDNN where it has the operation; default */
 } covct_nn_backend;
 
 /* New graph with one input slot (returned by covct_nn_input()). */
