@@ -60,4 +60,13 @@ head -c 600 "$model" >"$tmp/cut.covctnn"
 "$COVCT_BIN" model "$tmp/cut.covctnn" >"$tmp/m3.txt" 2>&1
 check "truncated model refused" [ $? -eq 1 ]
 check "truncated model explained" grep -q "truncated" "$tmp/m3.txt"
+# The network that ships: it loads, says what it was trained on, under
+# which terms, and how it cross-validated; covct segment uses it by default.
+shipped="$COVCT_SOURCE_DIR/models/lesions-unet.covctnn"
+"$COVCT_BIN" model "$shipped" >"$tmp/s.txt" 2>&1
+check "shipped model loads" grep -q "U-Net, 4 level(s), 16 base channels" "$tmp/s.txt"
+check "shipped model card: licence" grep -q "non-commercial" "$tmp/s.txt"
+check "shipped model card: cross-validation" grep -q '"dice_mean"' "$tmp/s.txt"
+"$COVCT_BIN" segment -o "$tmp/o6" "$imgs/0.jpg" >/dev/null 2>&1
+check "segment uses the shipped model by default" [ -s "$tmp/o6/0_ggo.png" ]
 finish
