@@ -124,6 +124,9 @@ typedef covct_rc (*covct_fill_fn)(int fd, const char *tmp_path, void *user,
                                   covct_error *err);
 covct_rc covct_file_write_atomic(const char *path, covct_fill_fn fill,
                                  void *user, covct_error *err);
+/* The same for n bytes already in memory. */
+covct_rc covct_file_write_bytes(const char *path, const void *p, size_t n,
+                                covct_error *err);
 
 /* ---- logging ------------------------------------------------------------ */
 typedef enum covct_log_level {

@@ -1503,13 +1503,6 @@ static covct_rc write_labels(const covct_volume *ct, const uint8_t *lab,
     return rc;
 }
 
-static covct_rc fill_text(int fd, const char *tmp_path, void *user,
-                          covct_error *err)
-{
-    const char *s = user;
-    return covct_fd_write_all(fd, s, strlen(s), tmp_path, err);
-}
-
 /* Build helpers that remember a failed allocation (cJSON returns NULL). */
 typedef struct jb {
     int failed;
@@ -1652,7 +1645,7 @@ covct_rc covct_phantom_write_truth(const covct_seg *truth,
     if (pn < 0 || (size_t)pn >= sizeof path)
         rc = COVCT_ERR(err, COVCT_ERR_ARG, "folder name too long: %s", dir);
     else
-        rc = covct_file_write_atomic(path, fill_text, text2, err);
+        rc = covct_file_write_bytes(path, text2, tl + 1, err);
     covct_free(text2);
     return rc;
 }

@@ -802,17 +802,6 @@ static cJSON *build_json(const eval_opts *o, const img_res *res,
     return root;
 }
 
-typedef struct text_out {
-    const char *text;
-} text_out;
-
-static covct_rc fill_text(int fd, const char *tmp, void *user,
-                          covct_error *err)
-{
-    const text_out *t = user;
-    return covct_fd_write_all(fd, t->text, strlen(t->text), tmp, err);
-}
-
 /* ---- text output -------------------------------------------------------- */
 
 static void print_val(double v)
@@ -1205,9 +1194,8 @@ int covct_cmd_eval(int argc, char **argv)
             covct_cli_error("eval: out of memory writing %s", o.json);
             goto out;
         }
-        text_out t = {text};
         covct_error err = {0};
-        if (covct_file_write_atomic(o.json, fill_text, &t, &err) !=
+        if (covct_file_write_bytes(o.json, text, strlen(text), &err) !=
             COVCT_OK) {
             covct_cli_error("eval: cannot write %s: %s", o.json, err.msg);
             goto out;

@@ -296,6 +296,25 @@ covct_rc covct_fd_write_all(int fd, const void *p, size_t n, const char *what,
     return COVCT_OK;
 }
 
+typedef struct bytes_out {
+    const void *p;
+    size_t n;
+} bytes_out;
+
+static covct_rc fill_bytes(int fd, const char *tmp_path, void *user,
+                           covct_error *err)
+{
+    const bytes_out *b = user;
+    return covct_fd_write_all(fd, b->p, b->n, tmp_path, err);
+}
+
+covct_rc covct_file_write_bytes(const char *path, const void *p, size_t n,
+                                covct_error *err)
+{
+    bytes_out b = {p, n};
+    return covct_file_write_atomic(path, fill_bytes, &b, err);
+}
+
 covct_rc covct_file_write_atomic(const char *path, covct_fill_fn fill,
                                  void *user, covct_error *err)
 {

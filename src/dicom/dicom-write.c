@@ -483,13 +483,6 @@ out:
     return rc;
 }
 
-static covct_rc fill_buffer(int fd, const char *tmp, void *user,
-                            covct_error *err)
-{
-    const covct_buf *b = user;
-    return covct_fd_write_all(fd, b->data, b->len, tmp, err);
-}
-
 covct_rc covct_dcm_write_file(const char *path, const covct_dcm_dataset *ds,
                               covct_error *err)
 {
@@ -497,7 +490,7 @@ covct_rc covct_dcm_write_file(const char *path, const covct_dcm_dataset *ds,
     covct_rc rc = covct_dcm_write_buffer(ds, &b, err);
     if (rc)
         goto out;
-    rc = covct_file_write_atomic(path, fill_buffer, &b, err);
+    rc = covct_file_write_bytes(path, b.data, b.len, err);
 out:
     covct_buf_free(&b);
     return rc;

@@ -660,18 +660,6 @@ covct_rc covct_image_encode_png(const covct_image *img, covct_buf *out,
     return rc;
 }
 
-typedef struct fill_bytes {
-    const uint8_t *p;
-    size_t n;
-} fill_bytes;
-
-static covct_rc fill(int fd, const char *tmp_path, void *user,
-                     covct_error *err)
-{
-    const fill_bytes *f = user;
-    return covct_fd_write_all(fd, f->p, f->n, tmp_path, err);
-}
-
 covct_rc covct_image_write_png(const char *path, const covct_image *img,
                                covct_error *err)
 {
@@ -680,8 +668,7 @@ covct_rc covct_image_write_png(const char *path, const covct_image *img,
     covct_buf b = {0};
     covct_rc rc = covct_image_encode_png(img, &b, err);
     if (!rc) {
-        fill_bytes f = {b.data, b.len};
-        rc = covct_file_write_atomic(path, fill, &f, err);
+        rc = covct_file_write_bytes(path, b.data, b.len, err);
     } else {
         covct_error_prefix(err, "%s: ", path);
     }

@@ -93,18 +93,6 @@ covct_rc covct_png_encode_rgb(const uint8_t *rgb, uint32_t width,
     return COVCT_OK;
 }
 
-typedef struct fill_bytes {
-    const uint8_t *p;
-    size_t n;
-} fill_bytes;
-
-static covct_rc fill(int fd, const char *tmp_path, void *user,
-                     covct_error *err)
-{
-    const fill_bytes *f = user;
-    return covct_fd_write_all(fd, f->p, f->n, tmp_path, err);
-}
-
 covct_rc covct_png_write_rgb(const char *path, const uint8_t *rgb,
                              uint32_t width, uint32_t height,
                              covct_error *err)
@@ -112,8 +100,7 @@ covct_rc covct_png_write_rgb(const char *path, const uint8_t *rgb,
     covct_buf b = {0};
     covct_rc rc = covct_png_encode_rgb(rgb, width, height, &b, err);
     if (!rc) {
-        fill_bytes f = {b.data, b.len};
-        rc = covct_file_write_atomic(path, fill, &f, err);
+        rc = covct_file_write_bytes(path, b.data, b.len, err);
     } else {
         covct_error_prefix(err, "%s: ", path);
     }

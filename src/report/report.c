@@ -164,18 +164,6 @@ static char *join(const char *dir, const char *name)
     return p;
 }
 
-typedef struct bytes {
-    const void *p;
-    size_t n;
-} bytes;
-
-static covct_rc fill_bytes(int fd, const char *tmp_path, void *user,
-                           covct_error *err)
-{
-    const bytes *b = user;
-    return covct_fd_write_all(fd, b->p, b->n, tmp_path, err);
-}
-
 /* Make sure the message names the file (the atomic writer names its
  * temporary file; an encoder names nothing). */
 static covct_rc name_file(covct_rc rc, const char *path, covct_error *err)
@@ -191,9 +179,8 @@ static covct_rc write_bytes(const char *dir, const char *name, const void *p,
     char *path = join(dir, name);
     if (!path)
         return COVCT_ERR(err, COVCT_ERR_NOMEM, "%s: out of memory", name);
-    bytes b = {p, n};
-    covct_rc rc = name_file(covct_file_write_atomic(path, fill_bytes, &b, err),
-                            path, err);
+    covct_rc rc = name_file(covct_file_write_bytes(path, p, n, err), path,
+                            err);
     covct_free(path);
     return rc;
 }
