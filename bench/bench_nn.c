@@ -2,11 +2,15 @@
  * backend) on one SIZE x SIZE slice, for bench/run.sh's comparison with
  * PyTorch (bench/nn_torch.py runs the same network, weights and input).
  *
- *   covct-bench-nn MODEL.covctnn SIZE N [LOGITS.f32]
+ *   covct-bench-nn [--graph] MODEL.covctnn SIZE N [LOGITS.f32]
  *       load MODEL, run one warm-up forward then N timed ones on the input
  *       below (1 x 1 x SIZE x SIZE), print "best B median M" (seconds per
  *       forward) on stdout; LOGITS.f32 gets the warm-up run's logits
  *       (1 x classes x SIZE x SIZE, NCHW, raw little-endian float32).
+ *       The forward pass is the inference plan (covct_nn_plan_run: batch
+ *       norm folded, ReLU fused, blocked layouts), the path of covct
+ *       segment and covct analyze; with --graph, the graph's op-by-op
+ *       forward (covct_nn_forward, as training runs it), for comparison.
  *   covct-bench-nn --init OUT.covctnn
  *       write an untrained U-Net (depth 4, base 16, 3 classes, input_size
  *       352: the shipped network's architecture) for machines without
@@ -19,9 +23,9 @@
  * computed in double and rounded to float: a smooth pattern in
  * [0.05, 0.95], the range of slices entering the network as v / 255.
  *
- * Threads: oneDNN runs each convolution on OpenMP threads, so
- * OMP_NUM_THREADS sets the thread count (the other operations are plain
- * loops on the calling thread).
+ * Threads: oneDNN runs its primitives on OpenMP threads, so
+ * OMP_NUM_THREADS sets the thread count (with --graph, the operations
+ * other than convolutions are plain loops on the calling thread).
  */
 #include <math.h>
 #include <stdio.h>
@@ -129,12 +133,29 @@ static int init_model(const char *path)
     return 0;
 }
 
+/* One forward of the input x: through the plan, or the graph. */
+static int forward(covct_nn_model *m, covct_nn_plan *plan,
+                   const covct_tensor *x, float *logits, covct_error *err)
+{
+    if (plan)
+        return covct_nn_plan_run(plan, x->data, logits, err) != COVCT_OK;
+    if (covct_nn_forward(m->graph, x, err))
+        return 1;
+    const covct_tensor *z = covct_nn_value(m->graph, m->out_slot);
+    memcpy(logits, z->data, covct_tensor_size(z) * sizeof *logits);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && !strcmp(argv[1], "--init"))
         return init_model(argv[2]);
+    int use_graph = argc > 1 && !strcmp(argv[1], "--graph");
+    argv += use_graph;
+    argc -= use_graph;
     if (argc < 4 || argc > 5) {
-        fputs("usage: covct-bench-nn MODEL.covctnn SIZE N [LOGITS.f32]\n"
+        fputs("usage: covct-bench-nn [--graph] MODEL.covctnn SIZE N "
+              "[LOGITS.f32]\n"
               "       covct-bench-nn --init OUT.covctnn\n",
               stderr);
         return 2;
@@ -158,25 +179,34 @@ int main(int argc, char **argv)
     covct_nn_set_backend(m.graph, COVCT_NN_FAST);
     covct_nn_set_training(m.graph, 0);
     covct_tensor x = {0};
+    covct_nn_plan *plan = NULL;
+    size_t nlog = (size_t)m.cfg.classes * size * size;
     double *t = malloc((size_t)runs * sizeof *t);
+    float *logits = malloc(nlog * sizeof *logits);
     int rc = 1;
-    if (!t || covct_tensor_alloc(&x, 1, m.cfg.in_channels, size, size, &err)) {
+    if (!t || !logits ||
+        covct_tensor_alloc(&x, 1, m.cfg.in_channels, size, size, &err)) {
         fputs("covct-bench-nn: out of memory\n", stderr);
         goto done;
     }
     for (int c = 0; c < m.cfg.in_channels; c++)
         make_input(x.data + (size_t)c * size * size, size);
-
-    /* Warm-up: oneDNN creates its primitives, the graph its buffers. */
-    if (covct_nn_forward(m.graph, &x, &err)) {
+    /* Compiling the plan is part of the warm-up, as creating the
+     * primitives is for the graph and PyTorch's first call for it. */
+    double tw = covct_now();
+    if (!use_graph &&
+        covct_nn_plan_new(m.graph, m.out_slot, 1, size, size, &plan, &err)) {
+        fail(&err, "compiling the inference plan");
+        goto done;
+    }
+    if (forward(&m, plan, &x, logits, &err)) {
         fail(&err, "forward");
         goto done;
     }
+    tw = covct_now() - tw;
     if (argc == 5) {
-        const covct_tensor *z = covct_nn_value(m.graph, m.out_slot);
         FILE *f = fopen(argv[4], "wb");
-        if (!f || fwrite(z->data, sizeof(float), covct_tensor_size(z), f) !=
-                      covct_tensor_size(z)) {
+        if (!f || fwrite(logits, sizeof(float), nlog, f) != nlog) {
             fprintf(stderr, "covct-bench-nn: cannot write %s\n", argv[4]);
             if (f)
                 fclose(f);
@@ -189,7 +219,7 @@ int main(int argc, char **argv)
     }
     for (int r = 0; r < runs; r++) {
         double t0 = covct_now();
-        if (covct_nn_forward(m.graph, &x, &err)) {
+        if (forward(&m, plan, &x, logits, &err)) {
             fail(&err, "forward");
             goto done;
         }
@@ -199,13 +229,16 @@ int main(int argc, char **argv)
     double median = runs % 2 ? t[runs / 2]
                              : 0.5 * (t[runs / 2 - 1] + t[runs / 2]);
     const char *omp = getenv("OMP_NUM_THREADS");
-    fprintf(stderr, "covct-bench-nn: %dx%d, %d runs after 1 warm-up, "
+    fprintf(stderr, "covct-bench-nn: %s, %dx%d, warm-up %.3f s, %d runs, "
                     "OMP_NUM_THREADS=%s\n",
-            size, size, runs, omp ? omp : "(unset)");
+            plan ? "inference plan" : "graph forward", size, size, tw, runs,
+            omp ? omp : "(unset)");
     printf("best %.6f median %.6f\n", t[0], median);
     rc = 0;
 done:
+    covct_nn_plan_free(plan);
     free(t);
+    free(logits);
     covct_tensor_free(&x);
     covct_nn_model_free(&m);
     return rc;

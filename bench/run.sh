@@ -130,12 +130,16 @@ if want 5; then
     [ $torch_ok = 1 ] && echo "  peer: PyTorch $("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null), eval mode, no_grad"
     echo "  512x512 slice, 1 warm-up + $NN_RUNS forwards per process, $REPS processes per side"
     echo "  alternating; best forward reported (median of the best process in brackets)"
+    echo "  covct = the inference plan (batch norm folded, ReLU fused, blocked layouts),"
+    echo "  the path of covct segment and covct analyze"
     # best_of FILE: the "best B median M" line with the smallest B
     best_of() { sort -k2,2g "$1" | head -1; }
     parity=""
     for t in $NN_THREADS; do
-        : >"$tmp/c.$t"; : >"$tmp/p.$t"
+        : >"$tmp/c.$t"; : >"$tmp/p.$t"; : >"$tmp/g.$t"
         for r in $(seq "$REPS"); do
+            OMP_NUM_THREADS=$t "$BNN" --graph "$model" 512 "$NN_RUNS" \
+                2>/dev/null >>"$tmp/g.$t" || { echo "bench: covct-bench-nn --graph failed" >&2; exit 1; }
             OMP_NUM_THREADS=$t "$BNN" "$model" 512 "$NN_RUNS" "$tmp/logits.f32" \
                 2>/dev/null >>"$tmp/c.$t" || { echo "bench: covct-bench-nn failed" >&2; exit 1; }
             if [ $torch_ok = 1 ]; then
@@ -147,6 +151,8 @@ if want 5; then
                 [ $rc = 0 ] || { echo "  PARITY FAILURE ($t threads):"; cat "$tmp/perr"; }
             fi
         done
+        read -r _ gb _ gm <<<"$(best_of "$tmp/g.$t")"
+        printf "  %d thread(s): covct graph forward (training path) %7.3f s/slice (%.3f)\n" "$t" "$gb" "$gm"
         read -r _ cb _ cm <<<"$(best_of "$tmp/c.$t")"
         printf "  %d thread(s): covct   %7.3f s/slice (%.3f)  P001, %d slices: %6.1f s\n" \
             "$t" "$cb" "$cm" "$SLICES" "$(echo "$cb $SLICES" | awk '{print $1*$2}')"

@@ -68,6 +68,7 @@ typedef enum covct_nn_op_kind {
 } covct_nn_op_kind;
 
 typedef struct covct_nn_graph covct_nn_graph;
+typedef struct covct_nn_plan covct_nn_plan; /* see "inference plans" */
 
 typedef enum covct_nn_backend {
     COVCT_NN_REFERENCE = 0, /* plain loops, the yardstick */
@@ -201,6 +202,10 @@ typedef struct covct_nn_model {
      * own size, padded to the network's stride). */
     int input_size;
     char *card_json;
+    /* Inference plan of the last input shape, made and used by
+     * covct_nn_segment_slice(); freed by covct_nn_model_free().  Call
+     * covct_nn_model_forget_plan() after changing the weights. */
+    covct_nn_plan *plan;
 } covct_nn_model;
 
 /* Model file (docs/internals/model-format.md): magic, version, a JSON
@@ -214,6 +219,7 @@ covct_rc covct_nn_model_read_buffer(const uint8_t *buf, size_t len,
 covct_rc covct_nn_model_read(const char *path, covct_nn_model *m,
                              covct_error *err);
 void covct_nn_model_free(covct_nn_model *m);
+void covct_nn_model_forget_plan(covct_nn_model *m);
 
 /* ---- augmentation ------------------------------------------------------------
  * One training sample: the slice (w x h bytes) and its label map are
@@ -309,6 +315,28 @@ covct_rc covct_nn_adam_write(const char *path, const covct_nn_adam *a,
                              covct_error *err);
 covct_rc covct_nn_adam_read(const char *path, covct_nn_adam *a,
                             covct_nn_graph *g, covct_error *err);
+
+/* ---- inference plans ----------------------------------------------------------
+ * A graph compiled for inference on inputs n x C x h x w (C the graph's
+ * input channels): batch norms that follow a convolution are folded into
+ * it, ReLUs run as its post-op, weights are reordered once and the
+ * activations stay in oneDNN's blocked layouts from the first layer to
+ * the last (docs/internals/nn.md).  The plan is a snapshot: it copies the
+ * parameters, so training the graph afterwards does not change it.
+ * Graphs with a batch norm that follows no convolution are refused
+ * (COVCT_ERR_UNSUPPORTED): run covct_nn_forward() for those.
+ * covct_nn_plan_run() reads a plain NCHW input and writes the output
+ * slot's value, plain NCHW, into `output` (out_c x out_h x out_w per
+ * batch item, from covct_nn_plan_shape()).  One thread at a time per
+ * plan. */
+covct_rc covct_nn_plan_new(const covct_nn_graph *g, int out_slot, int n,
+                           int h, int w, covct_nn_plan **out,
+                           covct_error *err);
+void covct_nn_plan_shape(const covct_nn_plan *p, int *in_n, int *in_h,
+                         int *in_w, int *out_c, int *out_h, int *out_w);
+covct_rc covct_nn_plan_run(covct_nn_plan *p, const float *input,
+                           float *output, covct_error *err);
+void covct_nn_plan_free(covct_nn_plan *p);
 
 /* ---- segmenting 2-D slices -------------------------------------------------
  * Input pixels v (0..255) enter the network as v / 255 (training uses

@@ -9,39 +9,6 @@
 #include "covct/nn.h"
 #include "nn/nn_int.h"
 
-typedef struct nn_op {
-    covct_nn_op_kind kind;
-    int in0, in1, out;     /* slots; in1 only for concat and add */
-    int k, stride, pad, dil;
-    int bias;
-    float alpha;
-    size_t p0;             /* first parameter of this operation */
-    /* kept by the forward pass for the backward pass */
-    covct_tensor xhat;     /* batch norm: normalised input */
-    covct_tensor invstd;   /* batch norm: 1/sqrt(var + eps) per channel */
-    int32_t *argmax;       /* max pooling: chosen input per output */
-    size_t argmax_cap;
-} nn_op;
-
-struct covct_nn_graph {
-    int in_channels;
-    nn_op *ops;
-    size_t nops, ops_cap;
-    int nslots;
-    int *slot_c;           /* channels of each slot */
-    covct_tensor *val;     /* value of each slot (forward) */
-    covct_tensor *grad;    /* gradient of each slot (backward) */
-    unsigned char *has_grad;
-    covct_tensor scratch;  /* one input gradient before it is added */
-    covct_tensor *par, *pgrad;
-    unsigned char *buffer; /* parameter is a buffer (no gradient) */
-    size_t npar, par_cap;
-    uint64_t rng;
-    covct_nn_backend backend;
-    int training;
-};
-
-#define BN_EPS 1e-5f
 #define BN_MOMENTUM 0.1f
 
 /* ---- tensors -------------------------------------------------------------- */

@@ -437,7 +437,16 @@ void covct_nn_model_free(covct_nn_model *m)
 {
     if (!m)
         return;
+    covct_nn_plan_free(m->plan);
     covct_nn_graph_free(m->graph);
     covct_free(m->card_json);
     memset(m, 0, sizeof *m);
+}
+
+void covct_nn_model_forget_plan(covct_nn_model *m)
+{
+    if (m) {
+        covct_nn_plan_free(m->plan);
+        m->plan = NULL;
+    }
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "covct/nn.h"
+#include "nn/nn_int.h"
 
 void covct_nn_pixels_to_input(const uint8_t *pixels, size_t n, float *out)
 {
@@ -55,27 +56,64 @@ covct_rc covct_nn_segment_slice(covct_nn_model *m, const uint8_t *pixels,
             covct_nn_pixels_to_input(pixels + (size_t)y * width, width,
                                      x.data + (size_t)y * pw);
     }
-    covct_nn_set_training(m->graph, 0);
-    if (rc == COVCT_OK)
+    /* Logits: through the inference plan on the fast backend (made on
+     * first use and kept for this input size), else the graph. */
+    const float *logits = NULL;
+    float *zbuf = NULL;
+    int zc = 0;
+    if (rc == COVCT_OK && m->graph->backend == COVCT_NN_FAST) {
+        int pn = 0, pph = 0, ppw = 0;
+        if (m->plan)
+            covct_nn_plan_shape(m->plan, &pn, &pph, &ppw, NULL, NULL, NULL);
+        if (m->plan && (pn != 1 || pph != (int)ph || ppw != (int)pw))
+            covct_nn_model_forget_plan(m);
+        if (!m->plan)
+            rc = covct_nn_plan_new(m->graph, m->out_slot, 1, (int)ph, (int)pw,
+                                   &m->plan, err);
+        int oh = 0, ow = 0;
+        if (rc == COVCT_OK)
+            covct_nn_plan_shape(m->plan, NULL, NULL, NULL, &zc, &oh, &ow);
+        if (rc == COVCT_OK && (oh != (int)ph || ow != (int)pw))
+            rc = COVCT_ERR(err, COVCT_ERR_UNSUPPORTED,
+                           "segment: the network's output is %dx%d for a "
+                           "%ux%u input",
+                           oh, ow, (unsigned)pw, (unsigned)ph);
+        if (rc == COVCT_OK &&
+            !(zbuf = covct_malloc((size_t)zc * ph * pw * sizeof *zbuf)))
+            rc = COVCT_ERR(err, COVCT_ERR_NOMEM, "segment: out of memory");
+        if (rc == COVCT_OK)
+            rc = covct_nn_plan_run(m->plan, x.data, zbuf, err);
+        logits = zbuf;
+    } else if (rc == COVCT_OK) {
+        covct_nn_set_training(m->graph, 0);
         rc = covct_nn_forward(m->graph, &x, err);
+        if (rc == COVCT_OK) {
+            const covct_tensor *z = covct_nn_value(m->graph, m->out_slot);
+            logits = z->data;
+            zc = z->c;
+        }
+    }
     covct_tensor_free(&x);
-    if (rc != COVCT_OK)
+    if (rc != COVCT_OK) {
+        covct_free(zbuf);
         return rc;
-    const covct_tensor *z = covct_nn_value(m->graph, m->out_slot);
-    int K = z->c < 16 ? z->c : 16; /* classes <= 16 by the model's check */
+    }
+    int K = zc < 16 ? zc : 16; /* classes <= 16 by the model's check */
     size_t plane = (size_t)ph * pw;
     /* Class probabilities on the network's grid: 0 infection, 1 ground
      * glass, 2 consolidation. */
     float *prob = covct_malloc(3 * plane * sizeof *prob);
-    if (!prob)
+    if (!prob) {
+        covct_free(zbuf);
         return COVCT_ERR(err, COVCT_ERR_NOMEM, "segment: out of memory");
+    }
     for (size_t p = 0; p < plane; p++) {
-        double mx = z->data[p], sum = 0, e[16] = {0};
+        double mx = logits[p], sum = 0, e[16] = {0};
         for (int k = 1; k < K; k++)
-            if (z->data[k * plane + p] > mx)
-                mx = z->data[k * plane + p];
+            if (logits[k * plane + p] > mx)
+                mx = logits[k * plane + p];
         for (int k = 0; k < K; k++)
-            sum += e[k] = exp(z->data[k * plane + p] - mx);
+            sum += e[k] = exp(logits[k * plane + p] - mx);
         prob[p] = (float)(1.0 - e[0] / sum);
         prob[plane + p] = K > 2 ? (float)(e[1] / sum) : 0.0f;
         prob[2 * plane + p] = K > 2 ? (float)(e[2] / sum) : 0.0f;
@@ -115,5 +153,6 @@ covct_rc covct_nn_segment_slice(covct_nn_model *m, const uint8_t *pixels,
             }
         }
     covct_free(prob);
+    covct_free(zbuf);
     return COVCT_OK;
 }

@@ -22,6 +22,7 @@ covct_rc covct_nn_validate(covct_nn_model *m, const covct_nn_sample *val,
                            size_t n_val, double *dice, size_t *counted,
                            covct_error *err)
 {
+    covct_nn_model_forget_plan(m); /* the weights may have changed */
     double sum = 0;
     size_t used = 0;
     for (size_t i = 0; i < n_val; i++) {
@@ -38,6 +39,7 @@ covct_rc covct_nn_validate(covct_nn_model *m, const covct_nn_sample *val,
                                              s->height, map, NULL, NULL, err);
         if (rc != COVCT_OK) {
             covct_free(map);
+            covct_nn_model_forget_plan(m);
             covct_error_prefix(err, "validation %s: ",
                                s->name ? s->name : "slice");
             return rc;
@@ -52,6 +54,7 @@ covct_rc covct_nn_validate(covct_nn_model *m, const covct_nn_sample *val,
         sum += 2.0 * (double)tp / (double)(pp + gt);
         used++;
     }
+    covct_nn_model_forget_plan(m); /* training goes on: no stale copy */
     *dice = used ? sum / (double)used : -1;
     if (counted)
         *counted = used;

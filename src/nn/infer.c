@@ -1,0 +1,647 @@
+/*
+ * Inference plans: a graph compiled once for one input shape into a list
+ * of oneDNN primitives (docs/internals/nn.md, "Inference plans").
+ *
+ * What the graph's forward pass does op by op on plain NCHW buffers, a
+ * plan does in the layouts oneDNN picks for its JIT kernels (nChw16c on
+ * AVX-512), without going back to plain in between:
+ *  - a batch norm that follows a convolution (or a transposed one) is
+ *    folded into its weights and bias: w' = w g / sqrt(v + eps),
+ *    b' = (b - m) g / sqrt(v + eps) + beta, per output channel;
+ *  - a ReLU or leaky ReLU after that runs as the convolution's post-op;
+ *  - weights are reordered into the kernel's layout once, here;
+ *  - pooling, upsampling, concatenation, addition, sigmoid and softmax run
+ *    as oneDNN primitives on the blocked tensors;
+ *  - a reorder is inserted only where a consumer wants another layout
+ *    than its producer wrote.
+ * The plan copies (folds) the parameters: it is a snapshot of the graph
+ * and does not see later training steps.
+ *
+ * Thread compatibility: one plan is run by one thread at a time; oneDNN
+ * runs each primitive on its OpenMP threads.
+ */
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <oneapi/dnnl/dnnl.h>
+#include <oneapi/dnnl/dnnl_debug.h>
+
+#include "covct/nn.h"
+#include "nn/nn_int.h"
+
+#define MAX_STEP_ARGS 5
+
+typedef struct step {
+    dnnl_primitive_t prim;
+    int nargs;
+    dnnl_exec_arg_t args[MAX_STEP_ARGS];
+} step;
+
+struct covct_nn_plan {
+    dnnl_engine_t eng;
+    dnnl_stream_t stream;
+    step *steps;
+    size_t nsteps, steps_cap;
+    dnnl_memory_t *mems; /* every memory the plan owns */
+    size_t nmems, mems_cap;
+    dnnl_memory_t *slot; /* per graph slot: where its value lives */
+    dnnl_memory_desc_t *slot_md;
+    dnnl_memory_t in_user, out_user; /* plain NCHW, caller's buffers */
+    int n, in_c, h, w;
+    int out_c, out_h, out_w;
+};
+
+static const char *kind_name(covct_nn_op_kind k)
+{
+    static const char *names[] = {"convolution", "transposed convolution",
+                                  "batch norm", "ReLU", "leaky ReLU",
+                                  "max pooling", "average pooling",
+                                  "upsampling", "concatenation", "addition",
+                                  "sigmoid", "softmax"};
+    return (unsigned)k < sizeof names / sizeof names[0] ? names[k] : "?";
+}
+
+static covct_rc dnnl_fail(dnnl_status_t st, size_t op, covct_nn_op_kind k,
+                          const char *what, covct_error *err)
+{
+    covct_rc rc = st == dnnl_out_of_memory   ? COVCT_ERR_NOMEM
+                  : st == dnnl_unimplemented ? COVCT_ERR_UNSUPPORTED
+                                             : COVCT_ERR_INTERNAL;
+    return COVCT_ERR(err, rc, "nn plan: operation %zu (%s): oneDNN %s: %s",
+                     op, kind_name(k), what, dnnl_status2str(st));
+}
+
+/* ---- owned memories and steps ---------------------------------------------- */
+
+static dnnl_status_t mem_new(covct_nn_plan *p, const dnnl_memory_desc_t *md,
+                             void *handle, dnnl_memory_t *out)
+{
+    if (p->nmems == p->mems_cap) {
+        size_t cap = p->mems_cap ? 2 * p->mems_cap : 64;
+        dnnl_memory_t *m = covct_realloc(p->mems, cap * sizeof *m);
+        if (!m)
+            return dnnl_out_of_memory;
+        p->mems = m;
+        p->mems_cap = cap;
+    }
+    dnnl_status_t st = dnnl_memory_create(out, md, p->eng, handle);
+    if (!st)
+        p->mems[p->nmems++] = *out;
+    return st;
+}
+
+/* Append a step; takes ownership of prim (destroyed on failure too). */
+static dnnl_status_t step_add(covct_nn_plan *p, dnnl_primitive_t prim,
+                              int nargs, const int *ids,
+                              const dnnl_memory_t *mems)
+{
+    if (p->nsteps == p->steps_cap) {
+        size_t cap = p->steps_cap ? 2 * p->steps_cap : 64;
+        step *s = covct_realloc(p->steps, cap * sizeof *s);
+        if (!s) {
+            dnnl_primitive_destroy(prim);
+            return dnnl_out_of_memory;
+        }
+        p->steps = s;
+        p->steps_cap = cap;
+    }
+    step *s = &p->steps[p->nsteps++];
+    s->prim = prim;
+    s->nargs = nargs;
+    for (int i = 0; i < nargs; i++) {
+        s->args[i].arg = ids[i];
+        s->args[i].memory = mems[i];
+    }
+    return dnnl_success;
+}
+
+/* Create the primitive of pd (destroyed here) and append it as a step. */
+static dnnl_status_t prim_step(covct_nn_plan *p, dnnl_primitive_desc_t pd,
+                               int nargs, const int *ids,
+                               const dnnl_memory_t *mems)
+{
+    dnnl_primitive_t prim = NULL;
+    dnnl_status_t st = dnnl_primitive_create(&prim, pd);
+    dnnl_primitive_desc_destroy(pd);
+    return st ? st : step_add(p, prim, nargs, ids, mems);
+}
+
+static dnnl_status_t reorder_step(covct_nn_plan *p, dnnl_memory_t from,
+                                  const dnnl_memory_desc_t *from_md,
+                                  dnnl_memory_t to,
+                                  const dnnl_memory_desc_t *to_md)
+{
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_status_t st = dnnl_reorder_primitive_desc_create(
+        &pd, from_md, p->eng, to_md, p->eng, NULL);
+    if (st)
+        return st;
+    static const int ids[] = {DNNL_ARG_FROM, DNNL_ARG_TO};
+    dnnl_memory_t m[] = {from, to};
+    return prim_step(p, pd, 2, ids, m);
+}
+
+/* The value of `slot` in layout `want`: the slot's own memory, or a new
+ * one filled by a reorder step. */
+static dnnl_status_t slot_as(covct_nn_plan *p, int slot,
+                             const dnnl_memory_desc_t *want,
+                             dnnl_memory_t *out)
+{
+    if (dnnl_memory_desc_equal(&p->slot_md[slot], want)) {
+        *out = p->slot[slot];
+        return dnnl_success;
+    }
+    dnnl_status_t st = mem_new(p, want, DNNL_MEMORY_ALLOCATE, out);
+    return st ? st : reorder_step(p, p->slot[slot], &p->slot_md[slot], *out,
+                                  want);
+}
+
+/* Constant data (weights, bias) from a plain buffer into a new memory in
+ * layout `want`, reordered now. */
+static dnnl_status_t const_mem(covct_nn_plan *p, const dnnl_memory_desc_t *plain,
+                               float *data, const dnnl_memory_desc_t *want,
+                               dnnl_memory_t *out)
+{
+    dnnl_memory_t src = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_t r = NULL;
+    dnnl_status_t st = mem_new(p, want, DNNL_MEMORY_ALLOCATE, out);
+    if (!st)
+        st = dnnl_memory_create(&src, plain, p->eng, data);
+    if (!st)
+        st = dnnl_reorder_primitive_desc_create(&pd, plain, p->eng, want,
+                                                p->eng, NULL);
+    if (!st)
+        st = dnnl_primitive_create(&r, pd);
+    if (!st) {
+        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, *out}};
+        st = dnnl_primitive_execute(r, p->stream, 2, args);
+    }
+    if (!st)
+        st = dnnl_stream_wait(p->stream);
+    dnnl_primitive_destroy(r);
+    dnnl_primitive_desc_destroy(pd);
+    dnnl_memory_destroy(src);
+    return st;
+}
+
+static dnnl_status_t md_any(dnnl_memory_desc_t *md, int n, int c, int h,
+                            int w)
+{
+    dnnl_dims_t d = {n, c, h, w};
+    return dnnl_memory_desc_init_by_tag(md, 4, d, dnnl_f32,
+                                        dnnl_format_tag_any);
+}
+
+/* The output of pd (queried md) becomes slot's memory. */
+static dnnl_status_t slot_set(covct_nn_plan *p, int slot,
+                              const_dnnl_primitive_desc_t pd,
+                              dnnl_memory_t *out)
+{
+    const dnnl_memory_desc_t *md =
+        dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
+    if (!md)
+        return dnnl_runtime_error;
+    p->slot_md[slot] = *md;
+    dnnl_status_t st = mem_new(p, md, DNNL_MEMORY_ALLOCATE, out);
+    if (!st)
+        p->slot[slot] = *out;
+    return st;
+}
+
+/* ---- convolutions with folded batch norm and fused activation ------------- */
+
+/* Compile ops[i] (a convolution or transposed one) and what folds into
+ * it; *used gets the number of graph operations consumed. */
+static covct_rc compile_conv(covct_nn_plan *p, const covct_nn_graph *g,
+                             size_t i, const int *uses, size_t *used,
+                             covct_error *err)
+{
+    const nn_op *op = &g->ops[i];
+    const bool convt = op->kind == COVCT_NN_CONVT2D;
+    const dnnl_memory_desc_t *xmd = &p->slot_md[op->in0];
+    const int n = (int)xmd->dims[0], c = (int)xmd->dims[1];
+    const int h = (int)xmd->dims[2], w = (int)xmd->dims[3];
+    const int o = g->slot_c[op->out], k = op->k;
+    int oh, ow;
+    if (convt) {
+        oh = nn_convt_out(h, k, op->stride, op->pad);
+        ow = nn_convt_out(w, k, op->stride, op->pad);
+    } else {
+        oh = nn_conv_out(h, k, op->stride, op->pad, op->dil);
+        ow = nn_conv_out(w, k, op->stride, op->pad, op->dil);
+    }
+    if (oh <= 0 || ow <= 0)
+        return COVCT_ERR(err, COVCT_ERR_ARG,
+                         "nn plan: operation %zu (%s) of a %dx%d input "
+                         "gives no output",
+                         i, kind_name(op->kind), h, w);
+    /* What folds in: a batch norm reading only this output, then a ReLU
+     * reading only the batch norm's. */
+    size_t j = i + 1;
+    int final = op->out;
+    const nn_op *bn = NULL, *act = NULL;
+    if (j < g->nops && g->ops[j].kind == COVCT_NN_BATCHNORM &&
+        g->ops[j].in0 == final && uses[final] == 1) {
+        bn = &g->ops[j++];
+        final = bn->out;
+    }
+    if (j < g->nops &&
+        (g->ops[j].kind == COVCT_NN_RELU ||
+         g->ops[j].kind == COVCT_NN_LEAKYRELU) &&
+        g->ops[j].in0 == final && uses[final] == 1) {
+        act = &g->ops[j++];
+        final = act->out;
+    }
+    *used = j - i;
+
+    /* Folded weights and bias, in the graph's plain layout. */
+    const covct_tensor *wt = &g->par[op->p0];
+    size_t wn = covct_tensor_size(wt);
+    const bool has_bias = op->bias || bn;
+    float *wf = covct_malloc(wn * sizeof *wf);
+    float *bf = covct_calloc((size_t)o, sizeof *bf);
+    if (!wf || !bf) {
+        covct_free(wf);
+        covct_free(bf);
+        return COVCT_ERR(err, COVCT_ERR_NOMEM, "nn plan: out of memory");
+    }
+    memcpy(wf, wt->data, wn * sizeof *wf);
+    if (op->bias)
+        memcpy(bf, g->par[op->p0 + 1].data, (size_t)o * sizeof *bf);
+    if (bn) {
+        const float *gam = g->par[bn->p0].data, *bet = g->par[bn->p0 + 1].data;
+        const float *mean = g->par[bn->p0 + 2].data;
+        const float *var = g->par[bn->p0 + 3].data;
+        size_t kk = (size_t)k * k;
+        for (int oc = 0; oc < o; oc++) {
+            double s = gam[oc] / sqrt((double)var[oc] + BN_EPS);
+            bf[oc] = (float)(((double)bf[oc] - mean[oc]) * s + bet[oc]);
+            /* conv weight (o, c, k, k); transposed (c, o, k, k) */
+            for (int ic = 0; ic < c; ic++) {
+                float *q = wf + (convt ? ((size_t)ic * o + oc) * kk
+                                       : ((size_t)oc * c + ic) * kk);
+                for (size_t t = 0; t < kk; t++)
+                    q[t] = (float)(q[t] * s);
+            }
+        }
+    }
+
+    dnnl_status_t st;
+    const char *what = "creating the kernel";
+    dnnl_memory_desc_t x_any, w_any, y_any, b_md, w_plain;
+    dnnl_dims_t wd = {o, c, k, k}, bd = {o};
+    dnnl_dims_t strides = {op->stride, op->stride};
+    dnnl_dims_t dil = {convt ? 0 : op->dil - 1, convt ? 0 : op->dil - 1};
+    dnnl_dims_t pad = {op->pad, op->pad};
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t po = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_convolution_desc_t cd;
+    if ((st = md_any(&x_any, n, c, h, w)) ||
+        (st = md_any(&y_any, n, o, oh, ow)) ||
+        (st = dnnl_memory_desc_init_by_tag(&w_any, 4, wd, dnnl_f32,
+                                           dnnl_format_tag_any)) ||
+        (st = dnnl_memory_desc_init_by_tag(&w_plain, 4, wd, dnnl_f32,
+                                           convt ? dnnl_iohw : dnnl_oihw)) ||
+        (st = dnnl_memory_desc_init_by_tag(&b_md, 1, bd, dnnl_f32, dnnl_x)))
+        goto fail;
+    if (convt)
+        st = dnnl_dilated_deconvolution_forward_desc_init(
+            &cd, dnnl_forward_inference, dnnl_deconvolution_direct, &x_any,
+            &w_any, has_bias ? &b_md : NULL, &y_any, strides, dil, pad, pad);
+    else
+        st = dnnl_dilated_convolution_forward_desc_init(
+            &cd, dnnl_forward_inference, dnnl_convolution_direct, &x_any,
+            &w_any, has_bias ? &b_md : NULL, &y_any, strides, dil, pad, pad);
+    if (!st)
+        st = dnnl_primitive_attr_create(&attr);
+    if (!st && act) {
+        float alpha = act->kind == COVCT_NN_RELU ? 0.0f : act->alpha;
+        if (!(st = dnnl_post_ops_create(&po)) &&
+            !(st = dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu,
+                                                alpha, 0.0f)))
+            st = dnnl_primitive_attr_set_post_ops(attr, po);
+    }
+    if (!st)
+        st = dnnl_primitive_desc_create(&pd, &cd, attr, p->eng, NULL);
+    if (st)
+        goto fail;
+    {
+        const dnnl_memory_desc_t *src_md =
+            dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
+        const dnnl_memory_desc_t *w_md =
+            dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+        const dnnl_memory_desc_t *b_want =
+            dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 1);
+        dnnl_memory_t mx, mw, mb = NULL, my;
+        what = "preparing the weights";
+        if (!src_md || !w_md || (has_bias && !b_want)) {
+            st = dnnl_runtime_error;
+            goto fail;
+        }
+        if ((st = slot_as(p, op->in0, src_md, &mx)) ||
+            (st = const_mem(p, &w_plain, wf, w_md, &mw)) ||
+            (has_bias && (st = const_mem(p, &b_md, bf, b_want, &mb))) ||
+            (st = slot_set(p, final, pd, &my)))
+            goto fail;
+        int ids[] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST,
+                     DNNL_ARG_BIAS};
+        dnnl_memory_t mems[] = {mx, mw, my, mb};
+        st = prim_step(p, pd, has_bias ? 4 : 3, ids, mems);
+        pd = NULL;
+    }
+fail:
+    dnnl_primitive_desc_destroy(pd);
+    dnnl_post_ops_destroy(po);
+    dnnl_primitive_attr_destroy(attr);
+    covct_free(wf);
+    covct_free(bf);
+    return st ? dnnl_fail(st, i, op->kind, what, err) : COVCT_OK;
+}
+
+/* ---- the other operations -------------------------------------------------- */
+
+static covct_rc compile_other(covct_nn_plan *p, const covct_nn_graph *g,
+                              size_t i, covct_error *err)
+{
+    const nn_op *op = &g->ops[i];
+    const dnnl_memory_desc_t *xmd = &p->slot_md[op->in0];
+    const int n = (int)xmd->dims[0], c = (int)xmd->dims[1];
+    const int h = (int)xmd->dims[2], w = (int)xmd->dims[3];
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_status_t st = dnnl_success;
+    dnnl_memory_t my = NULL;
+    dnnl_memory_desc_t y_any;
+    static const int ids_xy[] = {DNNL_ARG_SRC, DNNL_ARG_DST};
+    switch (op->kind) {
+    case COVCT_NN_MAXPOOL2D:
+    case COVCT_NN_AVGPOOL2D: {
+        int kk = op->k;
+        if (h < kk || w < kk)
+            return COVCT_ERR(err, COVCT_ERR_ARG,
+                             "nn plan: operation %zu (%s %d) of a %dx%d input",
+                             i, kind_name(op->kind), kk, h, w);
+        dnnl_pooling_desc_t d;
+        dnnl_dims_t ks = {kk, kk}, zero = {0, 0};
+        /* floor(h / k) outputs: the last rows that do not fill a window are
+         * dropped, as the reference does. */
+        dnnl_dims_t pr = {(h / kk) * kk - h, (w / kk) * kk - w};
+        if ((st = md_any(&y_any, n, c, h / kk, w / kk)) ||
+            (st = dnnl_pooling_forward_desc_init(
+                 &d, dnnl_forward_inference,
+                 op->kind == COVCT_NN_MAXPOOL2D
+                     ? dnnl_pooling_max
+                     : dnnl_pooling_avg_exclude_padding,
+                 xmd, &y_any, ks, ks, zero, pr)) ||
+            (st = dnnl_primitive_desc_create(&pd, &d, NULL, p->eng, NULL)))
+            break;
+        if ((st = slot_set(p, op->out, pd, &my)))
+            break;
+        dnnl_memory_t m[] = {p->slot[op->in0], my};
+        st = prim_step(p, pd, 2, ids_xy, m);
+        pd = NULL;
+        break;
+    }
+    case COVCT_NN_UPSAMPLE2X: {
+        dnnl_resampling_desc_t d;
+        if ((st = md_any(&y_any, n, c, 2 * h, 2 * w)) ||
+            (st = dnnl_resampling_forward_desc_init(
+                 &d, dnnl_forward_inference, dnnl_resampling_nearest, NULL,
+                 xmd, &y_any)) ||
+            (st = dnnl_primitive_desc_create(&pd, &d, NULL, p->eng, NULL)) ||
+            (st = slot_set(p, op->out, pd, &my)))
+            break;
+        dnnl_memory_t m[] = {p->slot[op->in0], my};
+        st = prim_step(p, pd, 2, ids_xy, m);
+        pd = NULL;
+        break;
+    }
+    case COVCT_NN_RELU:
+    case COVCT_NN_LEAKYRELU:
+    case COVCT_NN_SIGMOID: {
+        dnnl_eltwise_desc_t d;
+        float alpha = op->kind == COVCT_NN_LEAKYRELU ? op->alpha : 0.0f;
+        if ((st = dnnl_eltwise_forward_desc_init(
+                 &d, dnnl_forward_inference,
+                 op->kind == COVCT_NN_SIGMOID ? dnnl_eltwise_logistic
+                                              : dnnl_eltwise_relu,
+                 xmd, alpha, 0.0f)) ||
+            (st = dnnl_primitive_desc_create(&pd, &d, NULL, p->eng, NULL)) ||
+            (st = slot_set(p, op->out, pd, &my)))
+            break;
+        dnnl_memory_t m[] = {p->slot[op->in0], my};
+        st = prim_step(p, pd, 2, ids_xy, m);
+        pd = NULL;
+        break;
+    }
+    case COVCT_NN_SOFTMAX: {
+        dnnl_softmax_desc_t d;
+        if ((st = dnnl_softmax_forward_desc_init(&d, dnnl_forward_inference,
+                                                 xmd, 1)) ||
+            (st = dnnl_primitive_desc_create(&pd, &d, NULL, p->eng, NULL)) ||
+            (st = slot_set(p, op->out, pd, &my)))
+            break;
+        dnnl_memory_t m[] = {p->slot[op->in0], my};
+        st = prim_step(p, pd, 2, ids_xy, m);
+        pd = NULL;
+        break;
+    }
+    case COVCT_NN_CONCAT:
+    case COVCT_NN_ADD: {
+        const dnnl_memory_desc_t *bmd = &p->slot_md[op->in1];
+        if (bmd->dims[0] != n || bmd->dims[2] != h || bmd->dims[3] != w ||
+            (op->kind == COVCT_NN_ADD && bmd->dims[1] != c))
+            return COVCT_ERR(err, COVCT_ERR_ARG,
+                             "nn plan: operation %zu (%s) of %dx%dx%dx%d and "
+                             "%dx%dx%dx%d",
+                             i, kind_name(op->kind), n, c, h, w,
+                             (int)bmd->dims[0], (int)bmd->dims[1],
+                             (int)bmd->dims[2], (int)bmd->dims[3]);
+        if (op->kind == COVCT_NN_CONCAT) {
+            dnnl_memory_desc_t srcs[2] = {*xmd, *bmd};
+            if ((st = dnnl_concat_primitive_desc_create(&pd, NULL, 2, 1, srcs,
+                                                        NULL, p->eng)) ||
+                (st = slot_set(p, op->out, pd, &my)))
+                break;
+            static const int ids[] = {DNNL_ARG_MULTIPLE_SRC,
+                                      DNNL_ARG_MULTIPLE_SRC + 1, DNNL_ARG_DST};
+            dnnl_memory_t m[] = {p->slot[op->in0], p->slot[op->in1], my};
+            st = prim_step(p, pd, 3, ids, m);
+            pd = NULL;
+            break;
+        }
+        dnnl_binary_desc_t d;
+        dnnl_memory_t mb;
+        if ((st = slot_as(p, op->in1, xmd, &mb)) ||
+            (st = dnnl_binary_desc_init(&d, dnnl_binary_add, xmd, xmd,
+                                        xmd)) ||
+            (st = dnnl_primitive_desc_create(&pd, &d, NULL, p->eng, NULL)) ||
+            (st = slot_set(p, op->out, pd, &my)))
+            break;
+        static const int ids[] = {DNNL_ARG_SRC_0, DNNL_ARG_SRC_1,
+                                  DNNL_ARG_DST};
+        dnnl_memory_t m[] = {p->slot[op->in0], mb, my};
+        st = prim_step(p, pd, 3, ids, m);
+        pd = NULL;
+        break;
+    }
+    case COVCT_NN_BATCHNORM:
+        return COVCT_ERR(err, COVCT_ERR_UNSUPPORTED,
+                         "nn plan: operation %zu: a batch norm that does not "
+                         "follow a convolution cannot be folded (run the "
+                         "graph instead)",
+                         i);
+    case COVCT_NN_CONV2D:
+    case COVCT_NN_CONVT2D:
+        break;
+    }
+    dnnl_primitive_desc_destroy(pd);
+    return st ? dnnl_fail(st, i, op->kind, "creating the kernel", err)
+              : COVCT_OK;
+}
+
+/* ---- public ----------------------------------------------------------------- */
+
+void covct_nn_plan_free(covct_nn_plan *p)
+{
+    if (!p)
+        return;
+    for (size_t i = 0; i < p->nsteps; i++)
+        dnnl_primitive_destroy(p->steps[i].prim);
+    for (size_t i = 0; i < p->nmems; i++)
+        dnnl_memory_destroy(p->mems[i]);
+    dnnl_stream_destroy(p->stream);
+    dnnl_engine_destroy(p->eng);
+    covct_free(p->steps);
+    covct_free(p->mems);
+    covct_free(p->slot);
+    covct_free(p->slot_md);
+    covct_free(p);
+}
+
+covct_rc covct_nn_plan_new(const covct_nn_graph *g, int out_slot, int n,
+                           int h, int w, covct_nn_plan **out,
+                           covct_error *err)
+{
+    *out = NULL;
+    if (!g || out_slot <= 0 || out_slot >= g->nslots || n <= 0 || h <= 0 ||
+        w <= 0)
+        return COVCT_ERR(err, COVCT_ERR_ARG,
+                         "nn plan: no graph, bad output slot or shape "
+                         "%dx%dx%d",
+                         n, h, w);
+    covct_nn_plan *p = covct_calloc(1, sizeof *p);
+    int *uses = covct_calloc((size_t)g->nslots, sizeof *uses);
+    if (!p || !uses ||
+        !(p->slot = covct_calloc((size_t)g->nslots, sizeof *p->slot)) ||
+        !(p->slot_md = covct_calloc((size_t)g->nslots, sizeof *p->slot_md))) {
+        covct_free(uses);
+        covct_nn_plan_free(p);
+        return COVCT_ERR(err, COVCT_ERR_NOMEM, "nn plan: out of memory");
+    }
+    p->n = n, p->in_c = g->in_channels, p->h = h, p->w = w;
+    for (size_t i = 0; i < g->nops; i++) {
+        uses[g->ops[i].in0]++;
+        if (g->ops[i].kind == COVCT_NN_CONCAT || g->ops[i].kind == COVCT_NN_ADD)
+            uses[g->ops[i].in1]++;
+    }
+    uses[out_slot]++;
+    covct_rc rc = COVCT_OK;
+    dnnl_status_t st = dnnl_engine_create(&p->eng, dnnl_cpu, 0);
+    if (!st)
+        st = dnnl_stream_create(&p->stream, p->eng, dnnl_stream_default_flags);
+    dnnl_dims_t din = {n, g->in_channels, h, w};
+    if (!st)
+        st = dnnl_memory_desc_init_by_tag(&p->slot_md[0], 4, din, dnnl_f32,
+                                          dnnl_nchw);
+    if (!st)
+        st = mem_new(p, &p->slot_md[0], DNNL_MEMORY_NONE, &p->in_user);
+    if (st) {
+        rc = COVCT_ERR(err, COVCT_ERR_INTERNAL, "nn plan: oneDNN engine: %s",
+                       dnnl_status2str(st));
+        goto done;
+    }
+    p->slot[0] = p->in_user;
+    for (size_t i = 0; i < g->nops && rc == COVCT_OK;) {
+        const nn_op *op = &g->ops[i];
+        if (!p->slot[op->in0] ||
+            ((op->kind == COVCT_NN_CONCAT || op->kind == COVCT_NN_ADD) &&
+             !p->slot[op->in1])) {
+            rc = COVCT_ERR(err, COVCT_ERR_INTERNAL,
+                           "nn plan: operation %zu (%s) reads a value that "
+                           "was folded away",
+                           i, kind_name(op->kind));
+            break;
+        }
+        size_t used = 1;
+        if (op->kind == COVCT_NN_CONV2D || op->kind == COVCT_NN_CONVT2D)
+            rc = compile_conv(p, g, i, uses, &used, err);
+        else
+            rc = compile_other(p, g, i, err);
+        i += used;
+    }
+    if (rc == COVCT_OK && !p->slot[out_slot])
+        rc = COVCT_ERR(err, COVCT_ERR_ARG,
+                       "nn plan: the output slot %d is not computed",
+                       out_slot);
+    if (rc == COVCT_OK) {
+        const dnnl_memory_desc_t *omd = &p->slot_md[out_slot];
+        dnnl_memory_desc_t plain;
+        p->out_c = (int)omd->dims[1];
+        p->out_h = (int)omd->dims[2];
+        p->out_w = (int)omd->dims[3];
+        if ((st = dnnl_memory_desc_init_by_tag(&plain, 4, omd->dims, dnnl_f32,
+                                               dnnl_nchw)) ||
+            (st = mem_new(p, &plain, DNNL_MEMORY_NONE, &p->out_user)) ||
+            (st = reorder_step(p, p->slot[out_slot], omd, p->out_user,
+                               &plain)))
+            rc = COVCT_ERR(err, COVCT_ERR_INTERNAL,
+                           "nn plan: output reorder: %s", dnnl_status2str(st));
+    }
+done:
+    covct_free(uses);
+    if (rc != COVCT_OK) {
+        covct_nn_plan_free(p);
+        return rc;
+    }
+    *out = p;
+    return COVCT_OK;
+}
+
+void covct_nn_plan_shape(const covct_nn_plan *p, int *in_n, int *in_h,
+                         int *in_w, int *out_c, int *out_h, int *out_w)
+{
+    if (in_n)
+        *in_n = p->n;
+    if (in_h)
+        *in_h = p->h;
+    if (in_w)
+        *in_w = p->w;
+    if (out_c)
+        *out_c = p->out_c;
+    if (out_h)
+        *out_h = p->out_h;
+    if (out_w)
+        *out_w = p->out_w;
+}
+
+covct_rc covct_nn_plan_run(covct_nn_plan *p, const float *input, float *output,
+                           covct_error *err)
+{
+    dnnl_status_t st = dnnl_memory_set_data_handle(p->in_user, (void *)input);
+    if (!st)
+        st = dnnl_memory_set_data_handle(p->out_user, output);
+    for (size_t i = 0; !st && i < p->nsteps; i++)
+        st = dnnl_primitive_execute(p->steps[i].prim, p->stream,
+                                    p->steps[i].nargs, p->steps[i].args);
+    if (!st)
+        st = dnnl_stream_wait(p->stream);
+    if (st)
+        return COVCT_ERR(err, st == dnnl_out_of_memory ? COVCT_ERR_NOMEM
+                                                       : COVCT_ERR_INTERNAL,
+                         "nn plan: running: oneDNN %s", dnnl_status2str(st));
+    return COVCT_OK;
+}

@@ -1,0 +1,259 @@
+/*
+ * Inference plans (src/nn/infer.c) against the graph's forward pass on the
+ * reference kernels, in inference mode: a U-Net whose batch norms carry
+ * non-trivial running statistics (so that folding them is tested, not
+ * just the identity), and graphs with every other operation a plan
+ * compiles: leaky ReLU, stride, dilation, padding, average pooling on
+ * sizes that do not divide, upsampling, addition, a transposed convolution
+ * followed by batch norm, channel counts that are no multiple of oneDNN's
+ * blocks, sigmoid and softmax.  Also: a plan is a snapshot (training the
+ * graph afterwards does not change it), a batch norm that follows no
+ * convolution is refused, and covct_nn_segment_slice gives the same maps
+ * through the plan as through the graph.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "nn/nn_int.h"
+#include "test.h"
+
+static uint64_t rng_state = 0x2545f4914f6cdd1du;
+
+static float urand(void) /* splitmix64, uniform in [-1, 1) */
+{
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15u);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+    z ^= z >> 31;
+    return (float)((double)(z >> 40) / (double)(1u << 23) - 1.0);
+}
+
+/* Running statistics far from 0 / 1 and scale/shift far from 1 / 0, so
+ * that a plan that skipped or misapplied the folding would differ. */
+static void randomise_bn(covct_nn_graph *g)
+{
+    size_t np = covct_nn_param_count(g);
+    for (size_t i = 0; i + 3 < np; i++) {
+        if (!covct_nn_param_is_buffer(g, i + 2) ||
+            !covct_nn_param_is_buffer(g, i + 3) ||
+            covct_nn_param_is_buffer(g, i))
+            continue;
+        covct_tensor *gam = covct_nn_param(g, i), *bet = covct_nn_param(g, i + 1);
+        covct_tensor *mean = covct_nn_param(g, i + 2),
+                     *var = covct_nn_param(g, i + 3);
+        for (size_t c = 0; c < covct_tensor_size(gam); c++) {
+            gam->data[c] = 1.0f + 0.5f * urand();
+            bet->data[c] = 0.3f * urand();
+            mean->data[c] = 0.2f * urand();
+            var->data[c] = 0.5f + 0.4f * (urand() + 1.0f);
+        }
+        i += 3;
+    }
+}
+
+/* Largest |plan - graph| / (1 + |graph|) of the output slot. */
+static double compare(covct_nn_graph *g, int out, int n, int h, int w,
+                      const char *what)
+{
+    covct_error err = {0};
+    covct_tensor x = {0};
+    if (covct_tensor_alloc(&x, n, g->in_channels, h, w, &err))
+        return INFINITY;
+    for (size_t i = 0; i < covct_tensor_size(&x); i++)
+        x.data[i] = urand();
+    covct_nn_set_training(g, 0);
+    covct_nn_set_backend(g, COVCT_NN_REFERENCE);
+    double worst = INFINITY;
+    covct_nn_plan *p = NULL;
+    if (covct_nn_forward(g, &x, &err)) {
+        fprintf(stderr, "%s: graph: %s\n", what, err.msg);
+        goto out;
+    }
+    const covct_tensor *ref = covct_nn_value(g, out);
+    if (covct_nn_plan_new(g, out, n, h, w, &p, &err)) {
+        fprintf(stderr, "%s: plan: %s\n", what, err.msg);
+        goto out;
+    }
+    int oc, oh, ow;
+    covct_nn_plan_shape(p, NULL, NULL, NULL, &oc, &oh, &ow);
+    if (oc != ref->c || oh != ref->h || ow != ref->w) {
+        fprintf(stderr, "%s: plan output %dx%dx%d, graph %dx%dx%d\n", what, oc,
+                oh, ow, ref->c, ref->h, ref->w);
+        goto out;
+    }
+    size_t cnt = covct_tensor_size(ref);
+    float *y = malloc(cnt * sizeof *y);
+    for (int rep = 0; y && rep < 2; rep++) { /* twice: no state kept */
+        memset(y, 0xff, cnt * sizeof *y);
+        if (covct_nn_plan_run(p, x.data, y, &err)) {
+            fprintf(stderr, "%s: run: %s\n", what, err.msg);
+            worst = INFINITY;
+            break;
+        }
+        double e = 0;
+        for (size_t i = 0; i < cnt; i++) {
+            double d = fabs((double)y[i] - ref->data[i]) /
+                       (1 + fabs(ref->data[i]));
+            if (!(d <= e))
+                e = isnan(d) ? INFINITY : d;
+        }
+        worst = rep ? (e > worst ? e : worst) : e;
+    }
+    free(y);
+    printf("%-44s max error %.2e\n", what, worst);
+out:
+    covct_nn_plan_free(p);
+    covct_tensor_free(&x);
+    return worst;
+}
+
+static void test_unet(void)
+{
+    covct_unet_config cfg = {.in_channels = 1, .classes = 3, .depth = 4,
+                             .base = 8};
+    covct_nn_graph *g = NULL;
+    int out = -1;
+    covct_error err = {0};
+    CHECK(covct_nn_unet(&cfg, 7, &g, &out, &err) == COVCT_OK);
+    if (!g)
+        return;
+    randomise_bn(g);
+    CHECK(compare(g, out, 1, 32, 48, "U-Net 4x8, 1x32x48") < 1e-4);
+    CHECK(compare(g, out, 2, 24, 24, "U-Net 4x8, batch 2, 24x24") < 1e-4);
+    covct_nn_graph_free(g);
+}
+
+/* Every other operation and odd shapes. */
+static void test_mixed(void)
+{
+    covct_error err = {0};
+    covct_nn_graph *g = NULL;
+    CHECK(covct_nn_graph_new(&g, &err) == COVCT_OK);
+    if (!g)
+        return;
+    covct_nn_set_input_channels(g, 3);
+    covct_nn_seed(g, 3);
+    int x = covct_nn_input(g);
+    /* conv with bias, stride 2, padding 2, dilation 2 -> leaky ReLU (fused,
+     * no batch norm) */
+    int a = covct_nn_conv2d(g, x, 5, 3, 2, 2, 2, 1, &err);
+    a = covct_nn_leakyrelu(g, a, 0.1f, &err);
+    /* conv without bias -> batch norm -> ReLU */
+    int b = covct_nn_conv2d(g, a, 7, 3, 1, 1, 1, 0, &err);
+    b = covct_nn_batchnorm(g, b, &err);
+    int b_act = covct_nn_relu(g, b, &err);
+    /* a second reader of the batch norm output: the ReLU cannot be fused
+     * into its convolution (the value before it is needed) */
+    int side = covct_nn_sigmoid(g, b, &err);
+    int s = covct_nn_add(g, b_act, side, &err);
+    int p = covct_nn_avgpool(g, s, 3, &err);
+    int m = covct_nn_maxpool(g, s, 2, &err);
+    /* transposed conv -> batch norm (folded) -> leaky ReLU */
+    int u = covct_nn_convt2d(g, p, 4, 3, 3, 0, 1, &err);
+    u = covct_nn_batchnorm(g, u, &err);
+    u = covct_nn_leakyrelu(g, u, 0.2f, &err);
+    int up = covct_nn_upsample2x(g, m, &err);
+    (void)up;
+    int cat = covct_nn_concat(g, u, u, &err);
+    int y = covct_nn_conv2d(g, cat, 3, 1, 1, 0, 1, 1, &err);
+    y = covct_nn_softmax(g, y, &err);
+    CHECKF(y > 0, "%s", err.msg);
+    if (y > 0) {
+        randomise_bn(g);
+        /* 29x35: stride-2 output 15x18, average pooling 3 drops a row */
+        CHECK(compare(g, y, 1, 29, 35, "mixed operations, 3x29x35") < 1e-4);
+        CHECK(compare(g, up, 2, 20, 22, "upsampling branch, batch 2") < 1e-4);
+    }
+    covct_nn_graph_free(g);
+}
+
+/* A plan keeps the weights it was made with. */
+static void test_snapshot(void)
+{
+    covct_error err = {0};
+    covct_nn_graph *g = NULL;
+    covct_nn_graph_new(&g, &err);
+    int x = covct_nn_input(g);
+    int y = covct_nn_conv2d(g, x, 2, 3, 1, 1, 1, 1, &err);
+    covct_nn_plan *p = NULL;
+    CHECK(covct_nn_plan_new(g, y, 1, 8, 8, &p, &err) == COVCT_OK);
+    if (!p) {
+        covct_nn_graph_free(g);
+        return;
+    }
+    float in[64], before[128], after[128];
+    for (int i = 0; i < 64; i++)
+        in[i] = urand();
+    CHECK(covct_nn_plan_run(p, in, before, &err) == COVCT_OK);
+    covct_nn_param(g, 0)->data[0] += 1.0f;
+    CHECK(covct_nn_plan_run(p, in, after, &err) == COVCT_OK);
+    CHECK(!memcmp(before, after, sizeof before));
+    covct_nn_plan_free(p);
+    covct_nn_graph_free(g);
+}
+
+static void test_refused(void)
+{
+    covct_error err = {0};
+    covct_nn_graph *g = NULL;
+    covct_nn_graph_new(&g, &err);
+    int x = covct_nn_input(g);
+    int y = covct_nn_batchnorm(g, x, &err);
+    covct_nn_plan *p = NULL;
+    CHECK(covct_nn_plan_new(g, y, 1, 8, 8, &p, &err) ==
+          COVCT_ERR_UNSUPPORTED);
+    CHECK(!p);
+    CHECKF(strstr(err.msg, "batch norm") != NULL, "%s", err.msg);
+    CHECK(covct_nn_plan_new(g, 99, 1, 8, 8, &p, &err) == COVCT_ERR_ARG);
+    CHECK(covct_nn_plan_new(g, y, 0, 8, 8, &p, &err) == COVCT_ERR_ARG);
+    covct_nn_graph_free(g);
+}
+
+/* covct_nn_segment_slice: plan (fast backend) and graph (reference) give
+ * the same bytes but for rounding at the .5 boundaries. */
+static void test_segment(void)
+{
+    covct_error err = {0};
+    covct_nn_model m;
+    memset(&m, 0, sizeof m);
+    m.cfg = (covct_unet_config){.in_channels = 1, .classes = 3, .depth = 3,
+                                .base = 8};
+    m.input_size = 40;
+    CHECK(covct_nn_unet(&m.cfg, 11, &m.graph, &m.out_slot, &err) == COVCT_OK);
+    if (!m.graph)
+        return;
+    randomise_bn(m.graph);
+    enum { W = 57, H = 43 };
+    uint8_t img[W * H], a[3][W * H], b[3][W * H];
+    for (int i = 0; i < W * H; i++)
+        img[i] = (uint8_t)((i * 37 + (i / W) * 11) & 255);
+    covct_nn_set_backend(m.graph, COVCT_NN_FAST);
+    CHECK(covct_nn_segment_slice(&m, img, W, H, a[0], a[1], a[2], &err) ==
+          COVCT_OK);
+    CHECK(m.plan != NULL);
+    covct_nn_set_backend(m.graph, COVCT_NN_REFERENCE);
+    CHECK(covct_nn_segment_slice(&m, img, W, H, b[0], b[1], b[2], &err) ==
+          COVCT_OK);
+    int worst = 0;
+    for (int c = 0; c < 3; c++)
+        for (int i = 0; i < W * H; i++) {
+            int d = abs((int)a[c][i] - (int)b[c][i]);
+            worst = d > worst ? d : worst;
+        }
+    CHECKF(worst <= 1, "maps differ by %d levels", worst);
+    covct_nn_model_forget_plan(&m);
+    CHECK(m.plan == NULL);
+    covct_nn_model_free(&m);
+}
+
+int main(void)
+{
+    test_unet();
+    test_mixed();
+    test_snapshot();
+    test_refused();
+    test_segment();
+    printf("%d passed, %d failed\n", test_passed, test_failed);
+    return test_failed ? 1 : 0;
+}
