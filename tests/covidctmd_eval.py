@@ -1,6 +1,9 @@
 """Score covct analyze on COVID-CT-MD against the dataset's own labels.
 
-Usage: covidctmd_eval.py COVCT_BIN DATA_DIR WORK_DIR [--json OUT]
+Usage: covidctmd_eval.py COVCT_BIN DATA_DIR WORK_DIR [--json OUT] [-- ANALYZE_OPTIONS]
+
+Options after "--" go to every `covct analyze` (e.g. -- --lesions density
+to score the density method instead of the network).
 
 Runs `covct analyze` on P001 (COVID-19), cap001 (community-acquired
 pneumonia) and normal001, then checks the issue's acceptance criteria:
@@ -23,7 +26,9 @@ import sys
 import time
 
 covct, data, work = sys.argv[1:4]
-out_json = sys.argv[sys.argv.index("--json") + 1] if "--json" in sys.argv else None
+extra = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else []
+own = sys.argv[:sys.argv.index("--")] if "--" in sys.argv else sys.argv
+out_json = own[own.index("--json") + 1] if "--json" in own else None
 LOBES = ["LLL", "LUL", "RLL", "RML", "RUL"]
 CASES = ["P001", "cap001", "normal001"]
 
@@ -52,7 +57,7 @@ for case in CASES:
     out = os.path.join(work, case)
     t = time.time()
     r = subprocess.run([covct, "analyze", os.path.join(data, "covid-ct-md", case),
-                        "-o", out, "-q"], capture_output=True, text=True)
+                        "-o", out, "-q"] + extra, capture_output=True, text=True)
     dt = time.time() - t
     if r.returncode != 0:
         fails.append("%s: covct analyze exit %d: %s" % (case, r.returncode, r.stderr[-500:]))
@@ -101,6 +106,13 @@ for case, rep in reports.items():
         for l in LOBES:
             (lobe_pos if lobe_lab[l] else lobe_neg)[l].append(s["lobe_lesion_mm2"][l])
 a = auc(pos, neg)
+for case in ("P001", "cap001"):
+    cp = [s["lesion_mm2"] for s in reports.get(case, {}).get("slices", [])
+          if labels.get((case, s.get("instance_number")), {}).get("slice_label_updated1") == "1"]
+    cn = [s["lesion_mm2"] for s in reports.get(case, {}).get("slices", [])
+          if labels.get((case, s.get("instance_number")), {}).get("slice_label_updated1") == "0"]
+    ca = auc(cp, cn)
+    print("within %s: AUC %s (%d infected, %d not)" % (case, "n/a" if ca is None else "%.3f" % ca, len(cp), len(cn)))
 print("slices joined to labels: %d (%d infected)" % (joined, len(pos)))
 print("per-slice AUC: %s" % ("n/a" if a is None else "%.3f" % a))
 if a is None or a < 0.90:

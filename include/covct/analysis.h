@@ -102,6 +102,25 @@ covct_rc covct_lobes_segment(const covct_volume *ct, covct_seg *seg,
 covct_rc covct_lesions_segment(const covct_volume *ct, covct_seg *seg,
                                covct_error *err);
 
+/* Network method (the default of covct analyze; docs/internals/lesions-nn.md):
+ * each axial slice with lung is windowed (L -400 / W 1350 HU, the grey
+ * levels of the training slices: docs/internals/hu-window.md), cropped to
+ * the body and oriented as the training slices (rows patient right to
+ * left, columns anterior to posterior), and segmented by the lesion
+ * network m (covct_nn_segment_slice).  Voxels of the lung mask whose
+ * infection map reaches `threshold` (0..255; 128: probability 0.5, as
+ * covct segment's masks) become ground glass or consolidation, whichever
+ * of the two the network finds more probable. */
+struct covct_nn_model;
+typedef struct covct_lesions_nn_options {
+    int threshold;
+} covct_lesions_nn_options;
+void covct_lesions_nn_options_default(covct_lesions_nn_options *o);
+covct_rc covct_lesions_segment_nn(const covct_volume *ct, covct_seg *seg,
+                                  struct covct_nn_model *m,
+                                  const covct_lesions_nn_options *opt,
+                                  covct_error *err);
+
 /* ---- measures -------------------------------------------------------------- */
 typedef enum covct_category {
     COVCT_CAT_NEGATIVE = 0,     /* negative for pneumonia */

@@ -27,6 +27,9 @@ typedef struct covct_report_input {
     /* Optional study description from DICOM (may be NULL or ""). */
     const char *patient_id, *study_date, *series_description;
     double seconds;              /* analysis time, shown on the page */
+    /* How lesions were found: "network" or "density" (NULL: density), and
+     * for the network the model's name and file (may be NULL). */
+    const char *lesion_method, *lesion_model, *lesion_model_file;
 } covct_report_input;
 
 /* Write every output into `outdir` (created if missing).  Files are

@@ -19,6 +19,12 @@ int covct_cmd_train(int argc, char **argv);
 int covct_cmd_model(int argc, char **argv);
 int covct_cmd_eval(int argc, char **argv);
 
+/* The lesion network that ships with covct (CMake points it at the
+ * source tree's models/). */
+#ifndef COVCT_MODEL_DEFAULT
+#define COVCT_MODEL_DEFAULT "models/lesions-unet.covctnn"
+#endif
+
 /* Shared helpers. */
 bool covct_cli_is_help(const char *arg);
 void covct_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -5,8 +5,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "cli/cli.h"
 #include "covct/analysis.h"
+#include "covct/nn.h"
 #include "covct/report.h"
 #include "covct/volume.h"
 
@@ -24,6 +27,14 @@ static const char help[] =
     "\n"
     "  -o, --output DIR   output folder (created if missing), required\n"
     "  --series N         use series N as listed by 'covct info'\n"
+    "  --lesions METHOD   how ground glass and consolidation are found:\n"
+    "                     'network' (default: the trained lesion network)\n"
+    "                     or 'density' (HU ranges with vessel suppression)\n"
+    "  --model FILE       the lesion network (default:\n"
+    "                     " COVCT_MODEL_DEFAULT ")\n"
+    "  --lesion-threshold N  network: a voxel is lesion when its infection\n"
+    "                     map (0-255) reaches N (default 128, probability\n"
+    "                     0.5; lower finds more and fainter opacity)\n"
     "  --threads N        decoding threads (default: all cores)\n"
     "  -q, --quiet        no progress or summary\n"
     "\n"
@@ -45,8 +56,11 @@ static void step(bool show, const char *what, double t0)
 int covct_cmd_analyze(int argc, char **argv)
 {
     const char *in = NULL, *outdir = NULL;
+    const char *model_path = COVCT_MODEL_DEFAULT;
     unsigned long series_no = 0, threads = 0;
-    bool quiet = false;
+    bool quiet = false, use_net = true;
+    covct_lesions_nn_options nn_opt;
+    covct_lesions_nn_options_default(&nn_opt);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         char *end;
@@ -68,6 +82,24 @@ int covct_cmd_analyze(int argc, char **argv)
                 covct_cli_error("analyze: --threads needs a number 0..64");
                 return COVCT_EXIT_USAGE;
             }
+        } else if (!strcmp(a, "--lesions") && i + 1 < argc) {
+            const char *v = argv[++i];
+            if (strcmp(v, "network") && strcmp(v, "density")) {
+                covct_cli_error("analyze: --lesions is 'network' or "
+                                "'density', not '%s'", v);
+                return COVCT_EXIT_USAGE;
+            }
+            use_net = !strcmp(v, "network");
+        } else if (!strcmp(a, "--lesion-threshold") && i + 1 < argc) {
+            unsigned long t = strtoul(argv[++i], &end, 10);
+            if (*end || t < 1 || t > 255) {
+                covct_cli_error("analyze: --lesion-threshold needs a number "
+                                "1..255");
+                return COVCT_EXIT_USAGE;
+            }
+            nn_opt.threshold = (int)t;
+        } else if (!strcmp(a, "--model") && i + 1 < argc) {
+            model_path = argv[++i];
         } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
             quiet = true;
         } else if (a[0] == '-' && a[1]) {
@@ -101,7 +133,27 @@ int covct_cmd_analyze(int argc, char **argv)
     memset(&li, 0, sizeof li);
     covct_series_summary sm;
     memset(&sm, 0, sizeof sm);
+    covct_nn_model net;
+    memset(&net, 0, sizeof net);
+    char *net_name = NULL;
     int rc = COVCT_EXIT_FAIL;
+
+    /* The network first: a missing or damaged model file is found before
+     * minutes of reading. */
+    if (use_net) {
+        if (covct_nn_model_read(model_path, &net, &err)) {
+            covct_cli_error("cannot load the lesion network: %s\n"
+                            "(use --model FILE, or --lesions density to "
+                            "analyse without it)",
+                            err.msg);
+            goto out;
+        }
+        cJSON *card = net.card_json ? cJSON_Parse(net.card_json) : NULL;
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(card, "name");
+        if (cJSON_IsString(name))
+            net_name = covct_strdup(name->valuestring);
+        cJSON_Delete(card);
+    }
 
     step(show, "reading the CT", t0);
     if (ends_with(in, ".nii") || ends_with(in, ".nii.gz")) {
@@ -149,8 +201,12 @@ int covct_cmd_analyze(int argc, char **argv)
             covct_cli_error("lobe segmentation: %s", err.msg);
             goto out;
         }
-        step(show, "finding ground glass and consolidation", t0);
-        if (covct_lesions_segment(ct, seg, &err)) {
+        step(show,
+             use_net ? "finding ground glass and consolidation (network)"
+                     : "finding ground glass and consolidation (density)",
+             t0);
+        if (use_net ? covct_lesions_segment_nn(ct, seg, &net, &nn_opt, &err)
+                    : covct_lesions_segment(ct, seg, &err)) {
             covct_cli_error("lesion segmentation: %s", err.msg);
             goto out;
         }
@@ -171,6 +227,9 @@ int covct_cmd_analyze(int argc, char **argv)
         .study_date = sm.study_date,
         .series_description = sm.description,
         .seconds = covct_now() - t0,
+        .lesion_method = use_net ? "network" : "density",
+        .lesion_model = net_name,
+        .lesion_model_file = use_net ? model_path : NULL,
     };
     if (covct_report_write(outdir, &ri, &err)) {
         covct_cli_error("%s", err.msg);
@@ -198,6 +257,8 @@ int covct_cmd_analyze(int argc, char **argv)
     }
     rc = COVCT_EXIT_OK;
 out:
+    covct_free(net_name);
+    covct_nn_model_free(&net);
     covct_measures_free(&m);
     covct_seg_free(seg);
     covct_volume_free(ct);

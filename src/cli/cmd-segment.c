@@ -10,9 +10,6 @@
 #include "covct/image.h"
 #include "covct/nn.h"
 
-#ifndef COVCT_MODEL_DEFAULT
-#define COVCT_MODEL_DEFAULT "models/lesions-unet.covctnn"
-#endif
 
 static const char help[] =
     "Usage: covct segment IMAGE... -o OUTDIR [OPTIONS]\n"

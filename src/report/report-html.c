@@ -401,7 +401,7 @@ static void put_images(html *h, const covct_report_input *in,
         put(h, "</section>\n");
 }
 
-static void put_method(html *h)
+static void put_method(html *h, const covct_report_input *in)
 {
     put(h,
         "<section>\n<h2>Method</h2>\n<ul>\n"
@@ -409,11 +409,20 @@ static void put_method(html *h)
         "of the CT; dense disease against the pleura is kept inside the "
         "lung.</li>\n"
         "<li>Lobes: assigned by an anatomical model of the fissures, not "
-        "traced on the fissures themselves.</li>\n"
-        "<li>Lesions: density-based detection. Ground glass is lung at "
-        "&minus;700 to &minus;300 HU, consolidation &minus;300 to +100 HU, "
-        "after light smoothing; vessels (by a vesselness filter) and airway "
-        "walls are excluded.</li>\n"
+        "traced on the fissures themselves.</li>\n");
+    if (in->lesion_method && !strcmp(in->lesion_method, "network"))
+        put(h,
+            "<li>Lesions: a neural network (U-Net) trained on 50 CT slices "
+            "outlined by radiologists (COVID-SemiSeg) marks ground glass and "
+            "consolidation on each axial slice; only what lies inside the "
+            "lung mask is counted.</li>\n");
+    else
+        put(h,
+            "<li>Lesions: density-based detection. Ground glass is lung at "
+            "&minus;700 to &minus;300 HU, consolidation &minus;300 to +100 "
+            "HU, after light smoothing; vessels (by a vesselness filter) and "
+            "airway walls are excluded.</li>\n");
+    put(h,
         "<li>Scores: each lobe scores 0&ndash;5 by the percentage of it "
         "involved (Pan et al.); the CT severity score is their sum. The "
         "category follows the RSNA consensus, from the distribution of the "
@@ -457,7 +466,7 @@ covct_rc covct_report_html(const covct_report_input *in,
     }
     put_images(&h, in, im, chest);
     if (chest)
-        put_method(&h);
+        put_method(&h, in);
     putf(&h, "<footer>covct %s &middot; report schema %s &middot; files "
              "beside this page: report.json, lungs.nii.gz (1 right, 2 left), "
              "lobes.nii.gz (1 LUL, 2 LLL, 3 RUL, 4 RML, 5 RLL), "

@@ -254,6 +254,15 @@ covct_rc covct_report_json(const covct_report_input *in, char **out,
     add_opt_str(&c, root, "study_date", in->study_date);
     add_opt_str(&c, root, "series_description", in->series_description);
     add_num(&c, root, "analysis_seconds", round_to(in->seconds, 0.01));
+    cJSON *lm = add_obj(&c, root, "lesion_method");
+    if (lm) {
+        bool net = in->lesion_method && !strcmp(in->lesion_method, "network");
+        add_str(&c, lm, "name", net ? "network" : "density");
+        if (net) {
+            add_opt_str(&c, lm, "model", in->lesion_model);
+            add_opt_str(&c, lm, "model_file", in->lesion_model_file);
+        }
+    }
 
     bool chest = in->lungs->is_chest;
     add_bool(&c, root, "is_chest", chest);
