@@ -51,6 +51,7 @@ Records:
   loss.logits, loss.labels  (2, 3, 8, 8) logits, (2, 1, 8, 8) labels 0..2
   loss.ce, loss.ce_grad     mean cross-entropy and its gradient
   loss.dice, loss.dice_grad soft Dice loss as nn.h defines it, gradient
+  loss.dice_infection(_grad) infection soft Dice (any class vs background)
   adamA.param.NN, adamA.grad.S.NN, adamA.after.S.NN   (S = 1..3)
   adamB.*                   the same with a second lr / weight decay
       The AdamW graph is conv3x3 2->3 b pad 1; BN (params 0..5); its
@@ -264,6 +265,14 @@ def dice_loss(logits, labels):
     return 1 - torch.stack(d).mean()
 
 
+def dice_infection_loss(logits, labels):
+    """nn.h: 1 - (2 sum(q y) + 1) / (sum(q) + sum(y) + 1), q = 1 - p(class 0),
+    y = label > 0, sums over the whole batch."""
+    q = 1 - torch.softmax(logits, 1)[:, 0]
+    y = (labels > 0).to(q.dtype)
+    return 1 - (2 * (q * y).sum() + 1) / (q.sum() + y.sum() + 1)
+
+
 def losses(w):
     torch.manual_seed(1)
     logits = torch.randn(2, 3, 8, 8) * 2
@@ -271,7 +280,8 @@ def losses(w):
     w.add("loss.logits", logits)
     w.add("loss.labels", labels.float(), (2, 1, 8, 8))
     for name, fn in (("ce", lambda l: F.cross_entropy(l, labels)),
-                     ("dice", lambda l: dice_loss(l, labels))):
+                     ("dice", lambda l: dice_loss(l, labels)),
+                     ("dice_infection", lambda l: dice_infection_loss(l, labels))):
         ld = logits.double().requires_grad_(True)
         v = fn(ld)
         v.backward()

@@ -204,8 +204,16 @@ static void op_case(const char *name, build_fn build, int n, int c, int h,
 }
 
 /* Loss gradients by central differences on the logits. */
-static void loss_case(int dice)
+typedef covct_rc (*loss_fn)(const covct_tensor *, const uint8_t *,
+                           covct_tensor *, double *, covct_error *);
+
+static void loss_case(int kind)
 {
+    static const loss_fn fns[] = {covct_nn_loss_ce, covct_nn_loss_dice,
+                                  covct_nn_loss_dice_infection};
+    static const char *names[] = {"cross-entropy", "Dice loss",
+                                  "infection Dice loss"};
+    const loss_fn fn = fns[kind];
     covct_tensor z = {0}, gr = {0}, tmp = {0};
     covct_tensor_alloc(&z, 2, 3, 4, 5, NULL);
     fill(&z, -2, 2);
@@ -214,17 +222,14 @@ static void loss_case(int dice)
         lab[i] = (uint8_t)(urand() * 3);
     double loss = 0, lp, lm, worst = 0;
     covct_error err = {0};
-    covct_rc rc = dice ? covct_nn_loss_dice(&z, lab, &gr, &loss, &err)
-                       : covct_nn_loss_ce(&z, lab, &gr, &loss, &err);
+    covct_rc rc = fn(&z, lab, &gr, &loss, &err);
     CHECKF(rc == COVCT_OK, "loss: %s", err.msg);
     for (size_t i = 0; i < covct_tensor_size(&z); i++) {
         float keep = z.data[i];
         z.data[i] = keep + 1e-2f;
-        rc = dice ? covct_nn_loss_dice(&z, lab, &tmp, &lp, NULL)
-                  : covct_nn_loss_ce(&z, lab, &tmp, &lp, NULL);
+        rc = fn(&z, lab, &tmp, &lp, NULL);
         z.data[i] = keep - 1e-2f;
-        rc = dice ? covct_nn_loss_dice(&z, lab, &tmp, &lm, NULL)
-                  : covct_nn_loss_ce(&z, lab, &tmp, &lm, NULL);
+        rc = fn(&z, lab, &tmp, &lm, NULL);
         z.data[i] = keep;
         double num = (lp - lm) / 2e-2;
         double e = fabs(num - gr.data[i]) / (1e-3 + fabs(num));
@@ -232,22 +237,19 @@ static void loss_case(int dice)
             worst = e;
     }
     printf("%-22s loss %.5f, worst relative gradient error %.2e\n",
-           dice ? "Dice loss" : "cross-entropy", loss, worst);
-    CHECKF(worst < 2e-2, "%s gradient error %.3g", dice ? "Dice" : "CE",
-           worst);
+           names[kind], loss, worst);
+    CHECKF(worst < 2e-2, "%s gradient error %.3g", names[kind], worst);
     /* Perfect prediction: CE near 0, Dice near 0. */
     for (int b = 0; b < 2; b++)
         for (int p = 0; p < 20; p++)
             for (int k = 0; k < 3; k++)
                 z.data[(b * 3 + k) * 20 + p] = k == lab[b * 20 + p] ? 30.0f : -30.0f;
-    rc = dice ? covct_nn_loss_dice(&z, lab, &tmp, &loss, NULL)
-              : covct_nn_loss_ce(&z, lab, &tmp, &loss, NULL);
+    rc = fn(&z, lab, &tmp, &loss, NULL);
     CHECKF(rc == COVCT_OK && loss < 1e-6, "perfect prediction: loss %g", loss);
     /* A label out of range is refused with its position. */
     lab[7] = 3;
     covct_error_clear(&err);
-    rc = dice ? covct_nn_loss_dice(&z, lab, &tmp, &loss, &err)
-              : covct_nn_loss_ce(&z, lab, &tmp, &loss, &err);
+    rc = fn(&z, lab, &tmp, &loss, &err);
     CHECKF(rc == COVCT_ERR_ARG && strstr(err.msg, "pixel 7"),
            "bad label: %s", err.msg);
     covct_tensor_free(&z);
@@ -375,6 +377,7 @@ int main(void)
     op_case("softmax", b_softmax, 2, 3, 3, 2, 1e-2);
     loss_case(0);
     loss_case(1);
+    loss_case(2);
     known_values();
     bad_graphs();
     alloc_failures();

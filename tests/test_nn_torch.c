@@ -6,7 +6,7 @@
  * parameter gradient and the input gradient after backward from the
  * logits, the running statistics, the input gradients of separate backward
  * passes from the softmax and the sigmoid, the inference-mode forward,
- * cross-entropy and Dice losses (value and gradient), three AdamW steps
+ * cross-entropy, Dice and infection Dice losses (value and gradient), three AdamW steps
  * with two settings.  Acceptance: max abs error <= 1e-4 (fp32) for every
  * tensor; the error of each is printed so the log shows the margin.  Also
  * checked: PyTorch's default initialisation (bounds of the uniform
@@ -476,16 +476,18 @@ static void run_losses(void)
         return;
     for (size_t i = 0; i < npix; i++)
         labels[i] = (uint8_t)lb->data[i];
-    for (int which = 0; which < 2; which++) {
-        const char *nm = which ? "dice" : "ce";
+    static const char *names[] = {"ce", "dice", "dice_infection"};
+    for (int which = 0; which < 3; which++) {
+        const char *nm = names[which];
         covct_tensor grad = {0};
         double loss = NAN;
         covct_error err;
         covct_error_clear(&err);
-        covct_rc rc = which ? covct_nn_loss_dice(&logits, labels, &grad,
-                                                 &loss, &err)
-                            : covct_nn_loss_ce(&logits, labels, &grad, &loss,
-                                               &err);
+        covct_rc rc =
+            which == 2 ? covct_nn_loss_dice_infection(&logits, labels, &grad,
+                                                      &loss, &err)
+            : which    ? covct_nn_loss_dice(&logits, labels, &grad, &loss, &err)
+                       : covct_nn_loss_ce(&logits, labels, &grad, &loss, &err);
         CHECKF(rc == COVCT_OK, "loss %s: %s", nm, err.msg);
         if (rc == COVCT_OK) {
             char name[32];

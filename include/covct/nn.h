@@ -155,6 +155,14 @@ covct_rc covct_nn_loss_ce(const covct_tensor *logits, const uint8_t *labels,
 covct_rc covct_nn_loss_dice(const covct_tensor *logits,
                             const uint8_t *labels, covct_tensor *grad,
                             double *loss, covct_error *err);
+/* Soft Dice of infection, any class against background: 1 - (2 sum(q y) +
+ * eps) / (sum(q) + sum(y) + eps) with q = 1 - p(background), y = label >
+ * 0, eps = 1, sums over the whole batch (the quantity covct segment's
+ * infection map is scored by). */
+covct_rc covct_nn_loss_dice_infection(const covct_tensor *logits,
+                                      const uint8_t *labels,
+                                      covct_tensor *grad, double *loss,
+                                      covct_error *err);
 
 /* ---- optimiser ------------------------------------------------------------
  * Adam with decoupled weight decay (AdamW, Loshchilov & Hutter), step for
@@ -276,6 +284,8 @@ typedef struct covct_nn_train_config {
     double lr, weight_decay;
     int cosine;       /* learning rate lr (1 + cos(pi e / epochs)) / 2 in
                        * epoch e (0-based); else constant */
+    double infection_dice; /* weight of the infection soft Dice in the loss
+                            * (covct_nn_loss_dice_infection); 0: off */
     uint64_t seed;
     covct_nn_augment augment;
 } covct_nn_train_config;

@@ -51,6 +51,8 @@ static const char help[] =
     "  --stop-after N     stop after epoch N, as an interrupted run (to\n"
     "                     train in time slots: continue with --resume)\n"
     "  --wd X             AdamW weight decay (0.0001)\n"
+    "  --infection-dice W add W x the soft Dice of infection (any lesion\n"
+    "                     class against background) to the loss (0)\n"
     "  --seed N           fold split, initial weights, augmentation (1)\n"
     "  --card FILE.json   model card fields to store in the model (data,\n"
     "                     licence, metrics...)\n"
@@ -211,7 +213,14 @@ static char *make_card(const run_ctx *c, int epoch)
     cJSON_AddNumberToObject(tr, "weight_decay", c->cfg->weight_decay);
     cJSON_AddNumberToObject(tr, "seed", (double)c->cfg->seed);
     cJSON_AddNumberToObject(tr, "input_size", c->cfg->input_size);
-    cJSON_AddStringToObject(tr, "loss", "cross-entropy + soft Dice");
+    cJSON_AddStringToObject(tr, "loss",
+                            c->cfg->infection_dice > 0
+                                ? "cross-entropy + soft Dice + weighted "
+                                  "infection soft Dice"
+                                : "cross-entropy + soft Dice");
+    if (c->cfg->infection_dice > 0)
+        cJSON_AddNumberToObject(tr, "infection_dice_weight",
+                                c->cfg->infection_dice);
     cJSON_AddStringToObject(tr, "augmentation",
                             "flip, rotation 15 deg, scale 15 %, elastic, "
                             "gamma, contrast, brightness, noise");
@@ -419,6 +428,11 @@ int covct_cmd_train(int argc, char **argv)
             i++;
             if (!strcmp(a, "--lr")) cfg.lr = x;
             else cfg.weight_decay = x;
+        } else if (!strcmp(a, "--infection-dice")) {
+            if (num(a, v, 0, 10, &x))
+                return COVCT_EXIT_USAGE;
+            i++;
+            cfg.infection_dice = x;
         } else {
             covct_cli_error("unknown option or missing value '%s'; run "
                             "'covct train --help'",

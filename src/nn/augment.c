@@ -158,7 +158,7 @@ covct_rc covct_nn_augment_sample(const covct_nn_augment *a, uint64_t seed,
                     val += wt * img[(size_t)yy * w + xx];
                 }
             val /= 255.0;
-            if (val > 0)
+            if (val > 0 && gam != 1.0)
                 val = pow(val, gam);
             val = (val - 0.5) * con + 0.5 + bri;
             if (a->noise > 0)

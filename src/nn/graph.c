@@ -955,6 +955,45 @@ covct_rc covct_nn_loss_dice(const covct_tensor *logits,
     return COVCT_OK;
 }
 
+covct_rc covct_nn_loss_dice_infection(const covct_tensor *logits,
+                                      const uint8_t *labels,
+                                      covct_tensor *grad, double *loss,
+                                      covct_error *err)
+{
+    covct_rc rc = loss_check(logits, labels, grad, err);
+    if (rc != COVCT_OK)
+        return rc;
+    int K = logits->c;
+    if (K > NN_MAX_CLASSES)
+        return COVCT_ERR(err, COVCT_ERR_ARG, "nn loss: %d classes (at most %d)",
+                         K, NN_MAX_CLASSES);
+    size_t hw = (size_t)logits->h * logits->w;
+    const double eps = 1.0;
+    double inter = 0, sum = 0, prob[NN_MAX_CLASSES];
+    for (int b = 0; b < logits->n; b++)
+        for (size_t p = 0; p < hw; p++) {
+            softmax_px(logits, b, p, prob);
+            int y = labels[(size_t)b * hw + p] != 0;
+            double q = 1.0 - prob[0];
+            inter += q * y;
+            sum += q + y;
+        }
+    double s = sum + eps;
+    *loss = 1.0 - (2 * inter + eps) / s;
+    /* dL/dq = -(2 y s - (2 I + eps)) / s^2 and q = 1 - p_0, so only dp_0 =
+     * -dL/dq is non-zero; through the softmax dz_c = p_c (dp_c - p_0 dp_0). */
+    for (int b = 0; b < logits->n; b++)
+        for (size_t p = 0; p < hw; p++) {
+            softmax_px(logits, b, p, prob);
+            int y = labels[(size_t)b * hw + p] != 0;
+            double dp0 = (2.0 * y * s - (2 * inter + eps)) / (s * s);
+            float *gp = grad->data + (size_t)b * K * hw + p;
+            for (int k = 0; k < K; k++)
+                gp[k * hw] = (float)(prob[k] * ((k == 0) * dp0 - prob[0] * dp0));
+        }
+    return COVCT_OK;
+}
+
 /* ---- AdamW ------------------------------------------------------------------------------- */
 
 void covct_nn_adam_init(covct_nn_adam *a, double lr, double weight_decay)

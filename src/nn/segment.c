@@ -3,6 +3,7 @@
  * padding to the network's stride, class probabilities back to bytes.
  */
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "covct/nn.h"
@@ -12,12 +13,6 @@ void covct_nn_pixels_to_input(const uint8_t *pixels, size_t n, float *out)
 {
     for (size_t i = 0; i < n; i++)
         out[i] = (float)pixels[i] * (1.0f / 255.0f);
-}
-
-static uint8_t to_byte(double p)
-{
-    double v = floor(p * 255.0 + 0.5);
-    return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
 }
 
 covct_rc covct_nn_segment_slice(covct_nn_model *m, const uint8_t *pixels,
@@ -101,57 +96,79 @@ covct_rc covct_nn_segment_slice(covct_nn_model *m, const uint8_t *pixels,
     int K = zc < 16 ? zc : 16; /* classes <= 16 by the model's check */
     size_t plane = (size_t)ph * pw;
     /* Class probabilities on the network's grid: 0 infection, 1 ground
-     * glass, 2 consolidation. */
+     * glass, 2 consolidation (float: the outputs are bytes). */
     float *prob = covct_malloc(3 * plane * sizeof *prob);
-    if (!prob) {
+    /* Bilinear taps of the inverse square mapping, separable: per output
+     * column the grid column and weight, per row the grid row. */
+    int32_t *tu = covct_malloc(((size_t)width + height) * sizeof *tu);
+    float *fu = covct_malloc(((size_t)width + height) * sizeof *fu);
+    if (!prob || !tu || !fu) {
+        covct_free(prob);
+        covct_free(tu);
+        covct_free(fu);
         covct_free(zbuf);
         return COVCT_ERR(err, COVCT_ERR_NOMEM, "segment: out of memory");
     }
     for (size_t p = 0; p < plane; p++) {
-        double mx = logits[p], sum = 0, e[16] = {0};
+        float mx = logits[p], e[16];
+        e[0] = e[1] = e[2] = 0.0f;
         for (int k = 1; k < K; k++)
             if (logits[k * plane + p] > mx)
                 mx = logits[k * plane + p];
+        float sum = 0;
         for (int k = 0; k < K; k++)
-            sum += e[k] = exp(logits[k * plane + p] - mx);
-        prob[p] = (float)(1.0 - e[0] / sum);
-        prob[plane + p] = K > 2 ? (float)(e[1] / sum) : 0.0f;
-        prob[2 * plane + p] = K > 2 ? (float)(e[2] / sum) : 0.0f;
+            sum += e[k] = expf(logits[k * plane + p] - mx);
+        float inv = 1.0f / sum;
+        prob[p] = 1.0f - e[0] * inv;
+        prob[plane + p] = K > 2 ? e[1] * inv : 0.0f;
+        prob[2 * plane + p] = K > 2 ? e[2] * inv : 0.0f;
     }
     /* Back to the slice's pixels: the same grid, or the inverse of the
-     * square mapping sampled bilinearly. */
+     * square mapping sampled bilinearly (taps clamped to the grid). */
     double fit = (double)(width > height ? width : height) / (fixed ? pw : 1);
-    double c_out = (pw - 1) / 2.0, cx = (width - 1) / 2.0,
-           cy = (height - 1) / 2.0;
+    double c_out = (pw - 1) / 2.0;
+    int32_t *tw = tu + width;
+    float *fw = fu + width;
+    for (uint32_t t = 0; t < width + height; t++) {
+        bool col = t < width;
+        double q = fixed ? c_out + ((col ? t : t - width) -
+                                    ((col ? width : height) - 1) / 2.0) /
+                                       fit
+                         : (double)(col ? t : t - width);
+        uint32_t n = col ? pw : ph;
+        double f = floor(q);
+        int32_t i0 = (int32_t)f;
+        float w1 = (float)(q - f);
+        if (i0 < 0)
+            i0 = 0, w1 = 0;
+        if (i0 >= (int32_t)n - 1)
+            i0 = (int32_t)n - 1, w1 = 0;
+        (col ? tu : tw)[col ? t : t - width] = i0;
+        (col ? fu : fw)[col ? t : t - width] = w1;
+    }
     uint8_t *outs[3] = {infection, ggo, consolidation};
-    for (uint32_t y = 0; y < height; y++)
-        for (uint32_t xx = 0; xx < width; xx++) {
-            size_t o = (size_t)y * width + xx;
-            for (int c = 0; c < 3; c++) {
-                if (!outs[c])
-                    continue;
-                const float *pm = prob + (size_t)c * plane;
-                double v;
-                if (!fixed) {
-                    v = pm[(size_t)y * pw + xx];
-                } else {
-                    double u = c_out + (xx - cx) / fit,
-                           w = c_out + (y - cy) / fit;
-                    int u0 = (int)floor(u), w0 = (int)floor(w);
-                    double fu = u - u0, fw = w - w0;
-                    v = 0;
-                    for (int j = 0; j < 2; j++)
-                        for (int i = 0; i < 2; i++) {
-                            int uu = u0 + i, ww = w0 + j;
-                            uu = uu < 0 ? 0 : uu >= (int)pw ? (int)pw - 1 : uu;
-                            ww = ww < 0 ? 0 : ww >= (int)ph ? (int)ph - 1 : ww;
-                            v += (i ? fu : 1 - fu) * (j ? fw : 1 - fw) *
-                                 pm[(size_t)ww * pw + uu];
-                        }
-                }
-                outs[c][o] = to_byte(v);
+    for (int c = 0; c < 3; c++) {
+        if (!outs[c])
+            continue;
+        const float *pm = prob + (size_t)c * plane;
+        for (uint32_t y = 0; y < height; y++) {
+            const float *r0 = pm + (size_t)tw[y] * pw;
+            const float *r1 = fw[y] > 0 ? r0 + pw : r0;
+            float b = fw[y], a = 1.0f - b;
+            uint8_t *o = outs[c] + (size_t)y * width;
+            for (uint32_t xo = 0; xo < width; xo++) {
+                int32_t u = tu[xo];
+                float g = fu[xo];
+                int32_t u1 = g > 0 ? u + 1 : u;
+                float v = a * ((1.0f - g) * r0[u] + g * r0[u1]) +
+                          b * ((1.0f - g) * r1[u] + g * r1[u1]);
+                float q = floorf(v * 255.0f + 0.5f);
+                o[xo] = (uint8_t)(q < 0 ? 0 : q > 255 ? 255 : q);
             }
         }
+    }
+    covct_free(tu);
+    covct_free(fu);
     covct_free(prob);
     covct_free(zbuf);
     return COVCT_OK;

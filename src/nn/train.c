@@ -90,7 +90,7 @@ covct_rc covct_nn_train(covct_nn_model *m, covct_nn_adam *opt,
     m->input_size = cfg->input_size;
     int S = cfg->input_size, B = cfg->batch;
     size_t px = (size_t)S * S;
-    covct_tensor x = {0}, g_ce = {0}, g_dice = {0};
+    covct_tensor x = {0}, g_ce = {0}, g_dice = {0}, g_inf = {0};
     uint8_t *lab = covct_malloc((size_t)B * px);
     size_t *order = covct_malloc(n_train * sizeof *order);
     covct_rc rc = COVCT_OK;
@@ -142,6 +142,16 @@ covct_rc covct_nn_train(covct_nn_model *m, covct_nn_adam *opt,
             size_t nz = covct_tensor_size(&g_ce);
             for (size_t i = 0; i < nz; i++)
                 g_ce.data[i] += g_dice.data[i];
+            if (cfg->infection_dice > 0) {
+                double li = 0;
+                if ((rc = covct_nn_loss_dice_infection(z, lab, &g_inf, &li,
+                                                       err)))
+                    goto done;
+                const float wi = (float)cfg->infection_dice;
+                for (size_t i = 0; i < nz; i++)
+                    g_ce.data[i] += wi * g_inf.data[i];
+                dl += cfg->infection_dice * li;
+            }
             covct_nn_zero_grad(m->graph);
             if ((rc = covct_nn_backward(m->graph, m->out_slot, &g_ce, err)) ||
                 (rc = covct_nn_adam_step(opt, m->graph, err)))
@@ -170,6 +180,7 @@ done:
     covct_tensor_free(&x);
     covct_tensor_free(&g_ce);
     covct_tensor_free(&g_dice);
+    covct_tensor_free(&g_inf);
     covct_free(lab);
     covct_free(order);
     return rc;
