@@ -142,6 +142,9 @@ typedef void (*covct_log_fn)(covct_log_level level, const char *msg,
 /* Replace the log handler (NULL restores the stderr default). */
 void covct_log_set_handler(covct_log_fn fn, void *user);
 void covct_log_set_level(covct_log_level min_level);
+/* Debug timing: logs "STAGE: STEP took X s" at COVCT_LOG_DEBUG (shown with
+ * COVCT_DEBUG=1) for the time since `since`, and returns the time now. */
+double covct_debug_time(const char *stage, const char *step, double since);
 void covct_log(covct_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

@@ -85,6 +85,8 @@ covct_rc covct_lesions_segment_nn(const covct_volume *ct, covct_seg *seg,
     /* COVCT_LESIONS_NN_DUMP=DIR writes each slice as the network got it
      * and its infection map (docs/internals/lesions-nn.md). */
     const char *dump = getenv("COVCT_LESIONS_NN_DUMP");
+    double t_net = 0, t_all = covct_now();
+    unsigned n_slices = 0;
     for (uint32_t z = 0; z < nz && rc == COVCT_OK; z++) {
         const uint8_t *lung = seg->lungs + (size_t)z * plane;
         const uint8_t *body = seg->body + (size_t)z * plane;
@@ -118,7 +120,10 @@ covct_rc covct_lesions_segment_nn(const covct_volume *ct, covct_seg *seg,
             for (uint32_t c = 0; c < w; c++)
                 img[(size_t)r * w + c] = window(
                     ct, zoff + (size_t)(origin + r * step_r + c * step_c));
+        double t0 = covct_now();
         rc = covct_nn_segment_slice(m, img, w, h, inf, ggo, con, err);
+        t_net += covct_now() - t0;
+        n_slices++;
         if (rc != COVCT_OK) {
             covct_error_prefix(err, "lesions, slice %u: ", (unsigned)z + 1);
             break;
@@ -144,6 +149,11 @@ covct_rc covct_lesions_segment_nn(const covct_volume *ct, covct_seg *seg,
                                          : COVCT_LESION_GGO;
             }
     }
+    covct_log(COVCT_LOG_DEBUG,
+              "lesions (network): %u slices, %.3f s in the network "
+              "(%.4f s per slice), %.3f s in all",
+              n_slices, t_net, n_slices ? t_net / n_slices : 0.0,
+              covct_now() - t_all);
     covct_free(img);
     covct_free(inf);
     covct_free(ggo);

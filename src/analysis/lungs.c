@@ -1274,6 +1274,7 @@ covct_rc covct_lungs_segment(const covct_volume *ct, covct_seg *seg,
         goto done;
     }
 
+    double tm = covct_now();
     /* Body: largest component above -500 HU, holes filled per slice. */
     thr_job tj = {ct, seg->body, c.air, c.np};
     covct_morph_parallel(c.nz, thr_range, &tj);
@@ -1290,6 +1291,7 @@ covct_rc covct_lungs_segment(const covct_volume *ct, covct_seg *seg,
             if (ct->outside[i])
                 seg->body[i] = 0;
 
+    tm = covct_debug_time("lungs", "body", tm);
     /* Lung candidates: air inside the body. */
     for (size_t i = 0; i < c.n; i++)
         c.air[i] = c.air[i] && seg->body[i];
@@ -1330,6 +1332,7 @@ covct_rc covct_lungs_segment(const covct_volume *ct, covct_seg *seg,
         covct_morph_cc3_free(&cc);
     }
 
+    tm = covct_debug_time("lungs", "air candidates", tm);
     /* Midline: body centre, replaced by the trachea when found. */
     {
         double sx = 0, cnt = 0;
@@ -1356,6 +1359,7 @@ covct_rc covct_lungs_segment(const covct_volume *ct, covct_seg *seg,
         if (seg->airways[i])
             c.air[i] = 0;
     }
+    tm = covct_debug_time("lungs", "airways", tm);
     /* Drop the small pieces the airway removal cut off. */
     {
         covct_cc3 cc;
@@ -1388,6 +1392,7 @@ covct_rc covct_lungs_segment(const covct_volume *ct, covct_seg *seg,
         if (rc != COVCT_OK)
             goto done;
     }
+    tm = covct_debug_time("lungs", "left/right split", tm);
     /* Holes: small ones always, large ones only when enclosed in 3-D. */
     if (covct_morph_parallel(c.nz, holes_range, &c) != 0) {
         rc = COVCT_ERR(err, COVCT_ERR_NOMEM, "out of memory (lungs)");
@@ -1396,6 +1401,7 @@ covct_rc covct_lungs_segment(const covct_volume *ct, covct_seg *seg,
     rc = fill_holes_3d(&c);
     if (rc != COVCT_OK)
         goto done;
+    tm = covct_debug_time("lungs", "holes", tm);
     /* Dense pathology against the pleura: z-closing. */
     c.zr = (uint32_t)floor(ZCLOSE_MM / c.sz + 1e-6);
     if (c.zr >= 1) {
@@ -1418,6 +1424,7 @@ covct_rc covct_lungs_segment(const covct_volume *ct, covct_seg *seg,
         goto done;
     }
 
+    tm = covct_debug_time("lungs", "z-closing", tm);
     /* Each lung one connected component. */
     for (uint8_t L = 1; L <= 2; L++) {
         for (size_t i = 0; i < c.n; i++)
@@ -1466,6 +1473,7 @@ covct_rc covct_lungs_segment(const covct_volume *ct, covct_seg *seg,
                   LUNG_MIN_ML, LUNG_MAX_ML);
     }
     (void)have_trachea;
+    covct_debug_time("lungs", "components and volumes", tm);
 done:
     covct_free(c.air);
     covct_free(c.work);

@@ -1,6 +1,7 @@
 /* covct: the command-line entry point. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
@@ -40,7 +41,9 @@ static const char usage[] =
     "                            info and volume on it\n"
     "\n"
     "Run 'covct COMMAND --help' for the options of a command.\n"
-    "Exit status: 0 success, 1 the input could not be processed, 2 usage.\n";
+    "Exit status: 0 success, 1 the input could not be processed, 2 usage.\n"
+    "Environment: COVCT_DEBUG=1 prints diagnostic lines (timings of each\n"
+    "step) on standard error.\n";
 
 bool covct_cli_is_help(const char *arg)
 {
@@ -67,6 +70,9 @@ int main(int argc, char **argv)
         printf("covct %s\n", COVCT_VERSION);
         return COVCT_EXIT_OK;
     }
+    const char *dbg = getenv("COVCT_DEBUG");
+    if (dbg && *dbg && strcmp(dbg, "0"))
+        covct_log_set_level(COVCT_LOG_DEBUG);
     const char *cmd = argv[1];
     if (!strcmp(cmd, "dump"))
         return covct_cmd_dump(argc - 1, argv + 1);

@@ -369,6 +369,13 @@ void covct_log_set_handler(covct_log_fn fn, void *user)
 
 void covct_log_set_level(covct_log_level min_level) { log_min = min_level; }
 
+double covct_debug_time(const char *stage, const char *step, double since)
+{
+    double now = covct_now();
+    covct_log(COVCT_LOG_DEBUG, "%s: %s took %.3f s", stage, step, now - since);
+    return now;
+}
+
 void covct_log(covct_log_level level, const char *fmt, ...)
 {
     if (level < log_min)
