@@ -114,6 +114,8 @@ covct_rc covct_lesions_segment(const covct_volume *ct, covct_seg *seg,
 struct covct_nn_model;
 typedef struct covct_lesions_nn_options {
     int threshold;
+    int workers; /* slices segmented side by side; 0: one per core, at
+                  * most 4 (each splits the cores left over) */
 } covct_lesions_nn_options;
 void covct_lesions_nn_options_default(covct_lesions_nn_options *o);
 covct_rc covct_lesions_segment_nn(const covct_volume *ct, covct_seg *seg,
