@@ -375,6 +375,10 @@ static covct_rc split_lungs(ctx *c, bool *two)
             val[b2] = x1 > x2 ? COVCT_LUNG_RIGHT : COVCT_LUNG_LEFT;
             covct_morph_cc3_relabel(&cc, val, c->seg->lungs);
             covct_free(val);
+            covct_log(COVCT_LOG_DEBUG,
+                      "lungs: the two lungs part at an erosion of %.0f mm "
+                      "(%zu of %zu radii tried)",
+                      radii[ri], ri + 1, sizeof radii / sizeof radii[0]);
             *two = true;
             lab_of[1] = 1;
             covct_morph_cc3_free(&cc);
