@@ -181,6 +181,7 @@ def main():
           % (torch.__version__, torch.get_num_threads(), size, size, runs),
           file=sys.stderr)
     print("best %.6f median %.6f" % (times[0], median))
+    print("total %.6f" % sum(times))
     if len(sys.argv) == 6:
         ref = np.fromfile(sys.argv[5], dtype="<f4")
         if ref.size != logits.size:

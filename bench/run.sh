@@ -168,6 +168,33 @@ if want 5; then
         echo "  PyTorch or numpy missing for $PY - no peer timing (apt-get install python3-torch)"
     fi
 
+    # The network over a whole volume: covct analyze's lesion stage on P001
+    # (every slice with lung, fitted into 352 x 352, the workers of
+    # src/analysis/lesions-nn.c) against PyTorch running the same number of
+    # 352 x 352 forwards one after the other with all cores.
+    P001="$DATA/covid-ct-md/P001"
+    echo "== 5a. the network over P001 (covct analyze's lesion stage vs PyTorch, $(nproc) cores)"
+    if [ -d "$P001" ]; then
+        cv=""
+        for r in $(seq "$REPS"); do
+            line=$(COVCT_DEBUG=1 "$COVCT" analyze "$P001" -o "$tmp/a5" -q 2>&1 |
+                   grep 'lesions (network):')
+            t=$(echo "$line" | sed -n 's/.* \([0-9.]*\) s in all.*/\1/p')
+            n=$(echo "$line" | sed -n 's/.*network): \([0-9]*\) slices.*/\1/p')
+            cv=$(echo "$t ${cv:-999999}" | awk '{print ($1<$2)?$1:$2}')
+        done
+        printf "  covct:   %d slices in %6.2f s (best of %d analyze runs; %s)\n" \
+            "$n" "$cv" "$REPS" "$(echo "$line" | sed -n 's/.*on \(.*\), [0-9.]* s per.*/\1/p')"
+        if [ $torch_ok = 1 ] && [ -n "$n" ]; then
+            pt=$("$PY" "$(dirname "$0")/nn_torch.py" "$model" 352 "$n" "$(nproc)" 2>/dev/null |
+                 sed -n 's/^total //p')
+            printf "  PyTorch: %d forwards 352x352 in %6.2f s, %d threads  ratio PyTorch/covct %sx\n" \
+                "$n" "$pt" "$(nproc)" "$(ratio "$pt" "$cv")"
+        fi
+    else
+        echo "  $P001 missing - skipped"
+    fi
+
     TRAIN="$DATA/covid-semiseg-train/MultiClassInfection-Train"
     echo "== 5b. training time for one fold (covct train --fold 1 --epochs 1, best of $REPS;"
     echo "       60 epochs extrapolated as 60 x one epoch, data loading included)"
