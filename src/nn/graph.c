@@ -463,7 +463,7 @@ static covct_rc slots_ready(covct_nn_graph *g, covct_error *err)
     return COVCT_OK;
 }
 
-static const char *op_name(covct_nn_op_kind k)
+const char *nn_op_name(covct_nn_op_kind k)
 {
     static const char *names[] = {"convolution", "transposed convolution",
                                   "batch norm", "ReLU", "leaky ReLU",
@@ -498,7 +498,7 @@ static covct_rc forward_op(covct_nn_graph *g, nn_op *op, covct_error *err)
         if (s.oh <= 0 || s.ow <= 0)
             return COVCT_ERR(err, COVCT_ERR_ARG,
                              "nn: %s of a %dx%d input gives no output",
-                             op_name(op->kind), h, w);
+                             nn_op_name(op->kind), h, w);
         if ((rc = shape(y, n, s.o, s.oh, s.ow, err)) != COVCT_OK)
             return rc;
         const float *b = op->bias ? par[1].data : NULL;
@@ -543,7 +543,7 @@ static covct_rc forward_op(covct_nn_graph *g, nn_op *op, covct_error *err)
     case COVCT_NN_AVGPOOL2D:
         if (h < op->k || w < op->k)
             return COVCT_ERR(err, COVCT_ERR_ARG,
-                             "nn: %s %d of a %dx%d input", op_name(op->kind),
+                             "nn: %s %d of a %dx%d input", nn_op_name(op->kind),
                              op->k, h, w);
         if ((rc = shape(y, n, c, h / op->k, w / op->k, err)) != COVCT_OK)
             return rc;
@@ -573,7 +573,7 @@ static covct_rc forward_op(covct_nn_graph *g, nn_op *op, covct_error *err)
         if (b->n != n || b->h != h || b->w != w)
             return COVCT_ERR(err, COVCT_ERR_ARG,
                              "nn: %s of %dx%dx%dx%d and %dx%dx%dx%d",
-                             op_name(op->kind), n, c, h, w, b->n, b->c, b->h,
+                             nn_op_name(op->kind), n, c, h, w, b->n, b->c, b->h,
                              b->w);
         if (op->kind == COVCT_NN_ADD) {
             if ((rc = shape(y, n, c, h, w, err)) != COVCT_OK)
@@ -645,7 +645,7 @@ covct_rc covct_nn_forward(covct_nn_graph *g, const covct_tensor *input,
         rc = forward_op(g, &g->ops[i], err);
         if (rc != COVCT_OK) {
             covct_error_prefix(err, "operation %zu (%s): ", i,
-                               op_name(g->ops[i].kind));
+                               nn_op_name(g->ops[i].kind));
             return rc;
         }
     }
@@ -830,7 +830,7 @@ covct_rc covct_nn_backward(covct_nn_graph *g, int slot,
         rc = backward_op(g, op, err);
         if (rc != COVCT_OK) {
             covct_error_prefix(err, "operation %zu (%s), backward: ", i,
-                               op_name(op->kind));
+                               nn_op_name(op->kind));
             return rc;
         }
     }

@@ -53,16 +53,6 @@ struct covct_nn_plan {
     int out_c, out_h, out_w;
 };
 
-static const char *kind_name(covct_nn_op_kind k)
-{
-    static const char *names[] = {"convolution", "transposed convolution",
-                                  "batch norm", "ReLU", "leaky ReLU",
-                                  "max pooling", "average pooling",
-                                  "upsampling", "concatenation", "addition",
-                                  "sigmoid", "softmax"};
-    return (unsigned)k < sizeof names / sizeof names[0] ? names[k] : "?";
-}
-
 static covct_rc dnnl_fail(dnnl_status_t st, size_t op, covct_nn_op_kind k,
                           const char *what, covct_error *err)
 {
@@ -70,7 +60,7 @@ static covct_rc dnnl_fail(dnnl_status_t st, size_t op, covct_nn_op_kind k,
                   : st == dnnl_unimplemented ? COVCT_ERR_UNSUPPORTED
                                              : COVCT_ERR_INTERNAL;
     return COVCT_ERR(err, rc, "nn plan: operation %zu (%s): oneDNN %s: %s",
-                     op, kind_name(k), what, dnnl_status2str(st));
+                     op, nn_op_name(k), what, dnnl_status2str(st));
 }
 
 /* ---- owned memories and steps ---------------------------------------------- */
@@ -237,7 +227,7 @@ static covct_rc compile_conv(covct_nn_plan *p, const covct_nn_graph *g,
         return COVCT_ERR(err, COVCT_ERR_ARG,
                          "nn plan: operation %zu (%s) of a %dx%d input "
                          "gives no output",
-                         i, kind_name(op->kind), h, w);
+                         i, nn_op_name(op->kind), h, w);
     /* What folds in: a batch norm reading only this output, then a ReLU
      * reading only the batch norm's. */
     size_t j = i + 1;
@@ -364,6 +354,26 @@ fail:
 
 /* ---- the other operations -------------------------------------------------- */
 
+/* A one-input primitive described by desc: created, its output becomes
+ * op->out's memory, appended as a step. */
+static dnnl_status_t unary_step(covct_nn_plan *p, const nn_op *op,
+                                const_dnnl_op_desc_t desc)
+{
+    static const int ids[] = {DNNL_ARG_SRC, DNNL_ARG_DST};
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_memory_t my = NULL;
+    dnnl_status_t st = dnnl_primitive_desc_create(&pd, desc, NULL, p->eng,
+                                                  NULL);
+    if (!st)
+        st = slot_set(p, op->out, pd, &my);
+    if (st) {
+        dnnl_primitive_desc_destroy(pd);
+        return st;
+    }
+    dnnl_memory_t m[] = {p->slot[op->in0], my};
+    return prim_step(p, pd, 2, ids, m);
+}
+
 static covct_rc compile_other(covct_nn_plan *p, const covct_nn_graph *g,
                               size_t i, covct_error *err)
 {
@@ -375,7 +385,12 @@ static covct_rc compile_other(covct_nn_plan *p, const covct_nn_graph *g,
     dnnl_status_t st = dnnl_success;
     dnnl_memory_t my = NULL;
     dnnl_memory_desc_t y_any;
-    static const int ids_xy[] = {DNNL_ARG_SRC, DNNL_ARG_DST};
+    union {
+        dnnl_pooling_desc_t pool;
+        dnnl_resampling_desc_t resample;
+        dnnl_eltwise_desc_t eltwise;
+        dnnl_softmax_desc_t softmax;
+    } d;
     switch (op->kind) {
     case COVCT_NN_MAXPOOL2D:
     case COVCT_NN_AVGPOOL2D: {
@@ -383,72 +398,44 @@ static covct_rc compile_other(covct_nn_plan *p, const covct_nn_graph *g,
         if (h < kk || w < kk)
             return COVCT_ERR(err, COVCT_ERR_ARG,
                              "nn plan: operation %zu (%s %d) of a %dx%d input",
-                             i, kind_name(op->kind), kk, h, w);
-        dnnl_pooling_desc_t d;
+                             i, nn_op_name(op->kind), kk, h, w);
         dnnl_dims_t ks = {kk, kk}, zero = {0, 0};
         /* floor(h / k) outputs: the last rows that do not fill a window are
          * dropped, as the reference does. */
         dnnl_dims_t pr = {(h / kk) * kk - h, (w / kk) * kk - w};
-        if ((st = md_any(&y_any, n, c, h / kk, w / kk)) ||
-            (st = dnnl_pooling_forward_desc_init(
-                 &d, dnnl_forward_inference,
+        if (!(st = md_any(&y_any, n, c, h / kk, w / kk)) &&
+            !(st = dnnl_pooling_forward_desc_init(
+                 &d.pool, dnnl_forward_inference,
                  op->kind == COVCT_NN_MAXPOOL2D
                      ? dnnl_pooling_max
                      : dnnl_pooling_avg_exclude_padding,
-                 xmd, &y_any, ks, ks, zero, pr)) ||
-            (st = dnnl_primitive_desc_create(&pd, &d, NULL, p->eng, NULL)))
-            break;
-        if ((st = slot_set(p, op->out, pd, &my)))
-            break;
-        dnnl_memory_t m[] = {p->slot[op->in0], my};
-        st = prim_step(p, pd, 2, ids_xy, m);
-        pd = NULL;
+                 xmd, &y_any, ks, ks, zero, pr)))
+            st = unary_step(p, op, &d.pool);
         break;
     }
-    case COVCT_NN_UPSAMPLE2X: {
-        dnnl_resampling_desc_t d;
-        if ((st = md_any(&y_any, n, c, 2 * h, 2 * w)) ||
-            (st = dnnl_resampling_forward_desc_init(
-                 &d, dnnl_forward_inference, dnnl_resampling_nearest, NULL,
-                 xmd, &y_any)) ||
-            (st = dnnl_primitive_desc_create(&pd, &d, NULL, p->eng, NULL)) ||
-            (st = slot_set(p, op->out, pd, &my)))
-            break;
-        dnnl_memory_t m[] = {p->slot[op->in0], my};
-        st = prim_step(p, pd, 2, ids_xy, m);
-        pd = NULL;
+    case COVCT_NN_UPSAMPLE2X:
+        if (!(st = md_any(&y_any, n, c, 2 * h, 2 * w)) &&
+            !(st = dnnl_resampling_forward_desc_init(
+                 &d.resample, dnnl_forward_inference, dnnl_resampling_nearest,
+                 NULL, xmd, &y_any)))
+            st = unary_step(p, op, &d.resample);
         break;
-    }
     case COVCT_NN_RELU:
     case COVCT_NN_LEAKYRELU:
-    case COVCT_NN_SIGMOID: {
-        dnnl_eltwise_desc_t d;
-        float alpha = op->kind == COVCT_NN_LEAKYRELU ? op->alpha : 0.0f;
-        if ((st = dnnl_eltwise_forward_desc_init(
-                 &d, dnnl_forward_inference,
+    case COVCT_NN_SIGMOID:
+        if (!(st = dnnl_eltwise_forward_desc_init(
+                 &d.eltwise, dnnl_forward_inference,
                  op->kind == COVCT_NN_SIGMOID ? dnnl_eltwise_logistic
                                               : dnnl_eltwise_relu,
-                 xmd, alpha, 0.0f)) ||
-            (st = dnnl_primitive_desc_create(&pd, &d, NULL, p->eng, NULL)) ||
-            (st = slot_set(p, op->out, pd, &my)))
-            break;
-        dnnl_memory_t m[] = {p->slot[op->in0], my};
-        st = prim_step(p, pd, 2, ids_xy, m);
-        pd = NULL;
+                 xmd, op->kind == COVCT_NN_LEAKYRELU ? op->alpha : 0.0f,
+                 0.0f)))
+            st = unary_step(p, op, &d.eltwise);
         break;
-    }
-    case COVCT_NN_SOFTMAX: {
-        dnnl_softmax_desc_t d;
-        if ((st = dnnl_softmax_forward_desc_init(&d, dnnl_forward_inference,
-                                                 xmd, 1)) ||
-            (st = dnnl_primitive_desc_create(&pd, &d, NULL, p->eng, NULL)) ||
-            (st = slot_set(p, op->out, pd, &my)))
-            break;
-        dnnl_memory_t m[] = {p->slot[op->in0], my};
-        st = prim_step(p, pd, 2, ids_xy, m);
-        pd = NULL;
+    case COVCT_NN_SOFTMAX:
+        if (!(st = dnnl_softmax_forward_desc_init(
+                 &d.softmax, dnnl_forward_inference, xmd, 1)))
+            st = unary_step(p, op, &d.softmax);
         break;
-    }
     case COVCT_NN_CONCAT:
     case COVCT_NN_ADD: {
         const dnnl_memory_desc_t *bmd = &p->slot_md[op->in1];
@@ -457,7 +444,7 @@ static covct_rc compile_other(covct_nn_plan *p, const covct_nn_graph *g,
             return COVCT_ERR(err, COVCT_ERR_ARG,
                              "nn plan: operation %zu (%s) of %dx%dx%dx%d and "
                              "%dx%dx%dx%d",
-                             i, kind_name(op->kind), n, c, h, w,
+                             i, nn_op_name(op->kind), n, c, h, w,
                              (int)bmd->dims[0], (int)bmd->dims[1],
                              (int)bmd->dims[2], (int)bmd->dims[3]);
         if (op->kind == COVCT_NN_CONCAT) {
@@ -473,12 +460,12 @@ static covct_rc compile_other(covct_nn_plan *p, const covct_nn_graph *g,
             pd = NULL;
             break;
         }
-        dnnl_binary_desc_t d;
+        dnnl_binary_desc_t bd;
         dnnl_memory_t mb;
         if ((st = slot_as(p, op->in1, xmd, &mb)) ||
-            (st = dnnl_binary_desc_init(&d, dnnl_binary_add, xmd, xmd,
+            (st = dnnl_binary_desc_init(&bd, dnnl_binary_add, xmd, xmd,
                                         xmd)) ||
-            (st = dnnl_primitive_desc_create(&pd, &d, NULL, p->eng, NULL)) ||
+            (st = dnnl_primitive_desc_create(&pd, &bd, NULL, p->eng, NULL)) ||
             (st = slot_set(p, op->out, pd, &my)))
             break;
         static const int ids[] = {DNNL_ARG_SRC_0, DNNL_ARG_SRC_1,
@@ -573,7 +560,7 @@ covct_rc covct_nn_plan_new(const covct_nn_graph *g, int out_slot, int n,
             rc = COVCT_ERR(err, COVCT_ERR_INTERNAL,
                            "nn plan: operation %zu (%s) reads a value that "
                            "was folded away",
-                           i, kind_name(op->kind));
+                           i, nn_op_name(op->kind));
             break;
         }
         size_t used = 1;

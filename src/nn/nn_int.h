@@ -67,6 +67,9 @@ struct covct_nn_graph {
     int training;
 };
 
+/* "convolution", "batch norm", ... for messages. */
+const char *nn_op_name(covct_nn_op_kind k);
+
 /* Batch norm epsilon (PyTorch default). */
 #define BN_EPS 1e-5f
 
