@@ -185,6 +185,8 @@ typedef struct run_ctx {
     double last;
     const char *card;
     const covct_nn_train_config *cfg;
+    const covct_nn_sample *val; /* this fold's validation slices */
+    size_t n_val;
 } run_ctx;
 
 static void fmt_time(double s, char *b, size_t n)
@@ -224,6 +226,18 @@ static char *make_card(const run_ctx *c, int epoch)
     cJSON_AddStringToObject(tr, "augmentation",
                             "flip, rotation 15 deg, scale 15 %, elastic, "
                             "gamma, contrast, brightness, noise");
+    if (c->fold) {
+        /* Which slices this fold's model never saw (its validation set):
+         * so that it can be scored again, e.g. by covct eval. */
+        cJSON_AddNumberToObject(tr, "fold", c->fold);
+        cJSON_AddNumberToObject(tr, "folds", c->folds);
+        cJSON *names = cJSON_AddArrayToObject(tr, "validation_slices");
+        for (size_t i = 0; names && i < c->n_val; i++)
+            cJSON_AddItemToArray(names,
+                                 cJSON_CreateString(c->val[i].name
+                                                        ? c->val[i].name
+                                                        : "?"));
+    }
     cJSON_DeleteItemFromObject(card, "training");
     cJSON_AddItemToObject(card, "training", tr);
     char *s = cJSON_PrintUnformatted(card);
@@ -311,6 +325,8 @@ static int run(const dataset *d, const covct_nn_train_config *cfg, int folds,
         else
             tr[ntr++] = d->s[perm[i]];
     }
+    c->val = va;
+    c->n_val = nva;
     covct_error err = {0};
     int first = 0;
     if (resume) {
@@ -358,6 +374,8 @@ done:
     free(perm);
     free(tr);
     free(va);
+    c->val = NULL;
+    c->n_val = 0;
     return rc;
 }
 
