@@ -56,6 +56,12 @@ check "card field added" grep -q '"licence":.*"test only"' "$tmp/m2.txt"
 check "card field replaced" grep -q '"data":.*"replaced"' "$tmp/m2.txt"
 "$COVCT_BIN" segment --model "$tmp/m2.covctnn" -o "$tmp/o5" "$imgs/0.jpg" >/dev/null 2>&1
 check "same weights after a card update" cmp -s "$tmp/o5/0.png" "$tmp/out/0.png"
+"$COVCT_BIN" model "$model" --infection-cut 60 -o "$tmp/m4.covctnn" >/dev/null 2>&1
+check "infection cut exits 0" [ $? -eq 0 ]
+"$COVCT_BIN" model "$tmp/m4.covctnn" >"$tmp/m4.txt" 2>&1
+check "infection cut in the card" grep -q '"background_logit_offset":[[:space:]]*1.178' "$tmp/m4.txt"
+"$COVCT_BIN" model "$model" --infection-cut 255 -o "$tmp/m5.covctnn" >"$tmp/log" 2>&1
+check "infection cut 255 refused" [ $? -eq 2 ]
 head -c 600 "$model" >"$tmp/cut.covctnn"
 "$COVCT_BIN" model "$tmp/cut.covctnn" >"$tmp/m3.txt" 2>&1
 check "truncated model refused" [ $? -eq 1 ]

@@ -13,7 +13,9 @@
  */
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "nn/nn_int.h"
 #include "test.h"
@@ -227,7 +229,7 @@ static void test_segment(void)
     enum { W = 57, H = 43 };
     uint8_t img[W * H], a[3][W * H], b[3][W * H];
     for (int i = 0; i < W * H; i++)
-        img[i] = (uint8_t)((i * 37 + (i / W) * 11) & 255);
+        img[i] = (uint8_t)((i % W) * 255 / (W - 1) / 2 + (i / W) * 127 / (H - 1));
     covct_nn_set_backend(m.graph, COVCT_NN_FAST);
     CHECK(covct_nn_segment_slice(&m, img, W, H, a[0], a[1], a[2], &err) ==
           COVCT_OK);
@@ -244,6 +246,76 @@ static void test_segment(void)
     CHECKF(worst <= 1, "maps differ by %d levels", worst);
     covct_nn_model_forget_plan(&m);
     CHECK(m.plan == NULL);
+
+    /* Moving the infection cut: map >= 128 afterwards is map >= level
+     * before (pixels within a level of the cut may round either way).  A
+     * one-layer network whose map follows the intensity, so the cut
+     * falls inside a real spread of values. */
+    covct_nn_model c;
+    memset(&c, 0, sizeof c);
+    c.cfg = (covct_unet_config){.in_channels = 1, .classes = 3, .depth = 1,
+                                .base = 1};
+    c.input_size = 40;
+    CHECK(covct_nn_graph_new(&c.graph, &err) == COVCT_OK);
+    c.out_slot = covct_nn_conv2d(c.graph, covct_nn_input(c.graph), 3, 1, 1,
+                                 0, 1, 1, &err);
+    CHECK(c.out_slot > 0);
+    const float cw[3] = {-8.0f, 0.5f, 0.0f}, cb[3] = {3.0f, 0.0f, -1.0f};
+    memcpy(covct_nn_param(c.graph, 0)->data, cw, sizeof cw);
+    memcpy(covct_nn_param(c.graph, 1)->data, cb, sizeof cb);
+    covct_nn_set_backend(c.graph, COVCT_NN_FAST);
+    /* 40 x 40, the model's input size: no resampling, whose bilinear
+     * weights do not commute with the shift near the cut. */
+    enum { S = 40 };
+    uint8_t gimg[S * S];
+    for (int i = 0; i < S * S; i++)
+        gimg[i] = (uint8_t)((i % S) * 255 / (S - 1));
+    double total = 0;
+    for (int level = 40; level <= 220; level += 60) {
+        covct_nn_param(c.graph, 1)->data[0] = cb[0];
+        covct_nn_model_forget_plan(&c);
+        CHECK(covct_nn_segment_slice(&c, gimg, S, S, a[0], NULL, NULL, &err) ==
+              COVCT_OK);
+        double d = 0;
+        CHECK(covct_nn_model_shift_infection_cut(&c, level, &d, &err) ==
+              COVCT_OK);
+        CHECKF(fabs(d - log((255.0 - level) / level)) < 1e-12, "offset %g", d);
+        total += d;
+        CHECK(c.plan == NULL); /* the old plan had the old bias */
+        CHECK(covct_nn_segment_slice(&c, gimg, S, S, b[0], NULL, NULL, &err) ==
+              COVCT_OK);
+        int wrong = 0, near = 0, above = 0;
+        for (int i = 0; i < S * S; i++) {
+            above += a[0][i] >= level;
+            if (abs((int)a[0][i] - level) <= 1) {
+                near++;
+                continue;
+            }
+            wrong += (b[0][i] >= 128) != (a[0][i] >= level);
+        }
+        CHECKF(wrong == 0, "cut %d: %d pixels on the wrong side", level,
+               wrong);
+        CHECKF(above > S * S / 10 && above < S * S * 9 / 10,
+               "cut %d: %d of %d pixels above (no spread to test)", level,
+               above, S * S);
+        printf("infection cut %3d: offset %+.4f, %d of %d pixels above, %d "
+               "within a level\n",
+               level, d, above, S * S, near);
+    }
+    /* Two cuts in a row add their offsets. */
+    covct_nn_param(c.graph, 1)->data[0] = cb[0];
+    double d1 = 0, d2 = 0;
+    CHECK(covct_nn_model_shift_infection_cut(&c, 60, &d1, &err) == COVCT_OK);
+    CHECK(covct_nn_model_shift_infection_cut(&c, 180, &d2, &err) == COVCT_OK);
+    total = d1 + d2;
+    CHECKF(fabs(covct_nn_param(c.graph, 1)->data[0] - (3.0 - total)) < 1e-5,
+           "background bias %g after offsets summing to %g",
+           covct_nn_param(c.graph, 1)->data[0], total);
+    covct_nn_model_free(&c);
+    CHECK(covct_nn_model_shift_infection_cut(&m, 0, NULL, &err) ==
+          COVCT_ERR_ARG);
+    CHECK(covct_nn_model_shift_infection_cut(&m, 255, NULL, &err) ==
+          COVCT_ERR_ARG);
     covct_nn_model_free(&m);
 }
 

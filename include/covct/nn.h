@@ -228,6 +228,14 @@ covct_rc covct_nn_model_read(const char *path, covct_nn_model *m,
                              covct_error *err);
 void covct_nn_model_free(covct_nn_model *m);
 void covct_nn_model_forget_plan(covct_nn_model *m);
+/* Move the model's infection decision (the threshold chosen by
+ * cross-validation, built into the model): afterwards its infection map
+ * reaches 0.5 (128 of 255) where it reached level / 255 before.  The
+ * final convolution's background bias is lowered by ln((255 - level) /
+ * level), written to *offset (may be NULL); every map stays a softmax
+ * output.  Refused unless the output is a convolution with a bias. */
+covct_rc covct_nn_model_shift_infection_cut(covct_nn_model *m, int level,
+                                            double *offset, covct_error *err);
 
 /* ---- augmentation ------------------------------------------------------------
  * One training sample: the slice (w x h bytes) and its label map are

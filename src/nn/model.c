@@ -443,6 +443,33 @@ void covct_nn_model_free(covct_nn_model *m)
     memset(m, 0, sizeof *m);
 }
 
+covct_rc covct_nn_model_shift_infection_cut(covct_nn_model *m, int level,
+                                            double *offset, covct_error *err)
+{
+    if (!m || !m->graph || level < 1 || level > 254)
+        return COVCT_ERR(err, COVCT_ERR_ARG,
+                         "model: the infection cut is a level 1..254, not %d",
+                         level);
+    const nn_op *last = NULL;
+    for (size_t i = 0; i < m->graph->nops; i++)
+        if (m->graph->ops[i].out == m->out_slot)
+            last = &m->graph->ops[i];
+    if (!last || last->kind != COVCT_NN_CONV2D || !last->bias ||
+        m->graph->slot_c[m->out_slot] < 2)
+        return COVCT_ERR(err, COVCT_ERR_UNSUPPORTED,
+                         "model: the output does not come from a convolution "
+                         "with a bias over two or more classes");
+    /* infection = 1 - p0 >= t  <=>  z0 - logsumexp(z1..) <= logit(1 - t);
+     * after z0 -= d the cut at 0.5 is z0 - logsumexp(z1..) <= d. */
+    double t = level / 255.0, d = log((1.0 - t) / t);
+    float *bias = m->graph->par[last->p0 + 1].data;
+    bias[0] = (float)(bias[0] - d);
+    covct_nn_model_forget_plan(m);
+    if (offset)
+        *offset = d;
+    return COVCT_OK;
+}
+
 void covct_nn_model_forget_plan(covct_nn_model *m)
 {
     if (m) {
