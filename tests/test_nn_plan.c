@@ -124,6 +124,17 @@ static void test_unet(void)
     CHECK(compare(g, out, 1, 32, 48, "U-Net 4x8, 1x32x48") < 1e-4);
     CHECK(compare(g, out, 2, 24, 24, "U-Net 4x8, batch 2, 24x24") < 1e-4);
     covct_nn_graph_free(g);
+    /* Base 16, the shipped width: channel counts that are multiples of 16
+     * take the Winograd convolutions and the in-place concatenations. */
+    cfg.base = 16;
+    g = NULL;
+    CHECK(covct_nn_unet(&cfg, 8, &g, &out, &err) == COVCT_OK);
+    if (!g)
+        return;
+    randomise_bn(g);
+    CHECK(compare(g, out, 1, 64, 48, "U-Net 4x16, 1x64x48") < 1e-4);
+    CHECK(compare(g, out, 2, 32, 32, "U-Net 4x16, batch 2, 32x32") < 1e-4);
+    covct_nn_graph_free(g);
 }
 
 /* Every other operation and odd shapes. */

@@ -258,6 +258,7 @@ covct_rc covct_report_write(const char *outdir, const covct_report_input *in,
         covct_error_prefix(err, "report.json: ");
         goto out;
     }
+    double tm = covct_now();
     rc = write_bytes(outdir, "report.json", json, strlen(json), err);
     if (!rc)
         rc = write_mask(outdir, "lungs.nii.gz", ct, s->lungs, err);
@@ -265,8 +266,10 @@ covct_rc covct_report_write(const char *outdir, const covct_report_input *in,
         rc = write_mask(outdir, "lobes.nii.gz", ct, s->lobes, err);
     if (!rc)
         rc = write_mask(outdir, "lesions.nii.gz", ct, s->lesions, err);
+    tm = covct_debug_time("report", "json and masks", tm);
     if (!rc)
         rc = covct_report_images_make(in, &im, err);
+    tm = covct_debug_time("report", "images", tm);
     for (int i = 0; !rc && i < im.n; i++)
         rc = write_bytes(outdir, im.img[i].file, im.img[i].png,
                          im.img[i].png_len, err);
