@@ -67,6 +67,7 @@ typedef struct covct_seg {
     uint8_t *lobes;   /* covct_lobe */
     uint8_t *lesions; /* COVCT_LESION_GGO / COVCT_LESION_CONSOLIDATION */
     uint8_t *vessels; /* optional: 1 where the lesion stage saw a vessel */
+    bool body_ready;  /* body is final (covct_body_segment or the lungs) */
 } covct_seg;
 
 /* Allocate an empty segmentation for a volume (all label arrays zeroed;
@@ -83,6 +84,12 @@ typedef struct covct_lung_info {
     double airway_ml;
     uint32_t z_first, z_last; /* slice range (k) that holds lung */
 } covct_lung_info;
+
+/* The body alone (the first step of covct_lungs_segment, which then keeps
+ * it): largest connected region above -500 HU, holes filled per slice.
+ * Lets the lesion network start before the lungs are found. */
+covct_rc covct_body_segment(const covct_volume *ct, covct_seg *seg,
+                            covct_error *err);
 
 /* Body, airways and lungs.  Dense pathology (consolidation, ground glass)
  * against the pleura is kept inside the lung.  When the volume holds no
@@ -122,6 +129,22 @@ covct_rc covct_lesions_segment_nn(const covct_volume *ct, covct_seg *seg,
                                   struct covct_nn_model *m,
                                   const covct_lesions_nn_options *opt,
                                   covct_error *err);
+
+/* The same in two halves, so that the network runs while the lungs are
+ * found: start needs the body only (covct_body_segment), segments in
+ * worker threads every slice with air inside the body, and returns at
+ * once; finish waits for the workers and writes seg->lesions, keeping
+ * what lies in seg->lungs (so the lungs must be found by then); cancel
+ * stops the workers and drops the job (e.g. not a chest CT).  ct, the
+ * body and m must stay unchanged until finish or cancel. */
+typedef struct covct_lesions_nn_job covct_lesions_nn_job;
+covct_rc covct_lesions_nn_start(const covct_volume *ct, const covct_seg *seg,
+                                struct covct_nn_model *m,
+                                const covct_lesions_nn_options *opt,
+                                covct_lesions_nn_job **job, covct_error *err);
+covct_rc covct_lesions_nn_finish(covct_lesions_nn_job *job, covct_seg *seg,
+                                 covct_error *err);
+void covct_lesions_nn_cancel(covct_lesions_nn_job *job);
 
 /* ---- measures -------------------------------------------------------------- */
 typedef enum covct_category {

@@ -50,7 +50,8 @@ void covct_lesions_nn_options_default(covct_lesions_nn_options *o)
 
 typedef struct shared {
     const covct_volume *ct;
-    covct_seg *seg;
+    const uint8_t *body;
+    uint8_t *lab; /* class per voxel before the lung mask: 1 GGO, 2 cons. */
     const covct_nn_model *m;
     int threshold;
     covct_axes ax;
@@ -58,9 +59,9 @@ typedef struct shared {
     int omp_threads;        /* per worker; 0: leave oneDNN's default */
     uint32_t next_z;        /* next slice to take (atomic) */
     int failed;             /* set (atomic) by the first worker to fail */
-    pthread_mutex_t lock;   /* guards err */
+    pthread_mutex_t lock;   /* guards rc and err */
     covct_rc rc;
-    covct_error *err;
+    covct_error err;
 } shared;
 
 typedef struct worker {
@@ -71,7 +72,19 @@ typedef struct worker {
     unsigned slices;
 } worker;
 
-/* One slice: crop, window, orient, segment, keep inside the lung. */
+/* Slices with this much air (below AIR_HU) inside the body go to the
+ * network: every slice the lungs can be on, found before the lungs are
+ * (the lung mask is applied when the job finishes). */
+#define AIR_HU (-400.0)
+#define MIN_AIR_MM2 20.0
+
+static double hu_at(const covct_volume *ct, size_t i)
+{
+    return ct->dtype == COVCT_DTYPE_INT16 ? ((const int16_t *)ct->data)[i]
+                                          : ((const float *)ct->data)[i];
+}
+
+/* One slice: crop to the body, window, orient, segment. */
 static covct_rc do_slice(worker *wk, uint32_t z, covct_error *err)
 {
     const shared *sh = wk->sh;
@@ -79,30 +92,30 @@ static covct_rc do_slice(worker *wk, uint32_t z, covct_error *err)
     const covct_axes *ax = &sh->ax;
     const uint32_t nx = ct->nx, ny = ct->ny;
     const size_t plane = (size_t)nx * ny, zoff = (size_t)z * plane;
-    const uint8_t *lung = sh->seg->lungs + zoff;
-    const uint8_t *body = sh->seg->body + zoff;
+    const uint8_t *body = sh->body + zoff;
     /* Image rows follow patient x (right to left), columns patient y
      * (anterior to posterior). */
     const uint32_t n_along[2] = {nx, ny};
     const int ar = ax->axis[0], ac = ax->axis[1]; /* voxel axis 0 or 1 */
     const uint32_t rows_n = n_along[ar], cols_n = n_along[ac];
     const ptrdiff_t stride[2] = {1, (ptrdiff_t)nx};
-    /* Body and lung extent in image coordinates. */
+    /* Body extent in image coordinates, air inside it. */
     uint32_t r0 = UINT32_MAX, r1 = 0, c0 = UINT32_MAX, c1 = 0;
-    bool any_lung = false;
+    size_t air = 0;
     for (uint32_t j = 0; j < ny; j++)
         for (uint32_t i = 0; i < nx; i++) {
             size_t p = (size_t)j * nx + i;
-            if (!body[p] && !lung[p])
+            if (!body[p])
                 continue;
-            any_lung |= lung[p] != 0;
+            air += hu_at(ct, zoff + p) < AIR_HU &&
+                   !(ct->outside && ct->outside[zoff + p]);
             uint32_t vi[2] = {i, j};
             uint32_t r = ax->sign[0] > 0 ? vi[ar] : rows_n - 1 - vi[ar];
             uint32_t c = ax->sign[1] > 0 ? vi[ac] : cols_n - 1 - vi[ac];
             r0 = r < r0 ? r : r0, r1 = r > r1 ? r : r1;
             c0 = c < c0 ? c : c0, c1 = c > c1 ? c : c1;
         }
-    if (!any_lung)
+    if ((double)air * ct->spacing[0] * ct->spacing[1] < MIN_AIR_MM2)
         return COVCT_OK;
     const uint32_t h = r1 - r0 + 1, w = c1 - c0 + 1;
     /* Voxel offset of image pixel (r, c) inside the slice. */
@@ -135,15 +148,15 @@ static covct_rc do_slice(worker *wk, uint32_t z, covct_error *err)
         snprintf(path, sizeof path, "%s/z%03u_map.png", sh->dump, (unsigned)z);
         covct_image_write_png(path, &im, &derr);
     }
-    uint8_t *les = sh->seg->lesions + zoff;
+    uint8_t *lab = sh->lab + zoff;
     for (uint32_t r = 0; r < h; r++)
         for (uint32_t c = 0; c < w; c++) {
             size_t q = (size_t)r * w + c;
-            size_t p = (size_t)(origin + r * step_r + c * step_c);
-            if (!lung[p] || wk->inf[q] < sh->threshold)
+            if (wk->inf[q] < sh->threshold)
                 continue;
-            les[p] = wk->con[q] > wk->ggo[q] ? COVCT_LESION_CONSOLIDATION
-                                             : COVCT_LESION_GGO;
+            lab[origin + r * step_r + c * step_c] =
+                wk->con[q] > wk->ggo[q] ? COVCT_LESION_CONSOLIDATION
+                                        : COVCT_LESION_GGO;
         }
     return COVCT_OK;
 }
@@ -179,8 +192,7 @@ static void *work(void *arg)
             pthread_mutex_lock(&sh->lock);
             if (!sh->failed) {
                 sh->rc = rc;
-                if (sh->err)
-                    *sh->err = err;
+                sh->err = err;
                 __atomic_store_n(&sh->failed, 1, __ATOMIC_RELAXED);
             }
             pthread_mutex_unlock(&sh->lock);
@@ -190,14 +202,40 @@ static void *work(void *arg)
     return NULL;
 }
 
-covct_rc covct_lesions_segment_nn(const covct_volume *ct, covct_seg *seg,
-                                  covct_nn_model *m,
-                                  const covct_lesions_nn_options *opt,
-                                  covct_error *err)
+struct covct_lesions_nn_job {
+    shared sh;
+    worker wk[MAX_WORKERS];
+    pthread_t tid[MAX_WORKERS];
+    bool started[MAX_WORKERS];
+    int nw;
+    double t0;
+};
+
+static void job_free(covct_lesions_nn_job *j)
 {
-    if (!ct || !seg || !ct->data || !seg->lungs || !seg->lesions ||
-        !seg->body || !m || !m->graph)
-        return COVCT_ERR(err, COVCT_ERR_ARG, "lesions: missing input");
+    for (int i = 0; i < MAX_WORKERS; i++) {
+        covct_nn_plan_free(j->wk[i].model.plan);
+        covct_free(j->wk[i].img);
+        covct_free(j->wk[i].inf);
+        covct_free(j->wk[i].ggo);
+        covct_free(j->wk[i].con);
+    }
+    covct_free(j->sh.lab);
+    pthread_mutex_destroy(&j->sh.lock);
+    covct_free(j);
+}
+
+covct_rc covct_lesions_nn_start(const covct_volume *ct, const covct_seg *seg,
+                                covct_nn_model *m,
+                                const covct_lesions_nn_options *opt,
+                                covct_lesions_nn_job **out, covct_error *err)
+{
+    *out = NULL;
+    if (!ct || !seg || !ct->data || !seg->body || !seg->body_ready || !m ||
+        !m->graph)
+        return COVCT_ERR(err, COVCT_ERR_ARG,
+                         "lesions: missing input (the body must be found "
+                         "first)");
     if (seg->nx != ct->nx || seg->ny != ct->ny || seg->nz != ct->nz)
         return COVCT_ERR(err, COVCT_ERR_ARG,
                          "lesions: segmentation and CT differ in size");
@@ -206,79 +244,114 @@ covct_rc covct_lesions_segment_nn(const covct_volume *ct, covct_seg *seg,
         covct_lesions_nn_options_default(&defaults);
         opt = &defaults;
     }
-    shared sh = {.ct = ct, .seg = seg, .m = m, .threshold = opt->threshold,
-                 .err = err, .rc = COVCT_OK};
-    covct_volume_axes(ct, &sh.ax);
-    if (sh.ax.axis[2] != 2)
+    covct_axes ax;
+    covct_volume_axes(ct, &ax);
+    if (ax.axis[2] != 2)
         return COVCT_ERR(err, COVCT_ERR_UNSUPPORTED,
                          "lesions: the network reads axial slices; this "
                          "series is not axial");
+    covct_lesions_nn_job *j = covct_calloc(1, sizeof *j);
+    const size_t plane = (size_t)ct->nx * ct->ny;
+    if (!j || !(j->sh.lab = covct_calloc(plane * ct->nz, 1))) {
+        covct_free(j);
+        return COVCT_ERR(err, COVCT_ERR_NOMEM,
+                         "lesions: out of memory for the label volume");
+    }
+    shared *sh = &j->sh;
+    pthread_mutex_init(&sh->lock, NULL);
+    sh->ct = ct;
+    sh->body = seg->body;
+    sh->m = m;
+    sh->threshold = opt->threshold;
+    sh->ax = ax;
+    sh->rc = COVCT_OK;
     /* COVCT_LESIONS_NN_DUMP=DIR writes each slice as the network got it
      * and its infection map (docs/internals/lesions-nn.md). */
-    sh.dump = getenv("COVCT_LESIONS_NN_DUMP");
+    sh->dump = getenv("COVCT_LESIONS_NN_DUMP");
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     if (cores < 1)
         cores = 1;
     int nw = opt->workers > 0 ? opt->workers
                               : (int)(cores < MAX_WORKERS ? cores : MAX_WORKERS);
-    if (nw > MAX_WORKERS)
-        nw = MAX_WORKERS;
-    sh.omp_threads = nw > 1 ? (int)(cores / nw > 0 ? cores / nw : 1) : 0;
-    pthread_mutex_init(&sh.lock, NULL);
+    j->nw = nw > MAX_WORKERS ? MAX_WORKERS : nw;
+    sh->omp_threads = (int)(cores / j->nw > 0 ? cores / j->nw : 1);
     covct_nn_set_backend(m->graph, COVCT_NN_FAST);
-    memset(seg->lesions, 0, (size_t)ct->nx * ct->ny * ct->nz);
-
-    const size_t plane = (size_t)ct->nx * ct->ny;
-    worker wk[MAX_WORKERS];
-    pthread_t tid[MAX_WORKERS];
-    bool started[MAX_WORKERS] = {false};
-    memset(wk, 0, sizeof wk);
-    covct_rc rc = COVCT_OK;
-    for (int i = 0; i < nw; i++) {
-        wk[i].sh = &sh;
-        wk[i].model = *m; /* same graph, read only; its own plan */
-        wk[i].model.plan = NULL;
-        wk[i].img = covct_malloc(plane);
-        wk[i].inf = covct_malloc(plane);
-        wk[i].ggo = covct_malloc(plane);
-        wk[i].con = covct_malloc(plane);
-        if (!wk[i].img || !wk[i].inf || !wk[i].ggo || !wk[i].con) {
-            rc = COVCT_ERR(err, COVCT_ERR_NOMEM,
-                           "lesions: out of memory for slice buffers");
-            nw = i + 1;
-            goto done;
+    for (int i = 0; i < j->nw; i++) {
+        worker *wk = &j->wk[i];
+        wk->sh = sh;
+        wk->model = *m; /* same graph, read only; its own plan */
+        wk->model.plan = NULL;
+        wk->img = covct_malloc(plane);
+        wk->inf = covct_malloc(plane);
+        wk->ggo = covct_malloc(plane);
+        wk->con = covct_malloc(plane);
+        if (!wk->img || !wk->inf || !wk->ggo || !wk->con) {
+            job_free(j);
+            return COVCT_ERR(err, COVCT_ERR_NOMEM,
+                             "lesions: out of memory for slice buffers");
         }
     }
-    double t_all = covct_now();
-    if (nw == 1) {
-        work(&wk[0]);
-    } else {
-        for (int i = 0; i < nw; i++)
-            started[i] = pthread_create(&tid[i], NULL, work, &wk[i]) == 0;
-        if (!started[0]) /* no thread at all: do it here */
-            work(&wk[0]);
-        for (int i = 0; i < nw; i++)
-            if (started[i])
-                pthread_join(tid[i], NULL);
+    j->t0 = covct_now();
+    for (int i = 0; i < j->nw; i++)
+        j->started[i] = pthread_create(&j->tid[i], NULL, work, &j->wk[i]) == 0;
+    *out = j;
+    return COVCT_OK;
+}
+
+covct_rc covct_lesions_nn_finish(covct_lesions_nn_job *j, covct_seg *seg,
+                                 covct_error *err)
+{
+    if (!j)
+        return COVCT_ERR(err, COVCT_ERR_ARG, "lesions: no job");
+    bool any = false;
+    for (int i = 0; i < j->nw; i++)
+        if (j->started[i]) {
+            pthread_join(j->tid[i], NULL);
+            any = true;
+        }
+    if (!any) /* no thread could be started: do the work here */
+        work(&j->wk[0]);
+    shared *sh = &j->sh;
+    covct_rc rc = sh->rc;
+    if (rc != COVCT_OK) {
+        if (err)
+            *err = sh->err;
+    } else if (seg) {
+        size_t n = (size_t)sh->ct->nx * sh->ct->ny * sh->ct->nz;
+        for (size_t i = 0; i < n; i++)
+            seg->lesions[i] = seg->lungs[i] ? sh->lab[i] : 0;
     }
-    rc = sh.rc;
     double t_net = 0;
     unsigned n_slices = 0;
-    for (int i = 0; i < nw; i++)
-        t_net += wk[i].t_net, n_slices += wk[i].slices;
+    for (int i = 0; i < j->nw; i++)
+        t_net += j->wk[i].t_net, n_slices += j->wk[i].slices;
     covct_log(COVCT_LOG_DEBUG,
               "lesions (network): %u slices on %d worker(s) x %d thread(s), "
               "%.4f s per slice in the network, %.3f s in all",
-              n_slices, nw, sh.omp_threads ? sh.omp_threads : 0,
-              n_slices ? t_net / n_slices : 0.0, covct_now() - t_all);
-done:
-    for (int i = 0; i < nw; i++) {
-        covct_nn_plan_free(wk[i].model.plan);
-        covct_free(wk[i].img);
-        covct_free(wk[i].inf);
-        covct_free(wk[i].ggo);
-        covct_free(wk[i].con);
-    }
-    pthread_mutex_destroy(&sh.lock);
+              n_slices, j->nw, sh->omp_threads,
+              n_slices ? t_net / n_slices : 0.0, covct_now() - j->t0);
+    job_free(j);
     return rc;
+}
+
+void covct_lesions_nn_cancel(covct_lesions_nn_job *j)
+{
+    if (!j)
+        return;
+    __atomic_store_n(&j->sh.failed, 1, __ATOMIC_RELAXED);
+    covct_lesions_nn_finish(j, NULL, NULL);
+}
+
+covct_rc covct_lesions_segment_nn(const covct_volume *ct, covct_seg *seg,
+                                  covct_nn_model *m,
+                                  const covct_lesions_nn_options *opt,
+                                  covct_error *err)
+{
+    if (!seg || !seg->lungs || !seg->lesions || !seg->body)
+        return COVCT_ERR(err, COVCT_ERR_ARG, "lesions: missing input");
+    /* The body as the lungs stage left it. */
+    seg->body_ready = true;
+    covct_lesions_nn_job *j = NULL;
+    covct_rc rc = covct_lesions_nn_start(ct, seg, m, opt, &j, err);
+    return rc ? rc : covct_lesions_nn_finish(j, seg, err);
 }

@@ -1225,6 +1225,45 @@ static void not_chest(ctx *c, covct_lung_info *info, const char *fmt, ...)
     memset(c->seg->body, 0, c->n);
 }
 
+/* Body from the thresholded mask in seg->body: largest component above
+ * BODY_HU, holes filled per slice, nothing outside the field of view. */
+static covct_rc body_from_threshold(const covct_volume *ct, covct_seg *seg,
+                                   covct_error *err)
+{
+    size_t n = covct_volume_voxels(ct);
+    covct_rc rc = covct_morph_keep_largest(seg->body, ct->nx, ct->ny, ct->nz,
+                                           6, NULL, err);
+    if (rc == COVCT_OK)
+        rc = covct_morph_fill_holes2d(seg->body, ct->nx, ct->ny, ct->nz, 1,
+                                      err);
+    if (rc == COVCT_OK && ct->outside)
+        for (size_t i = 0; i < n; i++)
+            if (ct->outside[i])
+                seg->body[i] = 0;
+    if (rc == COVCT_OK)
+        seg->body_ready = true;
+    return rc;
+}
+
+covct_rc covct_body_segment(const covct_volume *ct, covct_seg *seg,
+                            covct_error *err)
+{
+    if (!ct || !seg || !ct->data || !seg->body)
+        return COVCT_ERR(err, COVCT_ERR_ARG, "body: missing argument");
+    if (seg->nx != ct->nx || seg->ny != ct->ny || seg->nz != ct->nz)
+        return COVCT_ERR(err, COVCT_ERR_ARG,
+                         "body: segmentation and volume differ in size");
+    size_t np = (size_t)ct->nx * ct->ny;
+    size_t n = np * ct->nz;
+    uint8_t *air = covct_malloc(n ? n : 1);
+    if (!air)
+        return COVCT_ERR(err, COVCT_ERR_NOMEM, "out of memory (body)");
+    thr_job tj = {ct, seg->body, air, np};
+    covct_morph_parallel(ct->nz, thr_range, &tj);
+    covct_free(air);
+    return body_from_threshold(ct, seg, err);
+}
+
 covct_rc covct_lungs_segment(const covct_volume *ct, covct_seg *seg,
                              covct_lung_info *info, covct_error *err)
 {
@@ -1259,7 +1298,8 @@ covct_rc covct_lungs_segment(const covct_volume *ct, covct_seg *seg,
     if (c.n == 0 || c.n > UINT32_MAX || c.nx >= UINT16_MAX)
         return COVCT_ERR(err, COVCT_ERR_LIMIT,
                          "lungs: %zu voxels (at most %u)", c.n, UINT32_MAX);
-    memset(seg->body, 0, c.n);
+    if (!seg->body_ready)
+        memset(seg->body, 0, c.n);
     memset(seg->airways, 0, c.n);
     memset(seg->lungs, 0, c.n);
     covct_rc rc = COVCT_OK;
@@ -1279,21 +1319,11 @@ covct_rc covct_lungs_segment(const covct_volume *ct, covct_seg *seg,
     }
 
     double tm = covct_now();
-    /* Body: largest component above -500 HU, holes filled per slice. */
-    thr_job tj = {ct, seg->body, c.air, c.np};
+    /* Body (unless covct_body_segment made it already) and air. */
+    thr_job tj = {ct, seg->body_ready ? c.work : seg->body, c.air, c.np};
     covct_morph_parallel(c.nz, thr_range, &tj);
-    uint64_t body_vox;
-    rc = covct_morph_keep_largest(seg->body, c.nx, c.ny, c.nz, 6, &body_vox,
-                                  err);
-    if (rc != COVCT_OK)
+    if (!seg->body_ready && (rc = body_from_threshold(ct, seg, err)))
         goto done;
-    rc = covct_morph_fill_holes2d(seg->body, c.nx, c.ny, c.nz, 1, err);
-    if (rc != COVCT_OK)
-        goto done;
-    if (ct->outside)
-        for (size_t i = 0; i < c.n; i++)
-            if (ct->outside[i])
-                seg->body[i] = 0;
 
     tm = covct_debug_time("lungs", "body", tm);
     /* Lung candidates: air inside the body. */

@@ -136,6 +136,7 @@ int covct_cmd_analyze(int argc, char **argv)
     covct_nn_model net;
     memset(&net, 0, sizeof net);
     char *net_name = NULL;
+    covct_lesions_nn_job *job = NULL;
     int rc = COVCT_EXIT_FAIL;
 
     /* The network first: a missing or damaged model file is found before
@@ -190,6 +191,17 @@ int covct_cmd_analyze(int argc, char **argv)
         covct_cli_error("%s", err.msg);
         goto out;
     }
+    /* The network needs only the body: it runs in worker threads while
+     * the lungs and lobes are found, and its result is cut to the lungs
+     * when it is collected. */
+    if (use_net) {
+        step(show, "finding the body; the lesion network starts", t0);
+        if (covct_body_segment(ct, seg, &err) ||
+            covct_lesions_nn_start(ct, seg, &net, &nn_opt, &job, &err)) {
+            covct_cli_error("lesion network: %s", err.msg);
+            goto out;
+        }
+    }
     step(show, "finding the lungs", t0);
     if (covct_lungs_segment(ct, seg, &li, &err)) {
         covct_cli_error("lung segmentation: %s", err.msg);
@@ -205,12 +217,20 @@ int covct_cmd_analyze(int argc, char **argv)
              use_net ? "finding ground glass and consolidation (network)"
                      : "finding ground glass and consolidation (density)",
              t0);
-        if (use_net ? covct_lesions_segment_nn(ct, seg, &net, &nn_opt, &err)
-                    : covct_lesions_segment(ct, seg, &err)) {
+        covct_rc lrc;
+        if (use_net) {
+            lrc = covct_lesions_nn_finish(job, seg, &err);
+            job = NULL;
+        } else {
+            lrc = covct_lesions_segment(ct, seg, &err);
+        }
+        if (lrc) {
             covct_cli_error("lesion segmentation: %s", err.msg);
             goto out;
         }
     }
+    covct_lesions_nn_cancel(job); /* not a chest CT: not needed */
+    job = NULL;
     step(show, "measuring", t0);
     if (covct_measures_compute(ct, seg, inst, &m, &err)) {
         covct_cli_error("measures: %s", err.msg);
@@ -257,6 +277,7 @@ int covct_cmd_analyze(int argc, char **argv)
     }
     rc = COVCT_EXIT_OK;
 out:
+    covct_lesions_nn_cancel(job);
     covct_free(net_name);
     covct_nn_model_free(&net);
     covct_measures_free(&m);
