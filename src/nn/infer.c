@@ -23,6 +23,7 @@
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <oneapi/dnnl/dnnl.h>
@@ -48,6 +49,15 @@ struct covct_nn_plan {
     step *steps;
     size_t nsteps, steps_cap;
     dnnl_memory_t *mems; /* every memory the plan owns */
+    void **bufs;         /* their data, allocated here (see mem_new) */
+    /* oneDNN's scratch space, given by the plan (user scratchpad mode):
+     * its library mode keeps a buffer per thread that outlives worker
+     * threads.  One buffer, shared by the steps (they run one after the
+     * other), seen through one memory per step. */
+    dnnl_primitive_attr_t attr; /* user scratchpad mode, no post-ops */
+    dnnl_memory_t *scratch;
+    size_t nscratch, scratch_cap, scratch_size;
+    void *scratch_buf;
     size_t nmems, mems_cap;
     dnnl_memory_t *slot; /* per graph slot: where its value lives */
     dnnl_memory_desc_t *slot_md;
@@ -70,21 +80,49 @@ static covct_rc dnnl_fail(dnnl_status_t st, size_t op, covct_nn_op_kind k,
 
 /* ---- owned memories and steps ---------------------------------------------- */
 
+/* A memory of the plan.  With DNNL_MEMORY_ALLOCATE its data is allocated
+ * here rather than by oneDNN: a memory whose data handle is later moved
+ * (concat_in_place) would otherwise keep oneDNN's buffer allocated to the
+ * end, unreachable; this one is freed by buf_release. */
 static dnnl_status_t mem_new(covct_nn_plan *p, const dnnl_memory_desc_t *md,
                              void *handle, dnnl_memory_t *out)
 {
     if (p->nmems == p->mems_cap) {
         size_t cap = p->mems_cap ? 2 * p->mems_cap : 64;
         dnnl_memory_t *m = covct_realloc(p->mems, cap * sizeof *m);
-        if (!m)
+        void **b = m ? covct_realloc(p->bufs, cap * sizeof *b) : NULL;
+        if (m)
+            p->mems = m;
+        if (!b)
             return dnnl_out_of_memory;
-        p->mems = m;
+        p->bufs = b;
         p->mems_cap = cap;
     }
+    void *buf = NULL;
+    if (handle == DNNL_MEMORY_ALLOCATE) {
+        size_t size = dnnl_memory_desc_get_size(md);
+        if (posix_memalign(&buf, 64, size ? size : 64))
+            return dnnl_out_of_memory;
+        handle = buf;
+    }
     dnnl_status_t st = dnnl_memory_create(out, md, p->eng, handle);
-    if (!st)
-        p->mems[p->nmems++] = *out;
+    if (st) {
+        free(buf);
+        return st;
+    }
+    p->bufs[p->nmems] = buf;
+    p->mems[p->nmems++] = *out;
     return st;
+}
+
+/* Free the data allocated for memory m (its handle is moved elsewhere). */
+static void buf_release(covct_nn_plan *p, dnnl_memory_t m)
+{
+    for (size_t i = 0; i < p->nmems; i++)
+        if (p->mems[i] == m) {
+            free(p->bufs[i]);
+            p->bufs[i] = NULL;
+        }
 }
 
 /* Append a step; takes ownership of prim (destroyed on failure too). */
@@ -112,15 +150,45 @@ static dnnl_status_t step_add(covct_nn_plan *p, dnnl_primitive_t prim,
     return dnnl_success;
 }
 
-/* Create the primitive of pd (destroyed here) and append it as a step. */
+/* Create the primitive of pd (destroyed here) and append it as a step,
+ * with a scratchpad argument when it wants one. */
 static dnnl_status_t prim_step(covct_nn_plan *p, dnnl_primitive_desc_t pd,
                                int nargs, const int *ids,
                                const dnnl_memory_t *mems)
 {
+    int all_ids[MAX_STEP_ARGS];
+    dnnl_memory_t all[MAX_STEP_ARGS];
+    memcpy(all_ids, ids, (size_t)nargs * sizeof *ids);
+    memcpy(all, mems, (size_t)nargs * sizeof *mems);
+    dnnl_status_t st = dnnl_success;
+    const dnnl_memory_desc_t *smd =
+        dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    size_t need = smd ? dnnl_memory_desc_get_size(smd) : 0;
+    if (need > 0 && nargs < MAX_STEP_ARGS) {
+        if (p->nscratch == p->scratch_cap) {
+            size_t cap = p->scratch_cap ? 2 * p->scratch_cap : 32;
+            dnnl_memory_t *m = covct_realloc(p->scratch, cap * sizeof *m);
+            if (!m)
+                st = dnnl_out_of_memory;
+            else
+                p->scratch = m, p->scratch_cap = cap;
+        }
+        if (!st)
+            st = mem_new(p, smd, DNNL_MEMORY_NONE, &all[nargs]);
+        if (!st) {
+            p->scratch[p->nscratch++] = all[nargs];
+            all_ids[nargs++] = DNNL_ARG_SCRATCHPAD;
+            if (need > p->scratch_size)
+                p->scratch_size = need;
+        }
+    } else if (need > 0) {
+        st = dnnl_runtime_error; /* no room for the argument */
+    }
     dnnl_primitive_t prim = NULL;
-    dnnl_status_t st = dnnl_primitive_create(&prim, pd);
+    if (!st)
+        st = dnnl_primitive_create(&prim, pd);
     dnnl_primitive_desc_destroy(pd);
-    return st ? st : step_add(p, prim, nargs, ids, mems);
+    return st ? st : step_add(p, prim, nargs, all_ids, all);
 }
 
 static dnnl_status_t reorder_step(covct_nn_plan *p, dnnl_memory_t from,
@@ -130,7 +198,7 @@ static dnnl_status_t reorder_step(covct_nn_plan *p, dnnl_memory_t from,
 {
     dnnl_primitive_desc_t pd = NULL;
     dnnl_status_t st = dnnl_reorder_primitive_desc_create(
-        &pd, from_md, p->eng, to_md, p->eng, NULL);
+        &pd, from_md, p->eng, to_md, p->eng, p->attr);
     if (st)
         return st;
     static const int ids[] = {DNNL_ARG_FROM, DNNL_ARG_TO};
@@ -159,26 +227,41 @@ static dnnl_status_t const_mem(covct_nn_plan *p, const dnnl_memory_desc_t *plain
                                float *data, const dnnl_memory_desc_t *want,
                                dnnl_memory_t *out)
 {
-    dnnl_memory_t src = NULL;
+    dnnl_memory_t src = NULL, sp = NULL;
     dnnl_primitive_desc_t pd = NULL;
     dnnl_primitive_t r = NULL;
+    void *spbuf = NULL;
     dnnl_status_t st = mem_new(p, want, DNNL_MEMORY_ALLOCATE, out);
     if (!st)
         st = dnnl_memory_create(&src, plain, p->eng, data);
     if (!st)
         st = dnnl_reorder_primitive_desc_create(&pd, plain, p->eng, want,
-                                                p->eng, NULL);
+                                                p->eng, p->attr);
     if (!st)
         st = dnnl_primitive_create(&r, pd);
+    const dnnl_memory_desc_t *smd =
+        pd ? dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0)
+           : NULL;
+    size_t need = smd ? dnnl_memory_desc_get_size(smd) : 0;
+    if (!st && need > 0) {
+        if (posix_memalign(&spbuf, 64, need))
+            st = dnnl_out_of_memory;
+        else
+            st = dnnl_memory_create(&sp, smd, p->eng, spbuf);
+    }
     if (!st) {
-        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, *out}};
-        st = dnnl_primitive_execute(r, p->stream, 2, args);
+        dnnl_exec_arg_t args[3] = {{DNNL_ARG_FROM, src},
+                                   {DNNL_ARG_TO, *out},
+                                   {DNNL_ARG_SCRATCHPAD, sp}};
+        st = dnnl_primitive_execute(r, p->stream, sp ? 3 : 2, args);
     }
     if (!st)
         st = dnnl_stream_wait(p->stream);
     dnnl_primitive_destroy(r);
     dnnl_primitive_desc_destroy(pd);
     dnnl_memory_destroy(src);
+    dnnl_memory_destroy(sp);
+    free(spbuf);
     return st;
 }
 
@@ -375,6 +458,9 @@ static covct_rc compile_conv(covct_nn_plan *p, const covct_nn_graph *g,
         (st = dnnl_memory_desc_init_by_tag(&b_md, 1, bd, dnnl_f32, dnnl_x)))
         goto fail;
     st = dnnl_primitive_attr_create(&attr);
+    if (!st)
+        st = dnnl_primitive_attr_set_scratchpad_mode(attr,
+                                                     dnnl_scratchpad_mode_user);
     if (!st && act) {
         float alpha = act->kind == COVCT_NN_RELU ? 0.0f : act->alpha;
         if (!(st = dnnl_post_ops_create(&po)) &&
@@ -492,8 +578,11 @@ static dnnl_status_t concat_in_place(covct_nn_plan *p, const nn_op *op,
     dnnl_memory_t mo;
     void *buf = NULL;
     if ((st = mem_new(p, &wo, DNNL_MEMORY_ALLOCATE, &mo)) ||
-        (st = dnnl_memory_get_data_handle(mo, &buf)) ||
-        (st = dnnl_memory_set_data_handle(ma, buf)) ||
+        (st = dnnl_memory_get_data_handle(mo, &buf)))
+        return st;
+    buf_release(p, ma);
+    buf_release(p, mb);
+    if ((st = dnnl_memory_set_data_handle(ma, buf)) ||
         (st = dnnl_memory_set_data_handle(
              mb, (char *)buf + dnnl_memory_desc_get_size(a))))
         return st;
@@ -512,7 +601,7 @@ static dnnl_status_t unary_step(covct_nn_plan *p, const nn_op *op,
     static const int ids[] = {DNNL_ARG_SRC, DNNL_ARG_DST};
     dnnl_primitive_desc_t pd = NULL;
     dnnl_memory_t my = NULL;
-    dnnl_status_t st = dnnl_primitive_desc_create(&pd, desc, NULL, p->eng,
+    dnnl_status_t st = dnnl_primitive_desc_create(&pd, desc, p->attr, p->eng,
                                                   NULL);
     if (!st)
         st = slot_set(p, op->out, pd, &my);
@@ -602,7 +691,7 @@ static covct_rc compile_other(covct_nn_plan *p, const covct_nn_graph *g,
                 break;
             dnnl_memory_desc_t srcs[2] = {*xmd, *bmd};
             if ((st = dnnl_concat_primitive_desc_create(&pd, NULL, 2, 1, srcs,
-                                                        NULL, p->eng)) ||
+                                                        p->attr, p->eng)) ||
                 (st = slot_set(p, op->out, pd, &my)))
                 break;
             static const int ids[] = {DNNL_ARG_MULTIPLE_SRC,
@@ -617,7 +706,8 @@ static covct_rc compile_other(covct_nn_plan *p, const covct_nn_graph *g,
         if ((st = slot_as(p, op->in1, xmd, &mb)) ||
             (st = dnnl_binary_desc_init(&bd, dnnl_binary_add, xmd, xmd,
                                         xmd)) ||
-            (st = dnnl_primitive_desc_create(&pd, &bd, NULL, p->eng, NULL)) ||
+            (st = dnnl_primitive_desc_create(&pd, &bd, p->attr, p->eng,
+                                             NULL)) ||
             (st = slot_set(p, op->out, pd, &my)))
             break;
         static const int ids[] = {DNNL_ARG_SRC_0, DNNL_ARG_SRC_1,
@@ -650,12 +740,18 @@ void covct_nn_plan_free(covct_nn_plan *p)
         return;
     for (size_t i = 0; i < p->nsteps; i++)
         dnnl_primitive_destroy(p->steps[i].prim);
-    for (size_t i = 0; i < p->nmems; i++)
+    for (size_t i = 0; i < p->nmems; i++) {
         dnnl_memory_destroy(p->mems[i]);
+        free(p->bufs[i]);
+    }
     dnnl_stream_destroy(p->stream);
     dnnl_engine_destroy(p->eng);
+    dnnl_primitive_attr_destroy(p->attr);
+    covct_free(p->scratch);
+    free(p->scratch_buf);
     covct_free(p->steps);
     covct_free(p->mems);
+    covct_free(p->bufs);
     covct_free(p->slot);
     covct_free(p->slot_md);
     covct_free(p->moved);
@@ -694,6 +790,11 @@ covct_rc covct_nn_plan_new(const covct_nn_graph *g, int out_slot, int n,
     dnnl_status_t st = dnnl_engine_create(&p->eng, dnnl_cpu, 0);
     if (!st)
         st = dnnl_stream_create(&p->stream, p->eng, dnnl_stream_default_flags);
+    if (!st)
+        st = dnnl_primitive_attr_create(&p->attr);
+    if (!st)
+        st = dnnl_primitive_attr_set_scratchpad_mode(p->attr,
+                                                     dnnl_scratchpad_mode_user);
     dnnl_dims_t din = {n, g->in_channels, h, w};
     if (!st)
         st = dnnl_memory_desc_init_by_tag(&p->slot_md[0], 4, din, dnnl_f32,
@@ -741,6 +842,17 @@ covct_rc covct_nn_plan_new(const covct_nn_graph *g, int out_slot, int n,
                                &plain)))
             rc = COVCT_ERR(err, COVCT_ERR_INTERNAL,
                            "nn plan: output reorder: %s", dnnl_status2str(st));
+    }
+    /* One scratch buffer for every step that asked for one. */
+    if (rc == COVCT_OK && p->scratch_size) {
+        if (posix_memalign(&p->scratch_buf, 64, p->scratch_size))
+            rc = COVCT_ERR(err, COVCT_ERR_NOMEM,
+                           "nn plan: no memory for %zu bytes of scratch space",
+                           p->scratch_size);
+        for (size_t i = 0; rc == COVCT_OK && i < p->nscratch; i++)
+            if (dnnl_memory_set_data_handle(p->scratch[i], p->scratch_buf))
+                rc = COVCT_ERR(err, COVCT_ERR_INTERNAL,
+                               "nn plan: scratch space");
     }
 done:
     covct_free(uses);
