@@ -92,16 +92,20 @@ fi
 
 if want 4; then
     echo "== 4. covct analyze end to end (wall time, peak memory), best of $REPS"
-    for c in P001 cap001 normal001; do
-        b=""; mem=0
-        for _ in $(seq "$REPS"); do
-            /usr/bin/time -f "%e %M" -o "$tmp/t" "$COVCT" analyze "$DATA/covid-ct-md/$c" \
-                -o "$tmp/an-$c" -q >/dev/null 2>&1
-            read -r t m <"$tmp/t"
-            b=$(echo "$t ${b:-999999}" | awk '{print ($1<$2)?$1:$2}')
-            [ "$m" -gt "$mem" ] && mem=$m
+    echo "     (lesions by the network, the default; and by the density method)"
+    for method in network density; do
+        for c in P001 cap001 normal001; do
+            b=""; mem=0
+            for _ in $(seq "$REPS"); do
+                /usr/bin/time -f "%e %M" -o "$tmp/t" "$COVCT" analyze "$DATA/covid-ct-md/$c" \
+                    -o "$tmp/an-$c" -q --lesions "$method" >/dev/null 2>&1
+                read -r t m <"$tmp/t"
+                b=$(echo "$t ${b:-999999}" | awk '{print ($1<$2)?$1:$2}')
+                [ "$m" -gt "$mem" ] && mem=$m
+            done
+            printf "  %-8s %-10s %6.2f s  peak %5.0f MB\n" "$method" "$c" "$b" \
+                "$(echo "$mem" | awk '{print $1/1024}')"
         done
-        printf "  %-10s %6.2f s  peak %5.0f MB\n" "$c" "$b" "$(echo "$mem" | awk '{print $1/1024}')"
     done
 fi
 
