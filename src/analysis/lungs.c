@@ -74,6 +74,18 @@ static double patient_x(const covct_volume *ct, double i, double j, double k)
 
 /* ---- thresholds ------------------------------------------------------------ */
 
+/* Coordinates of voxel i (volumes have at most 2^32 voxels, checked on
+ * entry): 32-bit division, two of them; the breadth-first growths call
+ * this for millions of voxels. */
+static inline void vox_xyz(uint32_t i, uint32_t nx, uint32_t np, uint32_t *x,
+                           uint32_t *y, uint32_t *z)
+{
+    uint32_t zz = i / np, r = i - zz * np, yy = r / nx;
+    *x = r - yy * nx;
+    *y = yy;
+    *z = zz;
+}
+
 typedef struct thr_job {
     const covct_volume *ct;
     uint8_t *body, *air;
@@ -416,7 +428,8 @@ static covct_rc split_lungs(ctx *c, bool *two)
     size_t np = c->np, nxs = c->nx;
     while (head < tail) {
         size_t i = queue[head++];
-        size_t x = i % nxs, y = (i / nxs) % c->ny, z = i / np;
+        uint32_t x, y, z;
+        vox_xyz((uint32_t)i, (uint32_t)nxs, (uint32_t)np, &x, &y, &z);
         size_t nb[6];
         int k = 0;
         if (x > 0) nb[k++] = i - 1;
@@ -539,7 +552,8 @@ static covct_rc drop_subphrenic(ctx *c)
     while (head < tail) {
         size_t i = queue[head++];
         uint8_t v = core[i], side = (uint8_t)((v - 1) % 2 + 1);
-        size_t x = i % c->nx, y = (i / c->nx) % c->ny, z = i / np;
+        uint32_t x, y, z;
+        vox_xyz((uint32_t)i, c->nx, (uint32_t)np, &x, &y, &z);
         size_t nb[6];
         int k = 0;
         if (x > 0) nb[k++] = i - 1;
