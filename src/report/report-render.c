@@ -9,6 +9,7 @@
  * any axis order or direction is shown the same way.  Pixels are square in
  * millimetres: each image is resampled to one pixel size. */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -513,23 +514,61 @@ static covct_rc make_one(const covct_report_input *in, int axial, uint32_t k,
     return rc;
 }
 
+/* The key images are independent: drawn and encoded by a few threads. */
+#define IMAGE_THREADS 2
+
+typedef struct images_job {
+    const covct_report_input *in;
+    uint32_t ks[COVCT_REPORT_MAX_KEY + 1];
+    int n;          /* axial images; one coronal after them */
+    covct_report_image img[COVCT_REPORT_MAX_KEY + 1];
+    covct_rc rc[COVCT_REPORT_MAX_KEY + 1];
+    covct_error err[COVCT_REPORT_MAX_KEY + 1];
+    int next;       /* next image to take (atomic) */
+} images_job;
+
+static void *images_work(void *arg)
+{
+    images_job *j = arg;
+    for (;;) {
+        int i = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
+        if (i > j->n)
+            break;
+        j->rc[i] = make_one(j->in, i < j->n, i < j->n ? j->ks[i] : 0,
+                            &j->img[i], &j->err[i]);
+    }
+    return NULL;
+}
+
 covct_rc covct_report_images_make(const covct_report_input *in,
                                   covct_report_images *out, covct_error *err)
 {
     memset(out, 0, sizeof *out);
-    uint32_t ks[COVCT_REPORT_MAX_KEY];
-    int n = covct_report_pick_slices(in, ks);
+    images_job *j = covct_calloc(1, sizeof *j);
+    if (!j)
+        return COVCT_ERR(err, COVCT_ERR_NOMEM, "key images: out of memory");
+    j->in = in;
+    j->n = covct_report_pick_slices(in, j->ks);
+    pthread_t tid[IMAGE_THREADS];
+    bool started[IMAGE_THREADS] = {false};
+    for (int t = 1; t < IMAGE_THREADS; t++)
+        started[t] = pthread_create(&tid[t], NULL, images_work, j) == 0;
+    images_work(j);
+    for (int t = 1; t < IMAGE_THREADS; t++)
+        if (started[t])
+            pthread_join(tid[t], NULL);
     covct_rc rc = COVCT_OK;
-    for (int i = 0; i < n && !rc; i++) {
-        rc = make_one(in, 1, ks[i], &out->img[out->n], err);
-        if (!rc)
-            out->n++;
+    for (int i = 0; i <= j->n; i++) {
+        if (!rc && j->rc[i]) {
+            rc = j->rc[i];
+            if (err)
+                *err = j->err[i];
+        }
+        if (j->rc[i])
+            continue;
+        out->img[out->n++] = j->img[i];
     }
-    if (!rc) {
-        rc = make_one(in, 0, 0, &out->img[out->n], err);
-        if (!rc)
-            out->n++;
-    }
+    covct_free(j);
     if (rc)
         covct_report_images_free(out);
     return rc;
