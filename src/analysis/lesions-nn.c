@@ -23,6 +23,7 @@
 #include "covct/analysis.h"
 #include "covct/image.h"
 #include "covct/nn.h"
+#include "analysis/analysis_int.h"
 
 /* The HU window that maps CT onto the training slices' grey levels
  * (docs/internals/hu-window.md): v = (HU - LO) * 255 / WIDTH. */
@@ -57,7 +58,13 @@ typedef struct shared {
     covct_axes ax;
     const char *dump;
     int omp_threads;        /* per worker; 0: leave oneDNN's default */
-    uint32_t next_z;        /* next slice to take (atomic) */
+    uint32_t *order;        /* slices to segment, most air first */
+    uint32_t n_order;
+    uint32_t next;          /* next entry of order to take (atomic) */
+    /* Set by finish once the lungs are known: from then on slices without
+     * lung (has_lung[z] == 0) are skipped. */
+    uint8_t *has_lung;
+    int lungs_known;        /* atomic, release/acquire with has_lung */
     int failed;             /* set (atomic) by the first worker to fail */
     pthread_mutex_t lock;   /* guards rc and err */
     covct_rc rc;
@@ -99,24 +106,21 @@ static covct_rc do_slice(worker *wk, uint32_t z, covct_error *err)
     const int ar = ax->axis[0], ac = ax->axis[1]; /* voxel axis 0 or 1 */
     const uint32_t rows_n = n_along[ar], cols_n = n_along[ac];
     const ptrdiff_t stride[2] = {1, (ptrdiff_t)nx};
-    /* Body extent in image coordinates, air inside it. */
+    /* Body extent in image coordinates. */
     uint32_t r0 = UINT32_MAX, r1 = 0, c0 = UINT32_MAX, c1 = 0;
-    size_t air = 0;
     for (uint32_t j = 0; j < ny; j++)
         for (uint32_t i = 0; i < nx; i++) {
             size_t p = (size_t)j * nx + i;
             if (!body[p])
                 continue;
-            air += hu_at(ct, zoff + p) < AIR_HU &&
-                   !(ct->outside && ct->outside[zoff + p]);
             uint32_t vi[2] = {i, j};
             uint32_t r = ax->sign[0] > 0 ? vi[ar] : rows_n - 1 - vi[ar];
             uint32_t c = ax->sign[1] > 0 ? vi[ac] : cols_n - 1 - vi[ac];
             r0 = r < r0 ? r : r0, r1 = r > r1 ? r : r1;
             c0 = c < c0 ? c : c0, c1 = c > c1 ? c : c1;
         }
-    if ((double)air * ct->spacing[0] * ct->spacing[1] < MIN_AIR_MM2)
-        return COVCT_OK;
+    if (r0 > r1)
+        return COVCT_OK; /* no body */
     const uint32_t h = r1 - r0 + 1, w = c1 - c0 + 1;
     /* Voxel offset of image pixel (r, c) inside the slice. */
     const ptrdiff_t step_r = ax->sign[0] * stride[ar];
@@ -184,9 +188,13 @@ static void *work(void *arg)
     for (;;) {
         if (__atomic_load_n(&sh->failed, __ATOMIC_RELAXED))
             break;
-        uint32_t z = __atomic_fetch_add(&sh->next_z, 1, __ATOMIC_RELAXED);
-        if (z >= sh->ct->nz)
+        uint32_t k = __atomic_fetch_add(&sh->next, 1, __ATOMIC_RELAXED);
+        if (k >= sh->n_order)
             break;
+        uint32_t z = sh->order[k];
+        if (__atomic_load_n(&sh->lungs_known, __ATOMIC_ACQUIRE) &&
+            !sh->has_lung[z])
+            continue; /* below or above the lungs: not needed */
         covct_rc rc = do_slice(wk, z, &err);
         if (rc != COVCT_OK) {
             pthread_mutex_lock(&sh->lock);
@@ -200,6 +208,28 @@ static void *work(void *arg)
         }
     }
     return NULL;
+}
+
+/* Air inside the body per slice, mm2 (slices z0..z1-1). */
+typedef struct air_job {
+    const covct_volume *ct;
+    const uint8_t *body;
+    double *air;
+} air_job;
+
+static int air_range(uint32_t z0, uint32_t z1, void *arg)
+{
+    const air_job *a = arg;
+    const covct_volume *ct = a->ct;
+    const size_t plane = (size_t)ct->nx * ct->ny;
+    for (uint32_t z = z0; z < z1; z++) {
+        size_t cnt = 0, o = (size_t)z * plane;
+        for (size_t p = o; p < o + plane; p++)
+            cnt += a->body[p] && hu_at(ct, p) < AIR_HU &&
+                   !(ct->outside && ct->outside[p]);
+        a->air[z] = (double)cnt * ct->spacing[0] * ct->spacing[1];
+    }
+    return 0;
 }
 
 struct covct_lesions_nn_job {
@@ -221,6 +251,8 @@ static void job_free(covct_lesions_nn_job *j)
         covct_free(j->wk[i].con);
     }
     covct_free(j->sh.lab);
+    covct_free(j->sh.order);
+    covct_free(j->sh.has_lung);
     pthread_mutex_destroy(&j->sh.lock);
     covct_free(j);
 }
@@ -291,6 +323,30 @@ covct_rc covct_lesions_nn_start(const covct_volume *ct, const covct_seg *seg,
                              "lesions: out of memory for slice buffers");
         }
     }
+    /* Which slices, in which order: those with air inside the body, the
+     * ones with most air (the middle of the lungs) first, so that the
+     * slices that may turn out to hold no lung (trachea above, bowel gas
+     * below) come last and are skipped once the lungs are known. */
+    sh->order = covct_malloc((size_t)ct->nz * sizeof *sh->order);
+    sh->has_lung = covct_calloc(ct->nz, 1);
+    double *air = covct_malloc((size_t)ct->nz * sizeof *air);
+    if (!sh->order || !sh->has_lung || !air) {
+        covct_free(air);
+        job_free(j);
+        return COVCT_ERR(err, COVCT_ERR_NOMEM, "lesions: out of memory");
+    }
+    air_job aj = {ct, seg->body, air};
+    covct_morph_parallel(ct->nz, air_range, &aj);
+    for (uint32_t z = 0; z < ct->nz; z++)
+        if (air[z] >= MIN_AIR_MM2)
+            sh->order[sh->n_order++] = z;
+    for (uint32_t a = 1; a < sh->n_order; a++) { /* insertion sort */
+        uint32_t z = sh->order[a], b = a;
+        for (; b > 0 && air[sh->order[b - 1]] < air[z]; b--)
+            sh->order[b] = sh->order[b - 1];
+        sh->order[b] = z;
+    }
+    covct_free(air);
     j->t0 = covct_now();
     for (int i = 0; i < j->nw; i++)
         j->started[i] = pthread_create(&j->tid[i], NULL, work, &j->wk[i]) == 0;
@@ -303,6 +359,18 @@ covct_rc covct_lesions_nn_finish(covct_lesions_nn_job *j, covct_seg *seg,
 {
     if (!j)
         return COVCT_ERR(err, COVCT_ERR_ARG, "lesions: no job");
+    if (seg && seg->lungs) { /* the lungs are known: skip slices without */
+        const shared *sh0 = &j->sh;
+        size_t plane = (size_t)sh0->ct->nx * sh0->ct->ny;
+        for (uint32_t z = 0; z < sh0->ct->nz; z++) {
+            const uint8_t *l = seg->lungs + (size_t)z * plane;
+            size_t p = 0;
+            while (p < plane && !l[p])
+                p++;
+            j->sh.has_lung[z] = p < plane;
+        }
+        __atomic_store_n(&j->sh.lungs_known, 1, __ATOMIC_RELEASE);
+    }
     bool any = false;
     for (int i = 0; i < j->nw; i++)
         if (j->started[i]) {
