@@ -48,6 +48,9 @@ static const char help[] =
     "                     half cosine over the epochs\n"
     "  --constant-lr      keep the learning rate constant instead\n"
     "  --no-augment       train on the slices as they are (diagnostics)\n"
+    "  --augment-strength S  multiply every augmentation range (rotation,\n"
+    "                     zoom, elastic displacement, gamma, contrast,\n"
+    "                     brightness, noise) by S; flips stay (1)\n"
     "  --stop-after N     stop after epoch N, as an interrupted run (to\n"
     "                     train in time slots: continue with --resume)\n"
     "  --wd X             AdamW weight decay (0.0001)\n"
@@ -223,9 +226,18 @@ static char *make_card(const run_ctx *c, int epoch)
     if (c->cfg->infection_dice > 0)
         cJSON_AddNumberToObject(tr, "infection_dice_weight",
                                 c->cfg->infection_dice);
-    cJSON_AddStringToObject(tr, "augmentation",
-                            "flip, rotation 15 deg, scale 15 %, elastic, "
-                            "gamma, contrast, brightness, noise");
+    {
+        const covct_nn_augment *g = &c->cfg->augment;
+        char aug[320];
+        snprintf(aug, sizeof aug,
+                 "%sflip, rotation +-%.3g deg, zoom +-%.3g %%, elastic RMS "
+                 "%.3g px (smoothness %.3g px), gamma exp(+-%.3g), contrast "
+                 "+-%.3g %%, brightness +-%.3g, noise %.3g",
+                 g->flip ? "" : "no ", g->rotate_deg, 100 * g->scale,
+                 g->elastic_px, g->elastic_sigma_px, g->gamma,
+                 100 * g->contrast, g->brightness, g->noise);
+        cJSON_AddStringToObject(tr, "augmentation", aug);
+    }
     if (c->fold) {
         /* Which slices this fold's model never saw (its validation set):
          * so that it can be scored again, e.g. by covct eval. */
@@ -396,6 +408,7 @@ int covct_cmd_train(int argc, char **argv)
 {
     const char *data = NULL, *out = NULL, *card_path = NULL;
     int folds = 5, fold = 0, cv = 0, resume = 0, quiet = 0, stop_after = 0;
+    double augment_strength = 1.0;
     covct_nn_train_config cfg = {.net = {1, 3, 4, 16}, .input_size = 352,
                                  .epochs = 60, .batch = 4, .lr = 2e-3,
                                  .weight_decay = 1e-4, .cosine = 1,
@@ -446,6 +459,11 @@ int covct_cmd_train(int argc, char **argv)
             i++;
             if (!strcmp(a, "--lr")) cfg.lr = x;
             else cfg.weight_decay = x;
+        } else if (!strcmp(a, "--augment-strength")) {
+            if (num(a, v, 0, 4, &x))
+                return COVCT_EXIT_USAGE;
+            i++;
+            augment_strength = x;
         } else if (!strcmp(a, "--infection-dice")) {
             if (num(a, v, 0, 10, &x))
                 return COVCT_EXIT_USAGE;
@@ -463,6 +481,16 @@ int covct_cmd_train(int argc, char **argv)
                         !data ? "no training data given (--data DIR)"
                               : "no output model given (-o FILE)");
         return COVCT_EXIT_USAGE;
+    }
+    {
+        covct_nn_augment *g = &cfg.augment;
+        g->rotate_deg *= augment_strength;
+        g->scale *= augment_strength;
+        g->elastic_px *= augment_strength;
+        g->gamma *= augment_strength;
+        g->contrast *= augment_strength;
+        g->brightness *= augment_strength;
+        g->noise *= augment_strength;
     }
     if (folds < 2 || folds > 64 || fold > folds || (cv && (fold || resume)) ||
         cfg.epochs < 1 || cfg.batch < 1 || cfg.net.depth < 1 ||
