@@ -4,6 +4,7 @@
  * size, and the same seed gives the same sample. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "covct/nn.h"
@@ -37,6 +38,57 @@ int main(void)
             exact &= fabsf(out[v * S + u] - want) < 1e-6f && ol[v * S + u] == wl;
         }
     CHECKF(exact, "identity augmentation is not the plain mapping");
+
+    /* The identity's fast path gives the same bits as the general path:
+     * with flips allowed, the seeds that do not flip take the general
+     * path with an identity geometry; the others give the mirror image. */
+    {
+        static const int dims[][3] = {{37, 53, 40}, {300, 200, 352},
+                                      {451, 487, 352}, {9, 9, 16}};
+        int same = 0, mirrored = 0, other = 0;
+        for (size_t d = 0; d < sizeof dims / sizeof dims[0]; d++) {
+            int w = dims[d][0], h = dims[d][1], sz = dims[d][2];
+            uint8_t *im = malloc((size_t)w * h), *lb = malloc((size_t)w * h);
+            float *f0 = malloc((size_t)sz * sz * sizeof *f0);
+            float *f1 = malloc((size_t)sz * sz * sizeof *f1);
+            uint8_t *l0 = malloc((size_t)sz * sz), *l1 = malloc((size_t)sz * sz);
+            uint32_t r = 12345;
+            for (int i = 0; i < w * h; i++) {
+                r = r * 1664525u + 1013904223u;
+                im[i] = (uint8_t)(r >> 24);
+                lb[i] = (uint8_t)((r >> 16) % 3);
+            }
+            covct_nn_augment_sample(&none, 0, im, lb, (uint32_t)w,
+                                    (uint32_t)h, sz, f0, l0, NULL);
+            covct_nn_augment fa = none;
+            fa.flip = 1;
+            for (uint64_t seed = 0; seed < 8; seed++) {
+                covct_nn_augment_sample(&fa, seed, im, lb, (uint32_t)w,
+                                        (uint32_t)h, sz, f1, l1, NULL);
+                int eq = !memcmp(f0, f1, (size_t)sz * sz * sizeof *f0) &&
+                         !memcmp(l0, l1, (size_t)sz * sz);
+                int mir = 1;
+                for (int v = 0; v < sz && mir; v++)
+                    for (int u = 0; u < sz; u++) {
+                        size_t a = (size_t)v * sz + u,
+                               b = (size_t)v * sz + (sz - 1 - u);
+                        if (memcmp(&f0[a], &f1[b], sizeof *f0) ||
+                            l0[a] != l1[b]) {
+                            mir = 0;
+                            break;
+                        }
+                    }
+                same += eq;
+                mirrored += !eq && mir;
+                other += !eq && !mir;
+            }
+            free(im), free(lb), free(f0), free(f1), free(l0), free(l1);
+        }
+        CHECKF(same >= 4 && mirrored >= 4 && other == 0,
+               "fast identity vs general path: %d same, %d mirrored, %d "
+               "different",
+               same, mirrored, other);
+    }
 
     /* Flip only: over a few seeds both orientations appear, each exact. */
     covct_nn_augment fl = none;

@@ -5,6 +5,8 @@
  * labels nearest-neighbour (a label is a class, not a quantity).
  */
 #include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "covct/nn.h"
@@ -81,6 +83,73 @@ static void smooth(float *f, float *tmp, int n, double sigma)
     }
 }
 
+static bool is_identity(const covct_nn_augment *a)
+{
+    return !a->flip && a->rotate_deg == 0 && a->scale == 0 &&
+           !(a->elastic_px > 0) && a->gamma == 0 && a->contrast == 0 &&
+           a->brightness == 0 && !(a->noise > 0);
+}
+
+/* The identity mapping (what inference uses), separable: the source
+ * column of an output column and the source row of an output row are
+ * computed once each, with the same arithmetic as the general path, so
+ * the result is the same to the bit (tests/test_nn_augment.c). */
+static covct_rc fit_square(const uint8_t *img, const uint8_t *lab,
+                           uint32_t w, uint32_t h, int size, float *out_img,
+                           uint8_t *out_lab, covct_error *err)
+{
+    double fit = (double)(w > h ? w : h) / size;
+    double ca = cos(0.0) * fit, sa = sin(0.0) * fit;
+    double cx_in = (w - 1) / 2.0, cy_in = (h - 1) / 2.0;
+    double c_out = (size - 1) / 2.0;
+    int *x0 = covct_malloc(2 * (size_t)size * sizeof *x0);
+    double *fx = covct_malloc(4 * (size_t)size * sizeof *fx);
+    if (!x0 || !fx) {
+        covct_free(x0);
+        covct_free(fx);
+        return COVCT_ERR(err, COVCT_ERR_NOMEM, "augment: out of memory");
+    }
+    int *y0 = x0 + size;
+    double *fy = fx + size, *xs = fx + 2 * size, *ys = fx + 3 * size;
+    for (int t = 0; t < size; t++) {
+        double p = t - c_out;
+        xs[t] = cx_in + ca * p - sa * 0.0;
+        ys[t] = cy_in + sa * 0.0 + ca * p;
+        x0[t] = (int)floor(xs[t]);
+        fx[t] = xs[t] - x0[t];
+        y0[t] = (int)floor(ys[t]);
+        fy[t] = ys[t] - y0[t];
+    }
+    for (int v = 0; v < size; v++)
+        for (int u = 0; u < size; u++) {
+            size_t o = (size_t)v * size + u;
+            double val = 0;
+            for (int j = 0; j < 2; j++)
+                for (int i = 0; i < 2; i++) {
+                    int xx = x0[u] + i, yy = y0[v] + j;
+                    if (xx < 0 || yy < 0 || xx >= (int)w || yy >= (int)h)
+                        continue;
+                    double wt = (i ? fx[u] : 1 - fx[u]) *
+                                (j ? fy[v] : 1 - fy[v]);
+                    val += wt * img[(size_t)yy * w + xx];
+                }
+            val /= 255.0;
+            val = (val - 0.5) * 1.0 + 0.5 + 0.0;
+            out_img[o] = (float)val;
+            if (out_lab) {
+                int xn = (int)floor(xs[u] + 0.5);
+                int yn = (int)floor(ys[v] + 0.5);
+                out_lab[o] = lab && xn >= 0 && yn >= 0 && xn < (int)w &&
+                                     yn < (int)h
+                                 ? lab[(size_t)yn * w + xn]
+                                 : 0;
+            }
+        }
+    covct_free(x0);
+    covct_free(fx);
+    return COVCT_OK;
+}
+
 covct_rc covct_nn_augment_sample(const covct_nn_augment *a, uint64_t seed,
                                  const uint8_t *img, const uint8_t *lab,
                                  uint32_t w, uint32_t h, int size,
@@ -90,6 +159,8 @@ covct_rc covct_nn_augment_sample(const covct_nn_augment *a, uint64_t seed,
     if (!img || !w || !h || size <= 0 || size > 4096)
         return COVCT_ERR(err, COVCT_ERR_ARG, "augment: bad input or size %d",
                          size);
+    if (is_identity(a))
+        return fit_square(img, lab, w, h, size, out_img, out_lab, err);
     uint64_t s = seed ^ 0xD1B54A32D192ED03ull;
     /* Geometry: output pixel (u, v) around the crop centre maps to input
      * (x, y) = c_in + R S F (u - c_out) + elastic displacement. */
