@@ -194,13 +194,17 @@ int covct_cmd_analyze(int argc, char **argv)
     /* The network needs only the body: it runs in worker threads while
      * the lungs and lobes are found, and its result is cut to the lungs
      * when it is collected. */
+    covct_error net_err = {0};
     if (use_net) {
         step(show, "finding the body; the lesion network starts", t0);
-        if (covct_body_segment(ct, seg, &err) ||
-            covct_lesions_nn_start(ct, seg, &net, &nn_opt, &job, &err)) {
-            covct_cli_error("lesion network: %s", err.msg);
+        if (covct_body_segment(ct, seg, &err)) {
+            covct_cli_error("body: %s", err.msg);
             goto out;
         }
+        /* A series the network cannot read (not axial) is not an error
+         * yet: the lung stage says what it is, in the report. */
+        if (covct_lesions_nn_start(ct, seg, &net, &nn_opt, &job, &net_err))
+            job = NULL;
     }
     step(show, "finding the lungs", t0);
     if (covct_lungs_segment(ct, seg, &li, &err)) {
@@ -218,7 +222,10 @@ int covct_cmd_analyze(int argc, char **argv)
                      : "finding ground glass and consolidation (density)",
              t0);
         covct_rc lrc;
-        if (use_net) {
+        if (use_net && !job) {
+            err = net_err;
+            lrc = err.rc ? err.rc : COVCT_ERR_INTERNAL;
+        } else if (use_net) {
             lrc = covct_lesions_nn_finish(job, seg, &err);
             job = NULL;
         } else {
