@@ -846,14 +846,17 @@ const covct_tensor *covct_nn_input_grad(const covct_nn_graph *g)
 
 /* ---- losses ---------------------------------------------------------------------------- */
 
+#define NN_MAX_CLASSES 64
+
 static covct_rc loss_check(const covct_tensor *logits, const uint8_t *labels,
                            covct_tensor *grad, covct_error *err)
 {
     if (!logits || !logits->data || !labels || !grad)
         return COVCT_ERR(err, COVCT_ERR_ARG, "nn loss: missing input");
-    if (logits->c < 2)
+    if (logits->c < 2 || logits->c > NN_MAX_CLASSES)
         return COVCT_ERR(err, COVCT_ERR_ARG,
-                         "nn loss: %d classes (at least 2)", logits->c);
+                         "nn loss: %d classes (2 to %d)", logits->c,
+                         NN_MAX_CLASSES);
     size_t np = (size_t)logits->n * logits->h * logits->w;
     for (size_t i = 0; i < np; i++)
         if (labels[i] >= logits->c)
@@ -879,17 +882,12 @@ static void softmax_px(const covct_tensor *t, int b, size_t p, double *prob)
         prob[k] /= sum;
 }
 
-#define NN_MAX_CLASSES 64
-
 covct_rc covct_nn_loss_ce(const covct_tensor *logits, const uint8_t *labels,
                           covct_tensor *grad, double *loss, covct_error *err)
 {
     covct_rc rc = loss_check(logits, labels, grad, err);
     if (rc != COVCT_OK)
         return rc;
-    if (logits->c > NN_MAX_CLASSES)
-        return COVCT_ERR(err, COVCT_ERR_ARG, "nn loss: %d classes (at most %d)",
-                         logits->c, NN_MAX_CLASSES);
     size_t hw = (size_t)logits->h * logits->w;
     double m = (double)logits->n * hw, total = 0, prob[NN_MAX_CLASSES];
     for (int b = 0; b < logits->n; b++)
@@ -913,9 +911,6 @@ covct_rc covct_nn_loss_dice(const covct_tensor *logits,
     if (rc != COVCT_OK)
         return rc;
     int K = logits->c;
-    if (K > NN_MAX_CLASSES)
-        return COVCT_ERR(err, COVCT_ERR_ARG, "nn loss: %d classes (at most %d)",
-                         K, NN_MAX_CLASSES);
     size_t hw = (size_t)logits->h * logits->w;
     const double eps = 1.0;
     double inter[NN_MAX_CLASSES] = {0}, sum[NN_MAX_CLASSES] = {0};
@@ -964,9 +959,6 @@ covct_rc covct_nn_loss_dice_infection(const covct_tensor *logits,
     if (rc != COVCT_OK)
         return rc;
     int K = logits->c;
-    if (K > NN_MAX_CLASSES)
-        return COVCT_ERR(err, COVCT_ERR_ARG, "nn loss: %d classes (at most %d)",
-                         K, NN_MAX_CLASSES);
     size_t hw = (size_t)logits->h * logits->w;
     const double eps = 1.0;
     double inter = 0, sum = 0, prob[NN_MAX_CLASSES];
