@@ -4,3 +4,8 @@
 # staged).  About 30-60 s under sanitizers at -O0.
 covct_add_test(test_lesions ${CMAKE_CURRENT_SOURCE_DIR}/test_lesions.c)
 set_tests_properties(test_lesions PROPERTIES TIMEOUT 600)
+# The network lesion stage's plumbing (src/analysis/lesions-nn.c) with a
+# small untrained U-Net on a synthetic volume.
+covct_add_test(test_lesions_nn ${CMAKE_CURRENT_SOURCE_DIR}/test_lesions_nn.c)
+set_property(TEST test_lesions_nn APPEND PROPERTY ENVIRONMENT
+             "OMP_WAIT_POLICY=PASSIVE")
