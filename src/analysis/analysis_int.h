@@ -19,6 +19,14 @@
 #include "covct/analysis.h"
 #include "covct/core.h"
 
+/* Voxel i of a CT in HU, whatever its sample type. */
+static inline double covct_hu(const covct_volume *ct, size_t i)
+{
+    if (ct->dtype == COVCT_DTYPE_FLOAT32)
+        return ((const float *)ct->data)[i];
+    return ((const int16_t *)ct->data)[i];
+}
+
 /* ---- threads -------------------------------------------------------------
  * Run fn over slices [0, nz) split in contiguous ranges, one per thread
  * (up to the number of cores, at most 16).  fn returns 0 on success, non-

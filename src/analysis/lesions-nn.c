@@ -34,11 +34,7 @@
 
 static uint8_t window(const covct_volume *ct, size_t i)
 {
-    double v = ct->dtype == COVCT_DTYPE_INT16
-                   ? ((const int16_t *)ct->data)[i]
-                   : ((const float *)ct->data)[i];
-    if (ct->outside && ct->outside[i])
-        v = -1024.0;
+    double v = ct->outside && ct->outside[i] ? -1024.0 : covct_hu(ct, i);
     double g = floor((v - WIN_LO) * 255.0 / WIN_WIDTH + 0.5);
     return (uint8_t)(g < 0 ? 0 : g > 255 ? 255 : g);
 }
@@ -57,7 +53,7 @@ typedef struct shared {
     int threshold;
     covct_axes ax;
     const char *dump;
-    int omp_threads;        /* per worker; 0: leave oneDNN's default */
+    int omp_threads;        /* oneDNN threads of each worker */
     uint32_t *order;        /* slices to segment, most air first */
     uint32_t n_order;
     uint32_t next;          /* next entry of order to take (atomic) */
@@ -84,12 +80,6 @@ typedef struct worker {
  * (the lung mask is applied when the job finishes). */
 #define AIR_HU (-400.0)
 #define MIN_AIR_MM2 20.0
-
-static double hu_at(const covct_volume *ct, size_t i)
-{
-    return ct->dtype == COVCT_DTYPE_INT16 ? ((const int16_t *)ct->data)[i]
-                                          : ((const float *)ct->data)[i];
-}
 
 /* One slice: crop to the body, window, orient, segment. */
 static covct_rc do_slice(worker *wk, uint32_t z, covct_error *err)
@@ -225,7 +215,7 @@ static int air_range(uint32_t z0, uint32_t z1, void *arg)
     for (uint32_t z = z0; z < z1; z++) {
         size_t cnt = 0, o = (size_t)z * plane;
         for (size_t p = o; p < o + plane; p++)
-            cnt += a->body[p] && hu_at(ct, p) < AIR_HU &&
+            cnt += a->body[p] && covct_hu(ct, p) < AIR_HU &&
                    !(ct->outside && ct->outside[p]);
         a->air[z] = (double)cnt * ct->spacing[0] * ct->spacing[1];
     }

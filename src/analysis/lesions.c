@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "covct/analysis.h"
+#include "analysis/analysis_int.h"
 #include "analysis/filters_int.h"
 
 /* ---- thresholds (docs/internals/lesions.md) ------------------------------ */
@@ -313,8 +314,7 @@ static void tmark(timing *tm, int step)
 
 static float hu_of(const covct_volume *ct, size_t i)
 {
-    float v = ct->dtype == COVCT_DTYPE_INT16 ? ((const int16_t *)ct->data)[i]
-                                             : ((const float *)ct->data)[i];
+    float v = (float)covct_hu(ct, i);
     if (ct->outside && ct->outside[i])
         v = -1024.0f;
     /* Padding values (-2048, -3024) would ring through the smoothing. */

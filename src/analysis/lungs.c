@@ -59,13 +59,6 @@ typedef struct ctx {
     covct_error *err;
 } ctx;
 
-static inline double hu(const covct_volume *ct, size_t i)
-{
-    if (ct->dtype == COVCT_DTYPE_FLOAT32)
-        return ((const float *)ct->data)[i];
-    return ((const int16_t *)ct->data)[i];
-}
-
 static double patient_x(const covct_volume *ct, double i, double j, double k)
 {
     return ct->affine[0][0] * i + ct->affine[0][1] * j +
@@ -97,10 +90,12 @@ static int thr_range(uint32_t z0, uint32_t z1, void *p)
     thr_job *j = p;
     const uint8_t *out = j->ct->outside;
     for (size_t i = j->np * z0; i < j->np * z1; i++) {
-        double v = hu(j->ct, i);
+        double v = covct_hu(j->ct, i);
         bool o = out && out[i];
-        j->body[i] = !o && v > BODY_HU;
-        j->air[i] = !o && v < AIR_HU;
+        if (j->body)
+            j->body[i] = !o && v > BODY_HU;
+        if (j->air)
+            j->air[i] = !o && v < AIR_HU;
     }
     return 0;
 }
@@ -137,7 +132,7 @@ static size_t grow_slice(ctx *c, airway_scratch *w, uint32_t z,
 {
     const uint8_t *air = c->air + c->np * z;
     for (size_t i = 0; i < c->np; i++)
-        w->m[i] = air[i] && hu(c->ct, c->np * z + i) < AIRWAY_HU;
+        w->m[i] = air[i] && covct_hu(c->ct, c->np * z + i) < AIRWAY_HU;
     uint32_t nl = covct_morph_label2d(w->m, c->nx, c->ny, false, w->lab,
                                       w->parent);
     memset(w->cur, 0, c->np);
@@ -788,7 +783,7 @@ static void fill_pockets(const ctx *c, uint32_t z, uint8_t L, fin_scratch *w)
                cw);
     covct_morph_edt2d(w->crop, cw, ch, c->sx, c->sy, w->dist, w->edt);
     for (size_t i = 0; i < np; i++) {
-        double v = hu(c->ct, off + i);
+        double v = covct_hu(c->ct, off + i);
         w->m[i] = w->hull[i] && !lung[i] && !aw[i] && body[i] &&
                   !(outside && outside[i]) && v > -1000.0 &&
                   v <= POCKET_HU_MAX;
@@ -1194,7 +1189,7 @@ static int zclose_range(uint32_t y0, uint32_t y1, void *p)
                 if (!lastl[x] || z - last[x] > zr || !bd[x] || aw[x] ||
                     (out && out[o + x]))
                     continue;
-                double v = hu(c->ct, o + x);
+                double v = covct_hu(c->ct, o + x);
                 if (v > -1000.0 && v <= ZCLOSE_HU_MAX)
                     wk[x] = lastl[x];
             }
@@ -1267,14 +1262,8 @@ covct_rc covct_body_segment(const covct_volume *ct, covct_seg *seg,
     if (seg->nx != ct->nx || seg->ny != ct->ny || seg->nz != ct->nz)
         return COVCT_ERR(err, COVCT_ERR_ARG,
                          "body: segmentation and volume differ in size");
-    size_t np = (size_t)ct->nx * ct->ny;
-    size_t n = np * ct->nz;
-    uint8_t *air = covct_malloc(n ? n : 1);
-    if (!air)
-        return COVCT_ERR(err, COVCT_ERR_NOMEM, "out of memory (body)");
-    thr_job tj = {ct, seg->body, air, np};
+    thr_job tj = {ct, seg->body, NULL, (size_t)ct->nx * ct->ny};
     covct_morph_parallel(ct->nz, thr_range, &tj);
-    covct_free(air);
     return body_from_threshold(ct, seg, err);
 }
 
@@ -1334,7 +1323,7 @@ covct_rc covct_lungs_segment(const covct_volume *ct, covct_seg *seg,
 
     double tm = covct_now();
     /* Body (unless covct_body_segment made it already) and air. */
-    thr_job tj = {ct, seg->body_ready ? c.work : seg->body, c.air, c.np};
+    thr_job tj = {ct, seg->body_ready ? NULL : seg->body, c.air, c.np};
     covct_morph_parallel(c.nz, thr_range, &tj);
     if (!seg->body_ready && (rc = body_from_threshold(ct, seg, err)))
         goto done;

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "analysis/analysis_int.h"
 #include "covct/analysis.h"
 
 /* ---- thresholds (see docs/internals/measures.md) ------------------------ */
@@ -26,12 +27,6 @@
 #define BILATERAL_MIN_ML 2.0
 /* Peripheral: within the outer third of the lung's depth on the slice. */
 #define PERIPHERAL_FRACTION (1.0 / 3.0)
-
-static double hu_at(const covct_volume *ct, size_t i)
-{
-    return ct->dtype == COVCT_DTYPE_INT16 ? ((const int16_t *)ct->data)[i]
-                                          : ((const float *)ct->data)[i];
-}
 
 static void add_reason(covct_measures *m, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -170,7 +165,7 @@ covct_rc covct_measures_compute(const covct_volume *ct, const covct_seg *seg,
                 continue;
             lung_n[l]++;
             sm->lung_mm2 += pixel_mm2;
-            double hu = hu_at(ct, base + i);
+            double hu = covct_hu(ct, base + i);
             aerated += hu >= -950.0 && hu <= -700.0;
             uint8_t lobe = seg->lobes[base + i];
             if (lobe > COVCT_N_LOBES)

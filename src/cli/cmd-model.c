@@ -140,14 +140,14 @@ int covct_cmd_model(int argc, char **argv)
         covct_free(m.card_json);
         m.card_json = merged ? covct_strdup(merged) : NULL;
         cJSON_free(merged);
-        if (rc != COVCT_EXIT_OK) {
-        } else if (!m.card_json) {
+        if (rc == COVCT_EXIT_OK && !m.card_json) {
             covct_cli_error("out of memory");
             rc = COVCT_EXIT_FAIL;
-        } else if (covct_nn_model_write(out, &m, &err) != COVCT_OK) {
+        } else if (rc == COVCT_EXIT_OK &&
+                   covct_nn_model_write(out, &m, &err) != COVCT_OK) {
             covct_cli_error("%s", err.msg);
             rc = COVCT_EXIT_FAIL;
-        } else {
+        } else if (rc == COVCT_EXIT_OK) {
             printf("written %s:%s%s%s\n", out, card ? " model card updated "
                                                      "with " : "",
                    card ? card : "", cut ? " infection cut moved" : "");
