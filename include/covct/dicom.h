@@ -96,6 +96,10 @@ covct_rc covct_dcm_file_parse(uint8_t *data, size_t len,
 
 void covct_dcm_file_free(covct_dcm_file *f);
 
+/* The bytes the file was parsed from (as given to covct_dcm_file_parse or
+ * read from disk). */
+const uint8_t *covct_dcm_file_bytes(const covct_dcm_file *f, size_t *len);
+
 /* File meta information (group 0002); an empty data set if absent. */
 const covct_dcm_dataset *covct_dcm_file_meta(const covct_dcm_file *f);
 covct_dcm_dataset *covct_dcm_file_dataset(covct_dcm_file *f);
@@ -215,6 +219,18 @@ covct_rc covct_dcm_dataset_set_encapsulated(covct_dcm_dataset *ds,
  * variants name another one whose data set encoding is explicit VR little
  * endian (the compressed ones), for data sets with encapsulated pixel data.
  * Files are written to a temporary name, fsync'd and renamed. */
+/* Append a Part 10 preamble and file meta information (PS3.10 7.1) for an
+ * instance whose data set follows in `ts_uid`; `source_ae` (may be NULL)
+ * becomes (0002,0016) Source Application Entity Title. */
+covct_rc covct_dcm_write_meta(covct_buf *out, const char *sop_class,
+                              const char *sop_inst, const char *ts_uid,
+                              const char *source_ae, covct_error *err);
+
+/* covct's Implementation Class UID and Version Name (PS3.7 D.3.3.2), in
+ * file meta information and association requests. */
+#define COVCT_IMPL_CLASS_UID "2.25.229964063386371066541234869425946419585"
+#define COVCT_IMPL_VERSION "COVCT_010"
+
 covct_rc covct_dcm_write_file(const char *path, const covct_dcm_dataset *ds,
                               covct_error *err);
 covct_rc covct_dcm_write_buffer(const covct_dcm_dataset *ds, covct_buf *out,

@@ -37,6 +37,11 @@ static const char usage[] =
     "                            model card); replace its model card\n"
     "  eval PRED_DIR GT_DIR      score predicted infection maps against masks\n"
     "                            (Dice, Inf-Net protocol, 95 % intervals)\n"
+    "  serve --data DIR          run as a DICOM node: receive studies from\n"
+    "                            the PACS and scanners (C-STORE, C-ECHO)\n"
+    "  echo AE@HOST:PORT         check that a DICOM node answers (C-ECHO)\n"
+    "  send AE@HOST:PORT FILE|FOLDER...\n"
+    "                            send DICOM files to a node (C-STORE)\n"
     "  demo [FOLDER]             make a small synthetic CT series and run\n"
     "                            info and volume on it\n"
     "\n"
@@ -94,6 +99,12 @@ int main(int argc, char **argv)
         return covct_cmd_model(argc - 1, argv + 1);
     if (!strcmp(cmd, "eval"))
         return covct_cmd_eval(argc - 1, argv + 1);
+    if (!strcmp(cmd, "serve"))
+        return covct_cmd_serve(argc - 1, argv + 1);
+    if (!strcmp(cmd, "echo"))
+        return covct_cmd_echo(argc - 1, argv + 1);
+    if (!strcmp(cmd, "send"))
+        return covct_cmd_send(argc - 1, argv + 1);
     covct_cli_error("unknown command '%s'; run 'covct --help' for the list",
                     cmd);
     return COVCT_EXIT_USAGE;

@@ -656,6 +656,12 @@ void covct_dcm_file_free(covct_dcm_file *f)
     covct_free(f);
 }
 
+const uint8_t *covct_dcm_file_bytes(const covct_dcm_file *f, size_t *len)
+{
+    *len = f->len;
+    return f->buf;
+}
+
 const covct_dcm_dataset *covct_dcm_file_meta(const covct_dcm_file *f)
 {
     return f->meta;

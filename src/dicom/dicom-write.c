@@ -13,8 +13,6 @@
 
 /* Implementation Class UID under the UUID-derived root 2.25 (PS3.5 B.2):
  * covct's own, fixed, identifies files written by this version line. */
-#define COVCT_IMPL_CLASS_UID "2.25.229964063386371066541234869425946419585"
-#define COVCT_IMPL_VERSION "COVCT_010"
 
 static covct_dcm_element *find_slot(covct_dcm_dataset *ds, uint32_t tag,
                                     covct_error *err, covct_rc *rc)
@@ -433,6 +431,17 @@ covct_rc covct_dcm_write_buffer_ts(const covct_dcm_dataset *ds,
         return COVCT_ERR(err, COVCT_ERR_ARG,
                          "cannot write: (0008,0018) SOP Instance UID is "
                          "missing");
+    covct_rc rc = covct_dcm_write_meta(out, sop_class, sop_inst, ts_uid, NULL,
+                                       err);
+    if (rc)
+        return rc;
+    return encode_dataset(out, ds, false, 0, err);
+}
+
+covct_rc covct_dcm_write_meta(covct_buf *out, const char *sop_class,
+                              const char *sop_inst, const char *ts_uid,
+                              const char *source_ae, covct_error *err)
+{
     covct_rc rc = COVCT_OK;
     covct_dcm_dataset *meta = covct_dcm_dataset_new();
     if (!meta)
@@ -456,6 +465,11 @@ covct_rc covct_dcm_write_buffer_ts(const covct_dcm_dataset *ds,
                                            COVCT_VR('S', 'H'),
                                            COVCT_IMPL_VERSION, err)))
         goto out;
+    if (source_ae && source_ae[0] &&
+        (rc = covct_dcm_dataset_set_string(meta, COVCT_TAG(0x0002, 0x0016),
+                                           COVCT_VR('A', 'E'), source_ae,
+                                           err)))
+        goto out;
 
     uint8_t preamble[128];
     memset(preamble, 0, sizeof preamble);
@@ -477,7 +491,6 @@ covct_rc covct_dcm_write_buffer_ts(const covct_dcm_dataset *ds,
     out->data[gl_pos + 9] = (uint8_t)(gl >> 8);
     out->data[gl_pos + 10] = (uint8_t)(gl >> 16);
     out->data[gl_pos + 11] = (uint8_t)(gl >> 24);
-    rc = encode_dataset(out, ds, false, 0, err);
 out:
     covct_dcm_dataset_free(meta);
     return rc;

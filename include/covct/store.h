@@ -1,0 +1,108 @@
+/*
+ * covct store: the DICOM instances a covct server has received, as Part 10
+ * files under a data folder, and their index in SQLite (WAL mode).
+ *
+ * Layout of the data folder (docs/internals/store.md):
+ *   DIR/index.sqlite              the index (patients, studies, series,
+ *                                 instances, duplicates)
+ *   DIR/instances/SS/STUDY/SERIES/SOP.dcm
+ *                                 one file per instance; SS is two hex
+ *                                 digits of a hash of STUDY (spreads the
+ *                                 study folders), the rest are the UIDs
+ *   DIR/duplicates/SOP.N.dcm      a second, different copy of an instance
+ *                                 already stored (policy below)
+ *   DIR/tmp/                      files being received (removed at open)
+ *
+ * Durability: covct_store_put() returns only when the file and its index
+ * rows are on stable storage (file fdatasync'd, folders fsync'd, SQLite
+ * transaction committed with synchronous=FULL).  Concurrent callers are
+ * committed together by one committer thread (group commit): N instances
+ * arriving at once cost one index transaction and one round of syncs, so
+ * durability does not cost throughput.
+ *
+ * Duplicates (same SOP Instance UID): a byte-identical copy is accepted
+ * and changes nothing (COVCT_STORE_ALREADY); a different copy keeps the
+ * stored one as it is and saves the newcomer under DIR/duplicates/,
+ * listed in the duplicates table (COVCT_STORE_DUPLICATE): nothing received
+ * is lost and nothing stored changes behind a reader's back.
+ *
+ * Crash safety: a marker file DIR/.open exists while a store is open.  If
+ * covct_store_open() finds it (the last process was killed), it indexes
+ * every instance file that has no index row (files renamed into place
+ * whose transaction never committed; they were never acknowledged, but
+ * they are kept) and empties DIR/tmp.
+ *
+ * Thread safety: a covct_store may be used from any number of threads.
+ */
+#ifndef COVCT_STORE_H
+#define COVCT_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "covct/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct covct_store covct_store;
+
+/* Open (creating if needed) the store in `dir`. */
+covct_rc covct_store_open(const char *dir, covct_store **out,
+                          covct_error *err);
+/* Stop the committer, close the index, remove the DIR/.open marker. */
+void covct_store_close(covct_store *s);
+
+typedef enum covct_store_result {
+    COVCT_STORE_NEW = 0,      /* stored and indexed */
+    COVCT_STORE_ALREADY,      /* identical copy was already stored */
+    COVCT_STORE_DUPLICATE     /* different copy kept under duplicates/ */
+} covct_store_result;
+
+/* What the store learnt about a stored instance (for logs and the caller's
+ * own bookkeeping, e.g. series completion). */
+typedef struct covct_store_info {
+    char sop_class_uid[65];
+    char sop_instance_uid[65];
+    char series_uid[65];
+    char study_uid[65];
+    char patient_id[65];
+    char modality[17];
+} covct_store_info;
+
+/* Store one instance.  `file` is a complete Part 10 file (preamble, file
+ * meta information with (0002,0010) Transfer Syntax UID, data set), e.g.
+ * as the DICOM server assembles it.  The store takes ownership of `file`
+ * (allocated with covct_malloc) on success and on failure.  `source_ae` is
+ * the calling AE title (may be NULL or empty).
+ *
+ * Refused with COVCT_ERR_CORRUPT and a message naming the problem: a file
+ * that does not parse, and a data set without a valid (0008,0018) SOP
+ * Instance UID, (0020,000D) Study Instance UID or (0020,000E) Series
+ * Instance UID (UIDs: 1-64 characters, digits and dots, PS3.5 9.1).
+ * COVCT_ERR_IO: the disk failed (full, read-only...); nothing is indexed.
+ * `info` (may be NULL) is filled on success. */
+covct_rc covct_store_put(covct_store *s, uint8_t *file, size_t len,
+                         const char *source_ae, covct_store_result *result,
+                         covct_store_info *info, covct_error *err);
+
+/* Number of instances in the index (for tests and status lines). */
+covct_rc covct_store_count(covct_store *s, uint64_t *instances,
+                           covct_error *err);
+
+/* Path of the stored file of an instance, into buf (NOT_FOUND if the
+ * instance is not indexed). */
+covct_rc covct_store_instance_path(covct_store *s, const char *sop_uid,
+                                   char *buf, size_t size, covct_error *err);
+
+/* The index database file, for read-only queries by other components
+ * (C-FIND, the web API).  Readers open their own SQLite connection. */
+const char *covct_store_index_path(const covct_store *s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,374 @@
+/* covct serve: the DICOM node.  Receives instances from scanners and the
+ * PACS (C-STORE), answers C-ECHO, keeps every instance durable in the
+ * store (files + SQLite index) before acknowledging it. */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli/cli.h"
+#include "covct/net.h"
+#include "covct/store.h"
+
+static const char help[] =
+    "Usage: covct serve --data DIR [OPTIONS]\n"
+    "\n"
+    "Run covct as a DICOM node on the hospital network: scanners and the\n"
+    "PACS send it CT studies (C-STORE), it keeps every instance it received\n"
+    "under DIR (files and an SQLite index) and answers C-ECHO.  An\n"
+    "instance is acknowledged with Success only once it is safely on disk\n"
+    "and in the index: a power cut or a crash loses nothing that was\n"
+    "acknowledged.  Stop it with Ctrl-C or SIGTERM: it finishes the\n"
+    "instances in flight, then exits.\n"
+    "\n"
+    "Options (each can also be given in the --config file):\n"
+    "  --data DIR               where instances and the index are kept\n"
+    "                           (created if missing)\n"
+    "  --dicom-port N           TCP port for DICOM (default 11112; 104 needs\n"
+    "                           root)\n"
+    "  --ae TITLE               covct's AE title; senders must call it by\n"
+    "                           this name (default COVCT)\n"
+    "  --bind ADDRESS           listen on this address only (default all)\n"
+    "  --allow AE[@HOST]        accept associations only from this calling\n"
+    "                           AE title (from this host); repeatable;\n"
+    "                           default: anyone who calls covct's AE title\n"
+    "  --max-associations N     associations served at once (default 32);\n"
+    "                           more are refused as 'local limit exceeded'\n"
+    "  --max-pdu BYTES          largest PDU covct receives (default 262144)\n"
+    "  --idle-timeout S         abort an association silent this long\n"
+    "                           (default 300)\n"
+    "  --port-file FILE         write the port listened on to FILE (useful\n"
+    "                           with --dicom-port 0: any free port)\n"
+    "  --config FILE            read options from FILE: one per line,\n"
+    "                           'name = value' with the names above without\n"
+    "                           the dashes (e.g. 'dicom-port = 104'), '#'\n"
+    "                           starts a comment; command-line options win\n"
+    "  -q, --quiet              log warnings and errors only\n"
+    "  -h, --help               this text\n"
+    "\n"
+    "Log: one line per association (who, what was accepted, how many\n"
+    "instances, how it ended) on standard error.\n"
+    "Check the node from another machine with dcmtk's 'echoscu HOST PORT\n"
+    "-aec TITLE' or 'covct echo TITLE@HOST:PORT'.\n";
+
+int covct_cmd_serve(int argc, char **argv);
+
+#define MAX_ALLOW 64
+
+typedef struct serve_opts {
+    const char *data;
+    const char *ae;
+    const char *bind;
+    const char *port_file;
+    const char *allow[MAX_ALLOW];
+    size_t n_allow;
+    long port, max_assoc, max_pdu, idle;
+    int quiet;
+} serve_opts;
+
+static void log_line(covct_log_level level, const char *msg, void *user)
+{
+    (void)user;
+    char ts[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    static const char *names[] = {"debug", "info", "warning", "error"};
+    fprintf(stderr, "%s covct %s: %s\n", ts, names[level], msg);
+}
+
+static int parse_long(const char *name, const char *v, long lo, long hi,
+                      long *out)
+{
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || *end || end == v || x < lo || x > hi) {
+        covct_cli_error("--%s: '%s' is not a number from %ld to %ld", name, v,
+                        lo, hi);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+/* One option (name without dashes); 0 ok, -1 bad. */
+static int set_opt(serve_opts *o, const char *name, const char *v)
+{
+    if (!strcmp(name, "data"))
+        o->data = v;
+    else if (!strcmp(name, "ae"))
+        o->ae = v;
+    else if (!strcmp(name, "bind"))
+        o->bind = v;
+    else if (!strcmp(name, "port-file"))
+        o->port_file = v;
+    else if (!strcmp(name, "dicom-port"))
+        return parse_long(name, v, 0, 65535, &o->port);
+    else if (!strcmp(name, "max-associations"))
+        return parse_long(name, v, 1, 1000, &o->max_assoc);
+    else if (!strcmp(name, "max-pdu"))
+        return parse_long(name, v, 4096, 16 << 20, &o->max_pdu);
+    else if (!strcmp(name, "idle-timeout"))
+        return parse_long(name, v, 1, 86400, &o->idle);
+    else if (!strcmp(name, "allow")) {
+        if (o->n_allow == MAX_ALLOW) {
+            covct_cli_error("--allow: at most %d entries", MAX_ALLOW);
+            return -1;
+        }
+        o->allow[o->n_allow++] = v;
+    } else {
+        covct_cli_error("unknown option '%s' (see covct serve --help)", name);
+        return -1;
+    }
+    return 0;
+}
+
+/* Read FILE's 'name = value' lines; the strings are kept for the process
+ * lifetime (freed at exit). */
+static int load_config(serve_opts *o, const char *path, char **keep)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        covct_cli_error("cannot read config file %s: %s", path,
+                        strerror(errno));
+        return -1;
+    }
+    size_t cap = 0, len = 0;
+    char *all = NULL;
+    char line[1024];
+    int lineno = 0, rc = 0;
+    /* First pass: slurp, so that value pointers stay valid. */
+    while (fgets(line, sizeof line, f)) {
+        size_t n = strlen(line);
+        if (len + n + 1 > cap) {
+            cap = (len + n + 1) * 2;
+            char *p = realloc(all, cap);
+            if (!p) {
+                free(all);
+                fclose(f);
+                covct_cli_error("out of memory");
+                return -1;
+            }
+            all = p;
+        }
+        memcpy(all + len, line, n);
+        len += n;
+        all[len] = '\0';
+    }
+    fclose(f);
+    *keep = all;
+    char *save = NULL;
+    for (char *l = all ? strtok_r(all, "\n", &save) : NULL; l && !rc;
+         l = strtok_r(NULL, "\n", &save)) {
+        lineno++;
+        char *hash = strchr(l, '#');
+        if (hash)
+            *hash = '\0';
+        char *k = l + strspn(l, " \t\r");
+        if (!*k)
+            continue;
+        char *ke = k + strcspn(k, " \t=\r");
+        char *v = ke + strspn(ke, " \t");
+        if (*v == '=')
+            v++;
+        v += strspn(v, " \t");
+        *ke = '\0';
+        char *ve = v + strlen(v);
+        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t' || ve[-1] == '\r'))
+            *--ve = '\0';
+        if (!*v) {
+            covct_cli_error("%s: line %d: '%s' has no value", path, lineno,
+                            k);
+            rc = -1;
+        } else if (set_opt(o, k, v)) {
+            covct_cli_error("%s: line %d: bad option", path, lineno);
+            rc = -1;
+        }
+    }
+    return rc;
+}
+
+static uint16_t on_store(void *user, covct_net_store_request *rq,
+                         char *comment, size_t comment_size)
+{
+    covct_store *st = user;
+    covct_error err = {0};
+    covct_store_result res;
+    covct_store_info info;
+    covct_rc rc = covct_store_put(st, rq->file, rq->len,
+                                  rq->assoc->calling_ae, &res, &info, &err);
+    rq->file = NULL;
+    if (rc) {
+        covct_log(COVCT_LOG_WARN, "association %llu: instance %s refused: %s",
+                  (unsigned long long)rq->assoc->id, rq->sop_instance_uid,
+                  err.msg);
+        snprintf(comment, comment_size, "%.64s", err.msg);
+        if (rc == COVCT_ERR_CORRUPT)
+            return COVCT_DIMSE_CANNOT_UNDERSTAND;
+        if (rc == COVCT_ERR_IO || rc == COVCT_ERR_NOMEM ||
+            rc == COVCT_ERR_LIMIT)
+            return COVCT_DIMSE_OUT_OF_RESOURCES;
+        return COVCT_DIMSE_PROCESSING_FAILURE;
+    }
+    if (res == COVCT_STORE_DUPLICATE)
+        covct_log(COVCT_LOG_WARN,
+                  "association %llu: instance %s was already stored with "
+                  "different content; the new copy is kept under "
+                  "duplicates/",
+                  (unsigned long long)rq->assoc->id, rq->sop_instance_uid);
+    if (strcmp(info.sop_instance_uid, rq->sop_instance_uid) != 0 ||
+        strcmp(info.sop_class_uid, rq->sop_class_uid) != 0) {
+        snprintf(comment, comment_size,
+                 "data set SOP class/instance differ from the command");
+        return COVCT_DIMSE_WARN_MISMATCH;
+    }
+    return COVCT_DIMSE_SUCCESS;
+}
+
+int covct_cmd_serve(int argc, char **argv)
+{
+    serve_opts o;
+    memset(&o, 0, sizeof o);
+    o.ae = "COVCT";
+    o.port = 11112;
+    char *config_text = NULL;
+    int status = COVCT_EXIT_USAGE;
+    /* The config file first, so that command-line options win. */
+    for (int i = 1; i < argc; i++) {
+        if (covct_cli_is_help(argv[i])) {
+            fputs(help, stdout);
+            return COVCT_EXIT_OK;
+        }
+        if (!strcmp(argv[i], "--config")) {
+            if (i + 1 >= argc) {
+                covct_cli_error("--config needs a file name");
+                return COVCT_EXIT_USAGE;
+            }
+            if (config_text) {
+                covct_cli_error("--config given twice");
+                goto out;
+            }
+            if (load_config(&o, argv[i + 1], &config_text))
+                goto out;
+        }
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
+            o.quiet = 1;
+            continue;
+        }
+        if (strncmp(a, "--", 2) != 0) {
+            covct_cli_error("unexpected argument '%s' (see covct serve "
+                            "--help)",
+                            a);
+            goto out;
+        }
+        if (i + 1 >= argc) {
+            covct_cli_error("%s needs a value", a);
+            goto out;
+        }
+        if (!strcmp(a, "--config")) {
+            i++;
+            continue;
+        }
+        if (set_opt(&o, a + 2, argv[++i]))
+            goto out;
+    }
+    if (!o.data) {
+        covct_cli_error("--data DIR is required: the folder where received "
+                        "instances are kept");
+        goto out;
+    }
+    if (!covct_net_ae_valid(o.ae)) {
+        covct_cli_error("--ae '%s': an AE title has 1 to 16 characters, no "
+                        "backslash",
+                        o.ae);
+        goto out;
+    }
+    for (size_t i = 0; i < o.n_allow; i++) {
+        char ae[32];
+        const char *at = strchr(o.allow[i], '@');
+        size_t n = at ? (size_t)(at - o.allow[i]) : strlen(o.allow[i]);
+        snprintf(ae, sizeof ae, "%.*s", (int)(n < 31 ? n : 31), o.allow[i]);
+        if (n > 16 || !covct_net_ae_valid(ae) || (at && !at[1])) {
+            covct_cli_error("--allow '%s': expected AE or AE@HOST",
+                            o.allow[i]);
+            goto out;
+        }
+    }
+    status = COVCT_EXIT_FAIL;
+    covct_log_set_handler(log_line, NULL);
+    if (o.quiet)
+        covct_log_set_level(COVCT_LOG_WARN);
+
+    /* Signals are taken by sigwait() below, not by the worker threads. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    covct_error err = {0};
+    covct_store *store = NULL;
+    if (covct_store_open(o.data, &store, &err)) {
+        covct_cli_error("%s", err.msg);
+        goto out;
+    }
+    covct_net_server_config cfg = {
+        .ae_title = o.ae,
+        .bind_host = o.bind,
+        .port = (uint16_t)o.port,
+        .allowed = o.allow,
+        .n_allowed = o.n_allow,
+        .max_associations = (unsigned)o.max_assoc,
+        .max_pdu = (uint32_t)o.max_pdu,
+        .idle_s = (unsigned)o.idle,
+        .on_store = on_store,
+        .store_user = store,
+    };
+    covct_net_server *srv = NULL;
+    if (covct_net_server_start(&cfg, &srv, &err)) {
+        covct_cli_error("%s", err.msg);
+        covct_store_close(store);
+        goto out;
+    }
+    uint16_t port = covct_net_server_port(srv);
+    uint64_t count = 0;
+    covct_store_count(store, &count, NULL);
+    covct_log(COVCT_LOG_INFO,
+              "DICOM node %s listening on port %u; %llu instances in %s",
+              o.ae, port, (unsigned long long)count, o.data);
+    if (o.port_file) {
+        FILE *pf = fopen(o.port_file, "w");
+        if (!pf || fprintf(pf, "%u\n", port) < 0 || fclose(pf)) {
+            covct_cli_error("cannot write %s: %s", o.port_file,
+                            strerror(errno));
+            covct_net_server_stop(srv, 0);
+            covct_store_close(store);
+            goto out;
+        }
+    }
+    int sig = 0;
+    while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
+        covct_log(COVCT_LOG_INFO, "SIGHUP ignored (stop with SIGTERM)");
+    covct_log(COVCT_LOG_INFO, "%s received: finishing the instances in "
+                              "flight, then stopping",
+              sig == SIGINT ? "SIGINT" : "SIGTERM");
+    covct_net_server_stop(srv, 10);
+    covct_store_count(store, &count, NULL);
+    covct_store_close(store);
+    covct_log(COVCT_LOG_INFO, "stopped; %llu instances in %s",
+              (unsigned long long)count, o.data);
+    status = COVCT_EXIT_OK;
+out:
+    free(config_text);
+    return status;
+}

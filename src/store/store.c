@@ -1,0 +1,1721 @@
+/*
+ * covct store (include/covct/store.h, docs/internals/store.md): received
+ * instances as Part 10 files under DIR/instances, their index in SQLite,
+ * and the committer thread that makes concurrent puts durable together.
+ *
+ * Order of a put, and why: the file's bytes are made durable (fdatasync)
+ * before the rename publishes them, and the folders are fsync'd before the
+ * index transaction commits, so a committed index row always points to a
+ * durable file.  A crash in between leaves a file without a row, which the
+ * next open indexes (the DIR/.open marker tells it to look).
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "covct/dicom.h"
+#include "store/store_int.h"
+
+/* PS3.5 9.1: a UID is at most 64 characters. */
+#define UID_MAX 64
+/* Longest path the store builds under DIR:
+ * "instances/" + "ss/" + 3 UIDs with separators + ".dcm" is 211 bytes,
+ * "duplicates/UID.N.dcm" 90; 256 leaves room. */
+#define REL_MAX 256
+/* DIR may be at most this long, so that DIR/rel always fits in PATH_MAX. */
+#define DIR_MAX (PATH_MAX - REL_MAX - 2)
+/* Recovery commits its index rows in transactions of this many files, so
+ * that a huge rescan neither holds one giant transaction nor pays one
+ * sync per file. */
+#define RECOVERY_TXN_FILES 1000
+/* Seconds between recovery progress lines. */
+#define RECOVERY_LOG_EVERY 5.0
+/* Copies of one instance kept under duplicates/ (SOP.1.dcm ...). */
+#define DUPLICATES_MAX 10000
+
+/* ---- what the index keeps of an instance --------------------------------- */
+
+/* Text attributes, stored UTF-8 and trimmed; NULL when absent. */
+enum {
+    T_PATIENT_ID,
+    T_PATIENT_NAME,
+    T_BIRTH_DATE,
+    T_SEX,
+    T_STUDY_DATE,
+    T_STUDY_TIME,
+    T_ACCESSION,
+    T_STUDY_ID,
+    T_STUDY_DESC,
+    T_REFERRING,
+    T_MODALITY,
+    T_SERIES_DESC,
+    T_BODY_PART,
+    T_FRAME_OF_REF,
+    T_COUNT
+};
+
+static const uint32_t text_tags[T_COUNT] = {
+    [T_PATIENT_ID] = COVCT_TAG(0x0010, 0x0020),
+    [T_PATIENT_NAME] = COVCT_TAG(0x0010, 0x0010),
+    [T_BIRTH_DATE] = COVCT_TAG(0x0010, 0x0030),
+    [T_SEX] = COVCT_TAG(0x0010, 0x0040),
+    [T_STUDY_DATE] = COVCT_TAG(0x0008, 0x0020),
+    [T_STUDY_TIME] = COVCT_TAG(0x0008, 0x0030),
+    [T_ACCESSION] = COVCT_TAG(0x0008, 0x0050),
+    [T_STUDY_ID] = COVCT_TAG(0x0020, 0x0010),
+    [T_STUDY_DESC] = COVCT_TAG(0x0008, 0x1030),
+    [T_REFERRING] = COVCT_TAG(0x0008, 0x0090),
+    [T_MODALITY] = COVCT_TAG(0x0008, 0x0060),
+    [T_SERIES_DESC] = COVCT_TAG(0x0008, 0x103E),
+    [T_BODY_PART] = COVCT_TAG(0x0018, 0x0015),
+    [T_FRAME_OF_REF] = COVCT_TAG(0x0020, 0x0052),
+};
+
+typedef struct meta {
+    char sop[UID_MAX + 1];
+    char study[UID_MAX + 1];
+    char series[UID_MAX + 1];
+    char sop_class[UID_MAX + 1]; /* may be empty */
+    char ts[UID_MAX + 1];
+    char source_ae[17];          /* (0002,0016), for recovery */
+    char *text[T_COUNT];         /* text[T_PATIENT_ID] is never NULL */
+    bool has_series_number, has_instance_number;
+    int64_t series_number, instance_number;
+} meta;
+
+/* ---- the store ----------------------------------------------------------- */
+
+enum {
+    ST_FIND,       /* stored copy of a SOP instance */
+    ST_FIND_DUP,   /* duplicates of a SOP instance with a given size */
+    ST_PATIENT,
+    ST_STUDY,
+    ST_SERIES,
+    ST_INSTANCE,
+    ST_DUPLICATE,
+    ST_HAS_PATH,   /* recovery: is this instance file indexed? */
+    ST_HAS_DUP,    /* recovery: is this duplicate file indexed? */
+    ST_COUNT
+};
+
+static const char *const st_sql[ST_COUNT] = {
+    [ST_FIND] = "SELECT path, size FROM instances WHERE sop_uid = ?1",
+    [ST_FIND_DUP] = "SELECT path FROM duplicates WHERE sop_uid = ?1 "
+                    "AND size = ?2",
+    /* An instance joins the series, study and patient already indexed
+     * under its Series Instance UID: the first instance's attributes win,
+     * and a sender's inconsistency leaves no orphan patient or study. */
+    [ST_PATIENT] = "INSERT OR IGNORE INTO patients "
+                   "(patient_id, patient_name, birth_date, sex) "
+                   "SELECT ?1, ?2, ?3, ?4 WHERE NOT EXISTS "
+                   "(SELECT 1 FROM series WHERE series_uid = ?5) "
+                   "AND NOT EXISTS "
+                   "(SELECT 1 FROM studies WHERE study_uid = ?6)",
+    [ST_STUDY] = "INSERT OR IGNORE INTO studies (study_uid, patient_id, "
+                 "study_date, study_time, accession_number, study_id, "
+                 "study_description, referring_physician) "
+                 "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE NOT EXISTS "
+                 "(SELECT 1 FROM series WHERE series_uid = ?9)",
+    [ST_SERIES] = "INSERT INTO series (series_uid, study_uid, modality, "
+                  "series_number, series_description, body_part, "
+                  "frame_of_reference_uid, first_received, last_received, "
+                  "instance_count) "
+                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, 1) "
+                  "ON CONFLICT (series_uid) DO UPDATE SET "
+                  "last_received = max(last_received, "
+                  "excluded.last_received), "
+                  "instance_count = instance_count + 1",
+    [ST_INSTANCE] = "INSERT INTO instances (sop_uid, series_uid, "
+                    "sop_class_uid, transfer_syntax_uid, instance_number, "
+                    "path, size, source_ae, received) "
+                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    [ST_DUPLICATE] = "INSERT INTO duplicates (sop_uid, path, size, "
+                     "source_ae, received) VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_HAS_PATH] = "SELECT 1 FROM instances WHERE path = ?1",
+    [ST_HAS_DUP] = "SELECT 1 FROM duplicates WHERE path = ?1",
+};
+
+static const char schema_sql[] =
+    "CREATE TABLE IF NOT EXISTS patients ("
+    " patient_id TEXT PRIMARY KEY,"
+    " patient_name TEXT, birth_date TEXT, sex TEXT);"
+    "CREATE TABLE IF NOT EXISTS studies ("
+    " study_uid TEXT PRIMARY KEY,"
+    " patient_id TEXT NOT NULL REFERENCES patients (patient_id),"
+    " study_date TEXT, study_time TEXT, accession_number TEXT,"
+    " study_id TEXT, study_description TEXT, referring_physician TEXT);"
+    "CREATE INDEX IF NOT EXISTS studies_patient ON studies (patient_id);"
+    "CREATE TABLE IF NOT EXISTS series ("
+    " series_uid TEXT PRIMARY KEY,"
+    " study_uid TEXT NOT NULL REFERENCES studies (study_uid),"
+    " modality TEXT, series_number INTEGER, series_description TEXT,"
+    " body_part TEXT, frame_of_reference_uid TEXT,"
+    " first_received REAL NOT NULL, last_received REAL NOT NULL,"
+    " instance_count INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS series_study ON series (study_uid);"
+    "CREATE TABLE IF NOT EXISTS instances ("
+    " sop_uid TEXT PRIMARY KEY,"
+    " series_uid TEXT NOT NULL REFERENCES series (series_uid),"
+    " sop_class_uid TEXT, transfer_syntax_uid TEXT,"
+    " instance_number INTEGER, path TEXT NOT NULL UNIQUE,"
+    " size INTEGER NOT NULL, source_ae TEXT, received REAL NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS instances_series ON instances (series_uid);"
+    "CREATE TABLE IF NOT EXISTS duplicates ("
+    " id INTEGER PRIMARY KEY, sop_uid TEXT NOT NULL,"
+    " path TEXT NOT NULL UNIQUE, size INTEGER NOT NULL,"
+    " source_ae TEXT, received REAL NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS duplicates_sop ON duplicates (sop_uid);"
+    "PRAGMA user_version = 1;";
+
+#define SCHEMA_VERSION 1
+
+/* One put, from the caller's thread to the committer and back. */
+typedef struct entry {
+    struct entry *next;
+    covct_dcm_file *f; /* owns the bytes */
+    const uint8_t *bytes;
+    size_t len;
+    meta m;
+    const char *source_ae; /* NULL when none */
+    double received;       /* unix time */
+    bool tmp_live;         /* DIR/tmp/... exists and is ours */
+    char tmp[REL_MAX];
+    char rel[REL_MAX];     /* where it was placed, relative to DIR */
+    /* Decided by the committer. */
+    covct_store_result result;
+    bool placed;           /* file renamed to rel */
+    bool indexed;          /* its rows are in the current transaction */
+    struct entry *same_as; /* identical earlier put of the same batch */
+    /* Reported back under the store's lock. */
+    bool done;
+    covct_rc rc;
+    covct_error err;
+    pthread_cond_t cond;
+} entry;
+
+struct covct_store {
+    char *dir;
+    char *index_path;
+    char *marker_path;
+    int marker_fd;
+    bool unclean;         /* the marker was there when we opened */
+    sqlite3 *db;          /* writer: open, recovery, then the committer */
+    sqlite3_stmt *st[ST_COUNT];
+    sqlite3 *rdb;         /* readers: covct_store_count, _instance_path */
+    sqlite3_stmt *rd_count, *rd_path;
+    pthread_mutex_t rd_lock;
+    bool rd_lock_ok;
+    pthread_mutex_t lock; /* the queue, flags and statistics */
+    pthread_cond_t work;  /* something queued, hold released, stopping */
+    bool sync_ok;
+    entry *head, *tail;
+    bool stopping, hold;
+    bool thread_started;
+    pthread_t thread;
+    bool dirty;           /* a file was placed but not indexed */
+    atomic_uint tmp_counter;
+    covct_store_stats stats;
+};
+
+/* ---- small helpers ------------------------------------------------------- */
+
+static double unix_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* DIR/rel into buf (PATH_MAX bytes).  covct_store_open() refused a DIR
+ * longer than DIR_MAX and every rel is shorter than REL_MAX, so it fits. */
+static void path_of(const covct_store *s, const char *rel, char *buf)
+{
+    int n = snprintf(buf, PATH_MAX, "%s/%s", s->dir, rel);
+    if (n < 0 || n >= PATH_MAX)
+        buf[0] = '\0';
+}
+
+static void copy_trunc(char *dst, size_t cap, const char *src)
+{
+    size_t n = src ? strnlen(src, cap - 1) : 0;
+    if (n)
+        memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+/* Hostile values in error messages: at most 64 bytes, non-printable ones
+ * as \xHH. */
+static void printable(const uint8_t *v, size_t n, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n && i < 64 && o + 5 < cap; i++) {
+        if (v[i] >= 0x20 && v[i] < 0x7F && v[i] != '\'') {
+            out[o++] = (char)v[i];
+        } else {
+            snprintf(out + o, cap - o, "\\x%02X", v[i]);
+            o += 4;
+        }
+    }
+    if (n > 64 && o + 4 < cap) {
+        memcpy(out + o, "...", 3);
+        o += 3;
+    }
+    out[o] = '\0';
+}
+
+/* FNV-1a (32 bit): spreads the study folders over 256 parent folders. */
+static unsigned study_bucket(const char *uid)
+{
+    uint32_t h = 2166136261u;
+    for (const unsigned char *p = (const unsigned char *)uid; *p; p++) {
+        h ^= *p;
+        h *= 16777619u;
+    }
+    return h & 0xFFu;
+}
+
+static void instance_rel(const meta *m, char *rel)
+{
+    snprintf(rel, REL_MAX, "instances/%02x/%s/%s/%s.dcm",
+             study_bucket(m->study), m->study, m->series, m->sop);
+}
+
+static covct_rc fsync_dir(const char *path, covct_error *err)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return COVCT_ERR(err, COVCT_ERR_IO, "cannot open folder %s: %s",
+                         path, strerror(errno));
+    covct_rc rc = COVCT_OK;
+    if (fsync(fd) != 0)
+        rc = COVCT_ERR(err, COVCT_ERR_IO, "cannot sync folder %s: %s", path,
+                       strerror(errno));
+    close(fd);
+    return rc;
+}
+
+/* mkdir that accepts an existing folder; *created says which it was. */
+static covct_rc make_dir(const char *path, bool *created, covct_error *err)
+{
+    *created = false;
+    if (mkdir(path, 0777) == 0) {
+        *created = true;
+        return COVCT_OK;
+    }
+    if (errno == EEXIST) {
+        struct stat st;
+        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+            return COVCT_OK;
+        return COVCT_ERR(err, COVCT_ERR_IO, "%s exists and is not a folder",
+                         path);
+    }
+    return COVCT_ERR(err, COVCT_ERR_IO, "cannot create folder %s: %s", path,
+                     strerror(errno));
+}
+
+static covct_rc make_dirs(const char *path, covct_error *err)
+{
+    char buf[PATH_MAX];
+    copy_trunc(buf, sizeof buf, path);
+    for (char *p = buf; *p; p++) {
+        if (*p != '/' || p == buf)
+            continue;
+        *p = '\0';
+        bool created;
+        covct_rc rc = make_dir(buf, &created, err);
+        *p = '/';
+        if (rc)
+            return rc;
+    }
+    bool created;
+    return make_dir(buf, &created, err);
+}
+
+/* Whether the file DIR/rel holds exactly p[0..len).  A missing file is
+ * reported as different, with *missing set. */
+static covct_rc file_same(const covct_store *s, const char *rel,
+                          const uint8_t *p, size_t len, bool *same,
+                          bool *missing, covct_error *err)
+{
+    char path[PATH_MAX];
+    path_of(s, rel, path);
+    *same = false;
+    *missing = false;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT) {
+            *missing = true;
+            return COVCT_OK;
+        }
+        return COVCT_ERR(err, COVCT_ERR_IO, "cannot open %s: %s", path,
+                         strerror(errno));
+    }
+    covct_rc rc = COVCT_OK;
+    enum { CHUNK = 1 << 16 };
+    uint8_t *buf = NULL;
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        rc = COVCT_ERR(err, COVCT_ERR_IO, "cannot stat %s: %s", path,
+                       strerror(errno));
+        goto out;
+    }
+    if ((uint64_t)st.st_size != (uint64_t)len)
+        goto out;
+    buf = covct_malloc(CHUNK);
+    if (!buf) {
+        rc = COVCT_ERR(err, COVCT_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    size_t off = 0;
+    while (off < len) {
+        size_t want = len - off < CHUNK ? len - off : CHUNK;
+        ssize_t r = read(fd, buf, want);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = COVCT_ERR(err, COVCT_ERR_IO, "cannot read %s: %s", path,
+                           strerror(errno));
+            goto out;
+        }
+        if (r == 0 || memcmp(buf, p + off, (size_t)r) != 0)
+            goto out; /* shorter than it said, or different */
+        off += (size_t)r;
+    }
+    *same = true;
+out:
+    covct_free(buf);
+    close(fd);
+    return rc;
+}
+
+/* ---- reading what the index needs from a data set ------------------------ */
+
+static const char *tag_name(uint32_t tag)
+{
+    const covct_dcm_dict_entry *d = covct_dcm_dict_lookup(tag);
+    return d ? d->keyword : "element";
+}
+
+/* A UID that becomes a path component: 1-64 characters, digits and dots
+ * (PS3.5 9.1), starting with a digit so that it is never "." or "..".
+ * Trailing NUL padding (PS3.5 6.2) and stray trailing spaces are dropped.
+ * Nothing else is accepted: the value names files. */
+static covct_rc get_uid(const covct_dcm_dataset *ds, uint32_t tag,
+                        char out[UID_MAX + 1], covct_error *err)
+{
+    out[0] = '\0';
+    const covct_dcm_element *e = covct_dcm_dataset_get(ds, tag);
+    if (!e)
+        return COVCT_ERR(err, COVCT_ERR_CORRUPT, "(%04X,%04X) %s is missing",
+                         COVCT_TAG_GROUP(tag), COVCT_TAG_ELEM(tag),
+                         tag_name(tag));
+    size_t n = 0;
+    const uint8_t *v = NULL;
+    if (covct_dcm_element_vr(e) != COVCT_VR('S', 'Q'))
+        v = covct_dcm_element_value(e, &n);
+    if (!v)
+        n = 0;
+    while (n > 0 && (v[n - 1] == '\0' || v[n - 1] == ' '))
+        n--;
+    if (n == 0)
+        return COVCT_ERR(err, COVCT_ERR_CORRUPT, "(%04X,%04X) %s is empty",
+                         COVCT_TAG_GROUP(tag), COVCT_TAG_ELEM(tag),
+                         tag_name(tag));
+    bool ok = n <= UID_MAX && v[0] >= '0' && v[0] <= '9';
+    for (size_t i = 0; ok && i < n; i++)
+        ok = (v[i] >= '0' && v[i] <= '9') || v[i] == '.';
+    if (!ok) {
+        char shown[300];
+        printable(v, n, shown, sizeof shown);
+        return COVCT_ERR(err, COVCT_ERR_CORRUPT,
+                         "(%04X,%04X) %s '%s' (%zu characters) is not a "
+                         "valid UID (1-64 digits and dots, PS3.5 9.1)",
+                         COVCT_TAG_GROUP(tag), COVCT_TAG_ELEM(tag),
+                         tag_name(tag), shown, n);
+    }
+    memcpy(out, v, n);
+    out[n] = '\0';
+    return COVCT_OK;
+}
+
+static void trim(char *s)
+{
+    size_t n = strlen(s), a = 0;
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\0'))
+        n--;
+    while (a < n && s[a] == ' ')
+        a++;
+    memmove(s, s + a, n - a);
+    s[n - a] = '\0';
+}
+
+/* A text attribute in UTF-8 (NULL when absent).  A value whose character
+ * set covct cannot convert is kept with its non-ASCII bytes as '?' rather
+ * than refusing the instance: the index is for finding, the file keeps
+ * the original. */
+static covct_rc get_text(const covct_dcm_dataset *ds, uint32_t tag,
+                         char **out, covct_error *err)
+{
+    *out = NULL;
+    const covct_dcm_element *e = covct_dcm_dataset_get(ds, tag);
+    if (!e || !covct_dcm_vr_is_string(covct_dcm_element_vr(e)))
+        return COVCT_OK;
+    char *s = NULL;
+    covct_error cerr = {0};
+    covct_rc rc = covct_dcm_get_utf8(ds, tag, &s, &cerr);
+    if (rc == COVCT_ERR_NOMEM)
+        return COVCT_ERR(err, rc, "out of memory");
+    if (rc) {
+        size_t n = 0;
+        const uint8_t *v = covct_dcm_element_value(e, &n);
+        if (!v)
+            n = 0;
+        s = covct_malloc(n + 1);
+        if (!s)
+            return COVCT_ERR(err, COVCT_ERR_NOMEM, "out of memory");
+        for (size_t i = 0; i < n; i++)
+            s[i] = v[i] >= 0x20 && v[i] < 0x7F ? (char)v[i] : '?';
+        s[n] = '\0';
+    }
+    trim(s);
+    *out = s;
+    return COVCT_OK;
+}
+
+static void meta_free(meta *m)
+{
+    for (int i = 0; i < T_COUNT; i++)
+        COVCT_FREE(m->text[i]);
+}
+
+static covct_rc read_meta(covct_dcm_file *f, meta *m, covct_error *err)
+{
+    memset(m, 0, sizeof *m);
+    const covct_dcm_dataset *ds = covct_dcm_file_dataset_const(f);
+    const covct_dcm_dataset *fmi = covct_dcm_file_meta(f);
+    covct_rc rc = get_uid(ds, COVCT_TAG(0x0008, 0x0018), m->sop, err);
+    if (rc)
+        return rc;
+    if ((rc = get_uid(ds, COVCT_TAG(0x0020, 0x000D), m->study, err)) ||
+        (rc = get_uid(ds, COVCT_TAG(0x0020, 0x000E), m->series, err)))
+        goto fail;
+    char buf[UID_MAX + 2];
+    if (covct_dcm_get_string(fmi, COVCT_TAG(0x0002, 0x0010), 0, buf,
+                             sizeof buf, NULL) ||
+        !buf[0]) {
+        rc = COVCT_ERR(err, COVCT_ERR_CORRUPT,
+                       "not a Part 10 file: the file meta information has "
+                       "no (0002,0010) Transfer Syntax UID");
+        goto fail;
+    }
+    copy_trunc(m->ts, sizeof m->ts, buf);
+    /* The class is not a path component: kept as found, (0002,0002) when
+     * the data set lacks it. */
+    if (covct_dcm_get_string(ds, COVCT_TAG(0x0008, 0x0016), 0, buf,
+                             sizeof buf, NULL) ||
+        !buf[0])
+        covct_dcm_get_string(fmi, COVCT_TAG(0x0002, 0x0002), 0, buf,
+                             sizeof buf, NULL);
+    copy_trunc(m->sop_class, sizeof m->sop_class, buf);
+    covct_dcm_get_string(fmi, COVCT_TAG(0x0002, 0x0016), 0, m->source_ae,
+                         sizeof m->source_ae, NULL);
+    for (int i = 0; i < T_COUNT; i++)
+        if ((rc = get_text(ds, text_tags[i], &m->text[i], err)))
+            goto fail;
+    if (!m->text[T_PATIENT_ID] && !(m->text[T_PATIENT_ID] = covct_strdup(""))) {
+        rc = COVCT_ERR(err, COVCT_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    m->has_series_number = covct_dcm_get_int(ds, COVCT_TAG(0x0020, 0x0011),
+                                             0, &m->series_number,
+                                             NULL) == COVCT_OK;
+    m->has_instance_number = covct_dcm_get_int(ds, COVCT_TAG(0x0020, 0x0013),
+                                               0, &m->instance_number,
+                                               NULL) == COVCT_OK;
+    return COVCT_OK;
+fail:
+    covct_error_prefix(err, "instance %s: ", m->sop);
+    meta_free(m);
+    return rc;
+}
+
+/* ---- index writes -------------------------------------------------------- */
+
+static int bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+    return v ? sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC)
+             : sqlite3_bind_null(st, i);
+}
+
+static int bind_opt_int(sqlite3_stmt *st, int i, bool has, int64_t v)
+{
+    return has ? sqlite3_bind_int64(st, i, v) : sqlite3_bind_null(st, i);
+}
+
+/* Step a statement that returns no row, and make it reusable. */
+static int run(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+static covct_rc exec(covct_store *s, const char *sql, covct_error *err)
+{
+    if (sqlite3_exec(s->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+        return COVCT_ERR(err, COVCT_ERR_IO, "index %s: %s: %s",
+                         s->index_path, sql, sqlite3_errmsg(s->db));
+    return COVCT_OK;
+}
+
+static covct_rc index_fail(covct_store *s, covct_error *err)
+{
+    return COVCT_ERR(err, COVCT_ERR_IO, "cannot index it in %s: %s",
+                     s->index_path, sqlite3_errmsg(s->db));
+}
+
+/* Rows of a new instance, inside the caller's transaction, in a savepoint
+ * so that a failure takes back only this instance's rows. */
+static covct_rc index_new(covct_store *s, const meta *m, const char *rel,
+                          size_t size, const char *source_ae,
+                          double received, covct_error *err)
+{
+    covct_rc rc = exec(s, "SAVEPOINT put", err);
+    if (rc)
+        return rc;
+    char *const *t = m->text;
+    sqlite3_stmt *st = s->st[ST_PATIENT];
+    bind_text(st, 1, t[T_PATIENT_ID]);
+    bind_text(st, 2, t[T_PATIENT_NAME]);
+    bind_text(st, 3, t[T_BIRTH_DATE]);
+    bind_text(st, 4, t[T_SEX]);
+    bind_text(st, 5, m->series);
+    bind_text(st, 6, m->study);
+    if (run(st) != SQLITE_OK)
+        goto fail;
+    st = s->st[ST_STUDY];
+    bind_text(st, 1, m->study);
+    bind_text(st, 2, t[T_PATIENT_ID]);
+    bind_text(st, 3, t[T_STUDY_DATE]);
+    bind_text(st, 4, t[T_STUDY_TIME]);
+    bind_text(st, 5, t[T_ACCESSION]);
+    bind_text(st, 6, t[T_STUDY_ID]);
+    bind_text(st, 7, t[T_STUDY_DESC]);
+    bind_text(st, 8, t[T_REFERRING]);
+    bind_text(st, 9, m->series);
+    if (run(st) != SQLITE_OK)
+        goto fail;
+    st = s->st[ST_SERIES];
+    bind_text(st, 1, m->series);
+    bind_text(st, 2, m->study);
+    bind_text(st, 3, t[T_MODALITY]);
+    bind_opt_int(st, 4, m->has_series_number, m->series_number);
+    bind_text(st, 5, t[T_SERIES_DESC]);
+    bind_text(st, 6, t[T_BODY_PART]);
+    bind_text(st, 7, t[T_FRAME_OF_REF]);
+    sqlite3_bind_double(st, 8, received);
+    if (run(st) != SQLITE_OK)
+        goto fail;
+    st = s->st[ST_INSTANCE];
+    bind_text(st, 1, m->sop);
+    bind_text(st, 2, m->series);
+    bind_text(st, 3, m->sop_class[0] ? m->sop_class : NULL);
+    bind_text(st, 4, m->ts);
+    bind_opt_int(st, 5, m->has_instance_number, m->instance_number);
+    bind_text(st, 6, rel);
+    sqlite3_bind_int64(st, 7, (sqlite3_int64)size);
+    bind_text(st, 8, source_ae);
+    sqlite3_bind_double(st, 9, received);
+    if (run(st) != SQLITE_OK)
+        goto fail;
+    return exec(s, "RELEASE put", err);
+fail:
+    rc = index_fail(s, err);
+    sqlite3_exec(s->db, "ROLLBACK TO put; RELEASE put", NULL, NULL, NULL);
+    return rc;
+}
+
+static covct_rc index_dup(covct_store *s, const char *sop, const char *rel,
+                          size_t size, const char *source_ae,
+                          double received, covct_error *err)
+{
+    sqlite3_stmt *st = s->st[ST_DUPLICATE];
+    bind_text(st, 1, sop);
+    bind_text(st, 2, rel);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)size);
+    bind_text(st, 4, source_ae);
+    sqlite3_bind_double(st, 5, received);
+    if (run(st) != SQLITE_OK)
+        return index_fail(s, err);
+    return COVCT_OK;
+}
+
+/* ---- the committer ------------------------------------------------------- */
+
+/* Record an entry's failure: message prefixed with the instance, its
+ * temporary file removed. */
+static void entry_fail(entry *e, covct_rc rc)
+{
+    if (e->rc)
+        return;
+    e->rc = rc;
+    if (e->err.rc == COVCT_OK)
+        COVCT_ERR(&e->err, rc, "%s", covct_rc_str(rc));
+    covct_error_prefix(&e->err, "instance %s: ", e->m.sop);
+}
+
+static void entry_drop_tmp(const covct_store *s, entry *e)
+{
+    if (e->tmp_live) {
+        char path[PATH_MAX];
+        path_of(s, e->tmp, path);
+        unlink(path);
+        e->tmp_live = false;
+    }
+}
+
+/* The folders one batch must fsync, each once. */
+typedef struct dirset {
+    char (*paths)[PATH_MAX];
+    size_t n, cap;
+} dirset;
+
+static covct_rc dirset_add(dirset *d, const char *path, covct_error *err)
+{
+    for (size_t i = 0; i < d->n; i++)
+        if (!strcmp(d->paths[i], path))
+            return COVCT_OK;
+    if (d->n == d->cap) {
+        size_t cap = d->cap ? d->cap * 2 : 8;
+        void *p = covct_realloc(d->paths, cap * sizeof *d->paths);
+        if (!p)
+            return COVCT_ERR(err, COVCT_ERR_NOMEM, "out of memory");
+        d->paths = p;
+        d->cap = cap;
+    }
+    copy_trunc(d->paths[d->n++], PATH_MAX, path);
+    return COVCT_OK;
+}
+
+/* Create DIR/instances/SS/STUDY/SERIES as needed; the parent of each
+ * folder created, and the series folder itself (it gets a new name), join
+ * the folders to fsync. */
+static covct_rc place_new(covct_store *s, entry *e, dirset *dirs,
+                          covct_error *err)
+{
+    instance_rel(&e->m, e->rel);
+    char path[PATH_MAX];
+    path_of(s, e->rel, path);
+    /* Folder levels after DIR/instances: SS, STUDY, SERIES. */
+    char *slash = path + strlen(s->dir) + sizeof "/instances" - 1;
+    for (int level = 0; level < 3; level++) {
+        slash = strchr(slash + 1, '/');
+        if (!slash)
+            return COVCT_ERR(err, COVCT_ERR_INTERNAL, "bad path %s", path);
+        *slash = '\0';
+        bool created;
+        covct_rc rc = make_dir(path, &created, err);
+        if (!rc && level == 2)
+            rc = dirset_add(dirs, path, err);
+        if (!rc && created) {
+            char *up = strrchr(path, '/');
+            *up = '\0';
+            rc = dirset_add(dirs, path, err);
+            *up = '/';
+        }
+        *slash = '/';
+        if (rc)
+            return rc;
+    }
+    char tmp[PATH_MAX];
+    path_of(s, e->tmp, tmp);
+    /* No index row exists for this instance, and only this thread writes
+     * under DIR/instances: a file already at the name was left by an
+     * index write that failed earlier in this process, and was never
+     * acknowledged, so replacing it is right. */
+    if (rename(tmp, path) != 0)
+        return COVCT_ERR(err, COVCT_ERR_IO, "cannot move %s to %s: %s", tmp,
+                         path, strerror(errno));
+    e->tmp_live = false;
+    e->placed = true;
+    return COVCT_OK;
+}
+
+static covct_rc place_dup(covct_store *s, entry *e, dirset *dirs,
+                          covct_error *err)
+{
+    char tmp[PATH_MAX], path[PATH_MAX];
+    path_of(s, e->tmp, tmp);
+    /* Only this thread names files under DIR/duplicates, so the first
+     * free number stays free until the rename. */
+    for (unsigned n = 1; n <= DUPLICATES_MAX; n++) {
+        snprintf(e->rel, sizeof e->rel, "duplicates/%s.%u.dcm", e->m.sop, n);
+        path_of(s, e->rel, path);
+        struct stat st;
+        if (lstat(path, &st) == 0)
+            continue;
+        if (errno != ENOENT)
+            return COVCT_ERR(err, COVCT_ERR_IO, "cannot stat %s: %s", path,
+                             strerror(errno));
+        char dup_dir[PATH_MAX];
+        path_of(s, "duplicates", dup_dir);
+        covct_rc rc = dirset_add(dirs, dup_dir, err);
+        if (rc)
+            return rc;
+        if (rename(tmp, path) != 0)
+            return COVCT_ERR(err, COVCT_ERR_IO, "cannot move %s to %s: %s",
+                             tmp, path, strerror(errno));
+        e->tmp_live = false;
+        e->placed = true;
+        return COVCT_OK;
+    }
+    return COVCT_ERR(err, COVCT_ERR_LIMIT,
+                     "%d different copies are already kept under %s/"
+                     "duplicates",
+                     DUPLICATES_MAX, s->dir);
+}
+
+/* NEW, ALREADY or DUPLICATE, against the copy stored before (an earlier
+ * put of this batch, or the index); for DUPLICATE, *known says that an
+ * identical copy is already kept under duplicates/. */
+static covct_rc decide(covct_store *s, entry *batch, entry *e, bool *known,
+                       covct_error *err)
+{
+    *known = false;
+    entry *prev = NULL;
+    for (entry *o = batch; o != e; o = o->next)
+        if (!o->rc && o->placed && o->result == COVCT_STORE_NEW &&
+            !strcmp(o->m.sop, e->m.sop))
+            prev = o;
+    bool same = false, missing = false;
+    if (prev) {
+        same = prev->len == e->len && !memcmp(prev->bytes, e->bytes, e->len);
+    } else {
+        sqlite3_stmt *st = s->st[ST_FIND];
+        bind_text(st, 1, e->m.sop);
+        int r = sqlite3_step(st);
+        char rel[REL_MAX] = "";
+        int64_t size = -1;
+        if (r == SQLITE_ROW) {
+            const unsigned char *p = sqlite3_column_text(st, 0);
+            copy_trunc(rel, sizeof rel, (const char *)p);
+            size = sqlite3_column_int64(st, 1);
+        }
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        if (r != SQLITE_ROW && r != SQLITE_DONE)
+            return COVCT_ERR(err, COVCT_ERR_IO, "cannot query %s: %s",
+                             s->index_path, sqlite3_errmsg(s->db));
+        if (r == SQLITE_DONE) {
+            e->result = COVCT_STORE_NEW;
+            return COVCT_OK;
+        }
+        if (size == (int64_t)e->len) {
+            covct_rc rc = file_same(s, rel, e->bytes, e->len, &same,
+                                    &missing, err);
+            if (rc)
+                return rc;
+            if (missing)
+                covct_log(COVCT_LOG_WARN,
+                          "store %s: instance %s is indexed but its file %s "
+                          "is missing",
+                          s->dir, e->m.sop, rel);
+        }
+    }
+    if (same) {
+        e->result = COVCT_STORE_ALREADY;
+        e->same_as = prev;
+        return COVCT_OK;
+    }
+    e->result = COVCT_STORE_DUPLICATE;
+    /* A sender that retries a different copy should not fill the disk. */
+    for (entry *o = batch; o != e; o = o->next)
+        if (!o->rc && o->placed && o->result == COVCT_STORE_DUPLICATE &&
+            !strcmp(o->m.sop, e->m.sop) && o->len == e->len &&
+            !memcmp(o->bytes, e->bytes, e->len)) {
+            *known = true;
+            e->same_as = o;
+            return COVCT_OK;
+        }
+    sqlite3_stmt *st = s->st[ST_FIND_DUP];
+    bind_text(st, 1, e->m.sop);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)e->len);
+    covct_rc rc = COVCT_OK;
+    while (!*known && sqlite3_step(st) == SQLITE_ROW) {
+        char rel[REL_MAX];
+        copy_trunc(rel, sizeof rel, (const char *)sqlite3_column_text(st, 0));
+        if ((rc = file_same(s, rel, e->bytes, e->len, known, &missing, err)))
+            break;
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+/* Everything one round does with the puts it took from the queue. */
+static void commit_batch(covct_store *s, entry *batch)
+{
+    dirset dirs = {0};
+    covct_error berr = {0};
+    covct_rc rc;
+    bool any_placed = false;
+
+    /* 1. Decide each put's fate; place the files to keep. */
+    for (entry *e = batch; e; e = e->next) {
+        bool known = false;
+        if ((rc = decide(s, batch, e, &known, &e->err))) {
+            entry_fail(e, rc);
+            entry_drop_tmp(s, e);
+            continue;
+        }
+        if (e->result == COVCT_STORE_ALREADY || known) {
+            entry_drop_tmp(s, e);
+            continue;
+        }
+        /* The putter made the bytes durable before it queued them. */
+        rc = e->result == COVCT_STORE_NEW ? place_new(s, e, &dirs, &e->err)
+                                          : place_dup(s, e, &dirs, &e->err);
+        if (rc) {
+            entry_fail(e, rc);
+            entry_drop_tmp(s, e);
+            s->dirty |= e->placed;
+        }
+        any_placed |= e->placed;
+    }
+
+    /* 2. Make the new names durable: each touched folder once.  DIR/tmp
+     * too, so that the renames are complete on both sides. */
+    char tmp_dir[PATH_MAX];
+    path_of(s, "tmp", tmp_dir);
+    rc = any_placed ? dirset_add(&dirs, tmp_dir, &berr) : COVCT_OK;
+    for (size_t i = 0; !rc && i < dirs.n; i++)
+        rc = fsync_dir(dirs.paths[i], &berr);
+    if (rc) {
+        for (entry *e = batch; e; e = e->next)
+            if (!e->rc && e->placed) {
+                covct_error_set(&e->err, berr.rc, berr.src_file,
+                                berr.src_line, "%s", berr.msg);
+                entry_fail(e, rc);
+                s->dirty = true;
+            }
+    }
+
+    /* 3. One transaction for every placed file's rows. */
+    bool any = false;
+    for (entry *e = batch; e; e = e->next)
+        any |= !e->rc && e->placed;
+    covct_error_clear(&berr);
+    if (any && (rc = exec(s, "BEGIN IMMEDIATE", &berr))) {
+        for (entry *e = batch; e; e = e->next)
+            if (!e->rc && e->placed) {
+                covct_error_set(&e->err, berr.rc, berr.src_file,
+                                berr.src_line, "%s", berr.msg);
+                entry_fail(e, rc);
+                s->dirty = true;
+            }
+        any = false;
+    }
+    if (any) {
+        for (entry *e = batch; e; e = e->next) {
+            if (e->rc || !e->placed)
+                continue;
+            rc = e->result == COVCT_STORE_NEW
+                     ? index_new(s, &e->m, e->rel, e->len, e->source_ae,
+                                 e->received, &e->err)
+                     : index_dup(s, e->m.sop, e->rel, e->len, e->source_ae,
+                                 e->received, &e->err);
+            if (rc) {
+                entry_fail(e, rc);
+                s->dirty = true;
+            } else {
+                e->indexed = true;
+            }
+        }
+        if ((rc = exec(s, "COMMIT", &berr))) {
+            if (!sqlite3_get_autocommit(s->db))
+                sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+            for (entry *e = batch; e; e = e->next)
+                if (!e->rc && e->indexed) {
+                    covct_error_set(&e->err, berr.rc, berr.src_file,
+                                    berr.src_line, "%s", berr.msg);
+                    entry_fail(e, rc);
+                    s->dirty = true;
+                }
+        }
+    }
+
+    /* 4. A put found identical to another of the same batch shares its
+     * fate. */
+    for (entry *e = batch; e; e = e->next)
+        if (!e->rc && e->same_as && e->same_as->rc) {
+            COVCT_ERR(&e->err, e->same_as->rc,
+                      "the identical copy received at the same time could "
+                      "not be stored: %s",
+                      e->same_as->err.msg);
+            entry_fail(e, e->same_as->rc);
+        }
+    covct_free(dirs.paths);
+}
+
+static void *committer(void *arg)
+{
+    covct_store *s = arg;
+    pthread_mutex_lock(&s->lock);
+    for (;;) {
+        while (!s->stopping && (!s->head || s->hold))
+            pthread_cond_wait(&s->work, &s->lock);
+        if (!s->head)
+            break; /* stopping, and the queue is drained */
+        entry *batch = s->head;
+        s->head = s->tail = NULL;
+        pthread_mutex_unlock(&s->lock);
+
+        commit_batch(s, batch);
+
+        pthread_mutex_lock(&s->lock);
+        uint64_t n = 0;
+        /* The waiter frees its entry as soon as it sees `done`, which it
+         * can only do after this lock is released. */
+        for (entry *e = batch, *next; e; e = next) {
+            next = e->next;
+            e->done = true;
+            pthread_cond_signal(&e->cond);
+            n++;
+        }
+        s->stats.batches++;
+        s->stats.entries += n;
+        if (n > s->stats.max_batch)
+            s->stats.max_batch = n;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+/* ---- put ----------------------------------------------------------------- */
+
+/* Write the received bytes to a new file in DIR/tmp and make them durable.
+ * They must be on disk before the committer's rename publishes them, or a
+ * crash could leave the final name on an empty or partial file.  The sync
+ * runs here, in the putter's thread, rather than in the committer: the
+ * putters' syncs then overlap each other and the committer's work, and
+ * the filesystem journal merges them (ext4: 400 puts from 8 threads took
+ * half the time they took with the committer syncing each file in turn). */
+static covct_rc write_tmp(covct_store *s, entry *e, covct_error *err)
+{
+    char path[PATH_MAX];
+    int fd;
+    for (int attempt = 0;; attempt++) {
+        unsigned n = atomic_fetch_add(&s->tmp_counter, 1);
+        snprintf(e->tmp, sizeof e->tmp, "tmp/%ld-%u.part", (long)getpid(), n);
+        path_of(s, e->tmp, path);
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd >= 0)
+            break;
+        if (errno != EEXIST || attempt >= 100)
+            return COVCT_ERR(err, COVCT_ERR_IO, "cannot create %s: %s", path,
+                             strerror(errno));
+    }
+    e->tmp_live = true;
+    covct_rc rc = COVCT_OK;
+    const uint8_t *p = e->bytes;
+    size_t left = e->len;
+    while (left) {
+        ssize_t w = write(fd, p, left > (1u << 30) ? (1u << 30) : left);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = COVCT_ERR(err, COVCT_ERR_IO, "cannot write %s: %s", path,
+                           strerror(errno));
+            goto out;
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    if (fdatasync(fd) != 0)
+        rc = COVCT_ERR(err, COVCT_ERR_IO, "cannot sync %s: %s", path,
+                       strerror(errno));
+out:
+    if (close(fd) != 0 && !rc)
+        rc = COVCT_ERR(err, COVCT_ERR_IO, "cannot write %s: %s", path,
+                       strerror(errno));
+    return rc;
+}
+
+covct_rc covct_store_put(covct_store *s, uint8_t *file, size_t len,
+                         const char *source_ae, covct_store_result *result,
+                         covct_store_info *info, covct_error *err)
+{
+    if (!s || !file) {
+        covct_free(file);
+        return COVCT_ERR(err, COVCT_ERR_ARG, "covct_store_put: %s",
+                         s ? "no file" : "no store");
+    }
+    entry *e = covct_calloc(1, sizeof *e);
+    if (!e) {
+        covct_free(file);
+        return COVCT_ERR(err, COVCT_ERR_NOMEM, "out of memory");
+    }
+    bool meta_ok = false, cond_ok = false;
+    covct_rc rc = covct_dcm_file_parse(
+        file, len, &(covct_dcm_read_opts){.stop_before_pixels = true},
+        &e->f, err);
+    if (rc) {
+        covct_error_prefix(err, "received file: ");
+        goto out;
+    }
+    e->bytes = covct_dcm_file_bytes(e->f, &e->len);
+    if ((rc = read_meta(e->f, &e->m, err)))
+        goto out;
+    meta_ok = true;
+    e->source_ae = source_ae && source_ae[0] ? source_ae : NULL;
+    e->received = unix_now();
+    if ((rc = write_tmp(s, e, err))) {
+        covct_error_prefix(err, "instance %s: ", e->m.sop);
+        goto out;
+    }
+    if (pthread_cond_init(&e->cond, NULL) != 0) {
+        rc = COVCT_ERR(err, COVCT_ERR_INTERNAL, "pthread_cond_init failed");
+        goto out;
+    }
+    cond_ok = true;
+
+    pthread_mutex_lock(&s->lock);
+    if (s->stopping) {
+        pthread_mutex_unlock(&s->lock);
+        rc = COVCT_ERR(err, COVCT_ERR_ARG, "instance %s: the store is closing",
+                       e->m.sop);
+        goto out;
+    }
+    if (s->tail)
+        s->tail->next = e;
+    else
+        s->head = e;
+    s->tail = e;
+    pthread_cond_signal(&s->work);
+    while (!e->done)
+        pthread_cond_wait(&e->cond, &s->lock);
+    pthread_mutex_unlock(&s->lock);
+
+    if ((rc = e->rc)) {
+        covct_error_set(err, rc, e->err.src_file, e->err.src_line, "%s",
+                        e->err.msg);
+        goto out;
+    }
+    if (result)
+        *result = e->result;
+    if (info) {
+        memset(info, 0, sizeof *info);
+        copy_trunc(info->sop_class_uid, sizeof info->sop_class_uid,
+                   e->m.sop_class);
+        copy_trunc(info->sop_instance_uid, sizeof info->sop_instance_uid,
+                   e->m.sop);
+        copy_trunc(info->series_uid, sizeof info->series_uid, e->m.series);
+        copy_trunc(info->study_uid, sizeof info->study_uid, e->m.study);
+        copy_trunc(info->patient_id, sizeof info->patient_id,
+                   e->m.text[T_PATIENT_ID]);
+        copy_trunc(info->modality, sizeof info->modality,
+                   e->m.text[T_MODALITY]);
+    }
+out:
+    entry_drop_tmp(s, e);
+    if (cond_ok)
+        pthread_cond_destroy(&e->cond);
+    if (meta_ok)
+        meta_free(&e->m);
+    covct_dcm_file_free(e->f);
+    covct_free(e);
+    return rc;
+}
+
+/* ---- open: marker, index, recovery --------------------------------------- */
+
+/* Create and lock DIR/.open.  The lock keeps a second process (or a
+ * second open in this one) out; the file's presence at open means the
+ * last process did not close the store. */
+static covct_rc take_marker(covct_store *s, covct_error *err)
+{
+    for (int attempt = 0; attempt < 10; attempt++) {
+        bool created = true;
+        int fd = open(s->marker_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
+                      0666);
+        if (fd < 0 && errno == EEXIST) {
+            created = false;
+            fd = open(s->marker_path, O_RDWR | O_CLOEXEC);
+            if (fd < 0 && errno == ENOENT)
+                continue; /* removed by a closing process: try again */
+        }
+        if (fd < 0)
+            return COVCT_ERR(err, COVCT_ERR_IO, "cannot create %s: %s",
+                             s->marker_path, strerror(errno));
+        if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            int e = errno;
+            close(fd);
+            if (e == EWOULDBLOCK)
+                return COVCT_ERR(err, COVCT_ERR_IO,
+                                 "store %s is already open (%s is locked)",
+                                 s->dir, s->marker_path);
+            return COVCT_ERR(err, COVCT_ERR_IO, "cannot lock %s: %s",
+                             s->marker_path, strerror(e));
+        }
+        /* A closing process may have removed the file between our open
+         * and our lock: then our lock is on a name nobody sees. */
+        struct stat a, b;
+        if (fstat(fd, &a) != 0 || stat(s->marker_path, &b) != 0 ||
+            a.st_ino != b.st_ino || a.st_dev != b.st_dev) {
+            close(fd);
+            continue;
+        }
+        s->marker_fd = fd;
+        s->unclean = !created;
+        /* The marker must be on disk before any file is placed, or a crash
+         * could leave unindexed files that no open would look for. */
+        return created ? fsync_dir(s->dir, err) : COVCT_OK;
+    }
+    return COVCT_ERR(err, COVCT_ERR_IO, "cannot take %s: it keeps changing",
+                     s->marker_path);
+}
+
+static covct_rc open_index(covct_store *s, covct_error *err)
+{
+    covct_rc rc;
+    if (sqlite3_open_v2(s->index_path, &s->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                            SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK)
+        return COVCT_ERR(err, COVCT_ERR_IO, "cannot open index %s: %s",
+                         s->index_path,
+                         s->db ? sqlite3_errmsg(s->db) : "out of memory");
+    sqlite3_busy_timeout(s->db, 10000);
+    /* WAL: readers (C-FIND, the web API) never block the committer.
+     * synchronous=FULL: a commit is on disk when COMMIT returns. */
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA journal_mode = WAL", -1, &st,
+                           NULL) != SQLITE_OK ||
+        sqlite3_step(st) != SQLITE_ROW) {
+        sqlite3_finalize(st);
+        return COVCT_ERR(err, COVCT_ERR_IO, "index %s: cannot set WAL mode: %s",
+                         s->index_path, sqlite3_errmsg(s->db));
+    }
+    const char *mode = (const char *)sqlite3_column_text(st, 0);
+    if (!mode || strcmp(mode, "wal") != 0)
+        covct_log(COVCT_LOG_WARN,
+                  "store %s: the index runs in journal mode %s, not WAL: "
+                  "readers will block writes",
+                  s->dir, mode ? mode : "?");
+    sqlite3_finalize(st);
+    if ((rc = exec(s, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON",
+                   err)))
+        return rc;
+    int version = -1;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) ==
+            SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        version = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    if (version < 0)
+        return COVCT_ERR(err, COVCT_ERR_IO, "index %s: cannot read: %s",
+                         s->index_path, sqlite3_errmsg(s->db));
+    if (version > SCHEMA_VERSION)
+        return COVCT_ERR(err, COVCT_ERR_UNSUPPORTED,
+                         "index %s has schema version %d; this covct knows "
+                         "version %d",
+                         s->index_path, version, SCHEMA_VERSION);
+    if (version < SCHEMA_VERSION) {
+        if ((rc = exec(s, "BEGIN IMMEDIATE", err)))
+            return rc;
+        if ((rc = exec(s, schema_sql, err))) {
+            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+            return rc;
+        }
+        if ((rc = exec(s, "COMMIT", err)))
+            return rc;
+    }
+    for (int i = 0; i < ST_COUNT; i++)
+        if (sqlite3_prepare_v3(s->db, st_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+                               &s->st[i], NULL) != SQLITE_OK)
+            return COVCT_ERR(err, COVCT_ERR_INTERNAL,
+                             "index %s: cannot prepare \"%s\": %s",
+                             s->index_path, st_sql[i], sqlite3_errmsg(s->db));
+    return COVCT_OK;
+}
+
+static covct_rc open_reader(covct_store *s, covct_error *err)
+{
+    if (sqlite3_open_v2(s->index_path, &s->rdb,
+                        SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK)
+        return COVCT_ERR(err, COVCT_ERR_IO, "cannot open index %s: %s",
+                         s->index_path,
+                         s->rdb ? sqlite3_errmsg(s->rdb) : "out of memory");
+    sqlite3_busy_timeout(s->rdb, 10000);
+    if (sqlite3_prepare_v3(s->rdb, "SELECT count(*) FROM instances", -1,
+                           SQLITE_PREPARE_PERSISTENT, &s->rd_count,
+                           NULL) != SQLITE_OK ||
+        sqlite3_prepare_v3(s->rdb,
+                           "SELECT path FROM instances WHERE sop_uid = ?1",
+                           -1, SQLITE_PREPARE_PERSISTENT, &s->rd_path,
+                           NULL) != SQLITE_OK)
+        return COVCT_ERR(err, COVCT_ERR_INTERNAL, "index %s: %s",
+                         s->index_path, sqlite3_errmsg(s->rdb));
+    return COVCT_OK;
+}
+
+/* Remove what DIR/tmp holds: files of puts that never completed. */
+static void empty_tmp(covct_store *s)
+{
+    char path[PATH_MAX];
+    path_of(s, "tmp", path);
+    DIR *d = opendir(path);
+    if (!d)
+        return;
+    size_t removed = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.' &&
+            (!de->d_name[1] || (de->d_name[1] == '.' && !de->d_name[2])))
+            continue;
+        if (unlinkat(dirfd(d), de->d_name, 0) == 0)
+            removed++;
+        else
+            covct_log(COVCT_LOG_WARN, "store %s: cannot remove tmp/%s: %s",
+                      s->dir, de->d_name, strerror(errno));
+    }
+    closedir(d);
+    if (removed)
+        covct_log(COVCT_LOG_INFO,
+                  "store %s: removed %zu unfinished files from tmp/", s->dir,
+                  removed);
+}
+
+typedef struct recovery {
+    double start, last_log;
+    size_t checked, indexed, in_txn;
+} recovery;
+
+static bool row_exists(covct_store *s, int which, const char *rel)
+{
+    sqlite3_stmt *st = s->st[which];
+    bind_text(st, 1, rel);
+    bool found = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return found;
+}
+
+/* Index one file found under DIR without an index row.  Files that do not
+ * parse, or that are not where their UIDs say, are left alone and
+ * logged: recovery never deletes what was received. */
+static covct_rc recover_file(covct_store *s, recovery *r, const char *rel,
+                             bool duplicate, covct_error *err)
+{
+    r->checked++;
+    if (row_exists(s, duplicate ? ST_HAS_DUP : ST_HAS_PATH, rel))
+        return COVCT_OK;
+    char path[PATH_MAX];
+    path_of(s, rel, path);
+    covct_error ferr = {0};
+    uint8_t *data = NULL;
+    size_t len = 0;
+    covct_dcm_file *f = NULL;
+    meta m;
+    bool meta_ok = false;
+    covct_rc rc = COVCT_OK;
+    struct stat st;
+    if (stat(path, &st) != 0 || covct_file_read(path, &data, &len, &ferr) ||
+        covct_dcm_file_parse(data, len,
+                             &(covct_dcm_read_opts){.stop_before_pixels = true},
+                             &f, &ferr) ||
+        read_meta(f, &m, &ferr)) {
+        covct_log(COVCT_LOG_WARN, "store %s: recovery: %s left unindexed: %s",
+                  s->dir, rel, ferr.msg[0] ? ferr.msg : strerror(errno));
+        goto out;
+    }
+    meta_ok = true;
+    double mtime =
+        (double)st.st_mtim.tv_sec + (double)st.st_mtim.tv_nsec * 1e-9;
+    const char *ae = m.source_ae[0] ? m.source_ae : NULL;
+    if (duplicate) {
+        rc = index_dup(s, m.sop, rel, len, ae, mtime, err);
+    } else {
+        char want[REL_MAX];
+        instance_rel(&m, want);
+        if (strcmp(want, rel) != 0) {
+            covct_log(COVCT_LOG_WARN,
+                      "store %s: recovery: %s left unindexed: it holds "
+                      "instance %s, whose place is %s",
+                      s->dir, rel, m.sop, want);
+            goto out;
+        }
+        sqlite3_stmt *q = s->st[ST_FIND];
+        bind_text(q, 1, m.sop);
+        bool other = sqlite3_step(q) == SQLITE_ROW;
+        sqlite3_reset(q);
+        sqlite3_clear_bindings(q);
+        if (other) {
+            covct_log(COVCT_LOG_WARN,
+                      "store %s: recovery: %s left unindexed: instance %s "
+                      "is indexed at another path",
+                      s->dir, rel, m.sop);
+            goto out;
+        }
+        rc = index_new(s, &m, rel, len, ae, mtime, err);
+    }
+    if (rc)
+        goto out;
+    r->indexed++;
+    if (++r->in_txn >= RECOVERY_TXN_FILES) {
+        r->in_txn = 0;
+        if ((rc = exec(s, "COMMIT", err)) ||
+            (rc = exec(s, "BEGIN IMMEDIATE", err)))
+            goto out;
+    }
+out:
+    if (meta_ok)
+        meta_free(&m);
+    covct_dcm_file_free(f);
+    double now = covct_now();
+    if (now - r->last_log >= RECOVERY_LOG_EVERY) {
+        r->last_log = now;
+        covct_log(COVCT_LOG_INFO,
+                  "store %s: recovery: %zu files checked, %zu indexed "
+                  "(%.0f s)",
+                  s->dir, r->checked, r->indexed, now - r->start);
+    }
+    return rc;
+}
+
+static bool is_dot(const char *name) { return name[0] == '.'; }
+
+/* Walk DIR/instances/SS/STUDY/SERIES/SOP.dcm (depth 0 = SS folders). */
+static covct_rc scan_instances(covct_store *s, recovery *r, const char *rel,
+                               int depth, covct_error *err)
+{
+    char path[PATH_MAX];
+    path_of(s, rel, path);
+    DIR *d = opendir(path);
+    if (!d) {
+        if (errno == ENOENT)
+            return COVCT_OK;
+        return COVCT_ERR(err, COVCT_ERR_IO, "cannot read folder %s: %s", path,
+                         strerror(errno));
+    }
+    covct_rc rc = COVCT_OK;
+    struct dirent *de;
+    while (!rc && (de = readdir(d))) {
+        if (is_dot(de->d_name))
+            continue;
+        char sub[REL_MAX];
+        int n = snprintf(sub, sizeof sub, "%s/%s", rel, de->d_name);
+        if (n < 0 || (size_t)n >= sizeof sub)
+            continue; /* longer than anything the store creates */
+        struct stat st;
+        char full[PATH_MAX];
+        path_of(s, sub, full);
+        if (lstat(full, &st) != 0)
+            continue;
+        if (depth < 3 && S_ISDIR(st.st_mode)) {
+            rc = scan_instances(s, r, sub, depth + 1, err);
+        } else if (depth == 3 && S_ISREG(st.st_mode)) {
+            size_t nl = strlen(de->d_name);
+            if (nl > 4 && !strcmp(de->d_name + nl - 4, ".dcm"))
+                rc = recover_file(s, r, sub, false, err);
+        }
+    }
+    closedir(d);
+    return rc;
+}
+
+static covct_rc scan_duplicates(covct_store *s, recovery *r, covct_error *err)
+{
+    char path[PATH_MAX];
+    path_of(s, "duplicates", path);
+    DIR *d = opendir(path);
+    if (!d)
+        return errno == ENOENT ? COVCT_OK
+                               : COVCT_ERR(err, COVCT_ERR_IO,
+                                           "cannot read folder %s: %s", path,
+                                           strerror(errno));
+    covct_rc rc = COVCT_OK;
+    struct dirent *de;
+    while (!rc && (de = readdir(d))) {
+        size_t nl = strlen(de->d_name);
+        if (is_dot(de->d_name) || nl <= 4 ||
+            strcmp(de->d_name + nl - 4, ".dcm") != 0)
+            continue;
+        char sub[REL_MAX];
+        int n = snprintf(sub, sizeof sub, "duplicates/%s", de->d_name);
+        if (n < 0 || (size_t)n >= sizeof sub)
+            continue;
+        rc = recover_file(s, r, sub, true, err);
+    }
+    closedir(d);
+    return rc;
+}
+
+/* The last process was killed: index every file renamed into place whose
+ * transaction never committed. */
+static covct_rc recover(covct_store *s, covct_error *err)
+{
+    covct_log(COVCT_LOG_INFO,
+              "store %s was not closed cleanly: checking its files against "
+              "the index",
+              s->dir);
+    recovery r = {0};
+    r.start = r.last_log = covct_now();
+    covct_rc rc = exec(s, "BEGIN IMMEDIATE", err);
+    if (rc)
+        return rc;
+    if ((rc = scan_instances(s, &r, "instances", 0, err)) ||
+        (rc = scan_duplicates(s, &r, err)) || (rc = exec(s, "COMMIT", err))) {
+        if (!sqlite3_get_autocommit(s->db))
+            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        return rc;
+    }
+    s->stats.recovered = r.indexed;
+    covct_log(COVCT_LOG_INFO,
+              "store %s: recovery done: %zu files checked, %zu indexed "
+              "(%.1f s)",
+              s->dir, r.checked, r.indexed, covct_now() - r.start);
+    return COVCT_OK;
+}
+
+/* ---- open and close ------------------------------------------------------ */
+
+static void destroy(covct_store *s, bool remove_marker)
+{
+    for (int i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize(s->st[i]);
+    sqlite3_finalize(s->rd_count);
+    sqlite3_finalize(s->rd_path);
+    sqlite3_close(s->rdb);
+    if (s->db) {
+        /* Fold the WAL into the database so that the folder is one
+         * self-contained file for backups and read-only readers. */
+        if (sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE,
+                                      NULL, NULL) != SQLITE_OK)
+            covct_log(COVCT_LOG_WARN, "store %s: index checkpoint: %s",
+                      s->dir, sqlite3_errmsg(s->db));
+        if (sqlite3_close(s->db) != SQLITE_OK)
+            covct_log(COVCT_LOG_WARN, "store %s: cannot close the index: %s",
+                      s->dir, sqlite3_errmsg(s->db));
+    }
+    if (s->marker_fd >= 0) {
+        if (remove_marker)
+            unlink(s->marker_path);
+        close(s->marker_fd); /* releases the lock */
+    }
+    if (s->sync_ok) {
+        pthread_mutex_destroy(&s->lock);
+        pthread_cond_destroy(&s->work);
+    }
+    if (s->rd_lock_ok)
+        pthread_mutex_destroy(&s->rd_lock);
+    covct_free(s->dir);
+    covct_free(s->index_path);
+    covct_free(s->marker_path);
+    covct_free(s);
+}
+
+static char *join_alloc(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = covct_malloc(n);
+    if (p)
+        snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+covct_rc covct_store_open(const char *dir, covct_store **out,
+                          covct_error *err)
+{
+    if (out)
+        *out = NULL;
+    if (!dir || !dir[0] || !out)
+        return COVCT_ERR(err, COVCT_ERR_ARG, "covct_store_open: no folder");
+    size_t dlen = strlen(dir);
+    while (dlen > 1 && dir[dlen - 1] == '/')
+        dlen--;
+    if (dlen > DIR_MAX)
+        return COVCT_ERR(err, COVCT_ERR_ARG,
+                         "store folder name is %zu bytes; at most %d",
+                         dlen, DIR_MAX);
+    covct_store *s = covct_calloc(1, sizeof *s);
+    if (!s)
+        return COVCT_ERR(err, COVCT_ERR_NOMEM, "out of memory");
+    s->marker_fd = -1;
+    covct_rc rc = COVCT_OK;
+    if (!(s->dir = covct_strndup(dir, dlen)) ||
+        !(s->index_path = join_alloc(s->dir, "index.sqlite")) ||
+        !(s->marker_path = join_alloc(s->dir, ".open"))) {
+        rc = COVCT_ERR(err, COVCT_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    if (pthread_mutex_init(&s->lock, NULL) != 0)
+        goto fail_sync;
+    if (pthread_cond_init(&s->work, NULL) != 0) {
+        pthread_mutex_destroy(&s->lock);
+        goto fail_sync;
+    }
+    s->sync_ok = true;
+    if (pthread_mutex_init(&s->rd_lock, NULL) != 0)
+        goto fail_sync;
+    s->rd_lock_ok = true;
+
+    if ((rc = make_dirs(s->dir, err)))
+        goto fail;
+    static const char *const subdirs[] = {"instances", "duplicates", "tmp"};
+    for (size_t i = 0; i < sizeof subdirs / sizeof *subdirs; i++) {
+        char path[PATH_MAX];
+        bool created;
+        path_of(s, subdirs[i], path);
+        if ((rc = make_dir(path, &created, err)))
+            goto fail;
+    }
+    if ((rc = take_marker(s, err)))
+        goto fail;
+    if ((rc = open_index(s, err)))
+        goto fail;
+    /* The lock is ours: nobody else is writing to DIR/tmp. */
+    empty_tmp(s);
+    if (s->unclean && (rc = recover(s, err)))
+        goto fail;
+    if ((rc = open_reader(s, err)))
+        goto fail;
+    if (pthread_create(&s->thread, NULL, committer, s) != 0) {
+        rc = COVCT_ERR(err, COVCT_ERR_INTERNAL,
+                       "cannot start the store's committer thread");
+        goto fail;
+    }
+    s->thread_started = true;
+    *out = s;
+    return COVCT_OK;
+fail_sync:
+    rc = COVCT_ERR(err, COVCT_ERR_INTERNAL, "cannot create a mutex");
+fail:
+    covct_error_prefix(err, "store %s: ", s->dir ? s->dir : dir);
+    /* A marker we found stays: the recovery it asks for has not run. */
+    destroy(s, !s->unclean);
+    return rc;
+}
+
+void covct_store_close(covct_store *s)
+{
+    if (!s)
+        return;
+    if (s->thread_started) {
+        pthread_mutex_lock(&s->lock);
+        s->stopping = true;
+        pthread_cond_signal(&s->work);
+        pthread_mutex_unlock(&s->lock);
+        pthread_join(s->thread, NULL);
+    }
+    if (s->dirty)
+        covct_log(COVCT_LOG_WARN,
+                  "store %s: some received files could not be indexed; the "
+                  "next open will index them",
+                  s->dir);
+    destroy(s, !s->dirty);
+}
+
+/* ---- queries ------------------------------------------------------------- */
+
+covct_rc covct_store_count(covct_store *s, uint64_t *instances,
+                           covct_error *err)
+{
+    if (!s || !instances)
+        return COVCT_ERR(err, COVCT_ERR_ARG, "covct_store_count: no store");
+    pthread_mutex_lock(&s->rd_lock);
+    covct_rc rc = COVCT_OK;
+    if (sqlite3_step(s->rd_count) == SQLITE_ROW)
+        *instances = (uint64_t)sqlite3_column_int64(s->rd_count, 0);
+    else
+        rc = COVCT_ERR(err, COVCT_ERR_IO, "cannot query %s: %s",
+                       s->index_path, sqlite3_errmsg(s->rdb));
+    sqlite3_reset(s->rd_count);
+    pthread_mutex_unlock(&s->rd_lock);
+    return rc;
+}
+
+covct_rc covct_store_instance_path(covct_store *s, const char *sop_uid,
+                                   char *buf, size_t size, covct_error *err)
+{
+    if (!s || !sop_uid || !buf || !size)
+        return COVCT_ERR(err, COVCT_ERR_ARG,
+                         "covct_store_instance_path: missing argument");
+    buf[0] = '\0';
+    pthread_mutex_lock(&s->rd_lock);
+    covct_rc rc = COVCT_OK;
+    sqlite3_stmt *st = s->rd_path;
+    bind_text(st, 1, sop_uid);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW) {
+        const char *rel = (const char *)sqlite3_column_text(st, 0);
+        int n = snprintf(buf, size, "%s/%s", s->dir, rel ? rel : "");
+        if (n < 0 || (size_t)n >= size)
+            rc = COVCT_ERR(err, COVCT_ERR_LIMIT,
+                           "path of instance %s needs %d bytes, buffer has "
+                           "%zu",
+                           sop_uid, n + 1, size);
+    } else if (r == SQLITE_DONE) {
+        rc = COVCT_ERR(err, COVCT_ERR_NOT_FOUND,
+                       "instance %s is not in store %s", sop_uid, s->dir);
+    } else {
+        rc = COVCT_ERR(err, COVCT_ERR_IO, "cannot query %s: %s",
+                       s->index_path, sqlite3_errmsg(s->rdb));
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    pthread_mutex_unlock(&s->rd_lock);
+    if (rc && rc != COVCT_ERR_NOT_FOUND)
+        buf[0] = '\0';
+    return rc;
+}
+
+const char *covct_store_index_path(const covct_store *s)
+{
+    return s ? s->index_path : NULL;
+}
+
+/* ---- test hooks (store_int.h) -------------------------------------------- */
+
+void covct_store_debug_stats(covct_store *s, covct_store_stats *st)
+{
+    pthread_mutex_lock(&s->lock);
+    *st = s->stats;
+    pthread_mutex_unlock(&s->lock);
+}
+
+void covct_store_debug_hold(covct_store *s, bool hold)
+{
+    pthread_mutex_lock(&s->lock);
+    s->hold = hold;
+    pthread_cond_signal(&s->work);
+    pthread_mutex_unlock(&s->lock);
+}
+
+size_t covct_store_debug_queued(covct_store *s)
+{
+    pthread_mutex_lock(&s->lock);
+    size_t n = 0;
+    for (const entry *e = s->head; e; e = e->next)
+        n++;
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}

@@ -1,0 +1,3 @@
+# The store (src/store/store.c): puts, index rows, duplicates, refused UIDs,
+# concurrent puts and group commit, crash recovery, in a folder under /tmp.
+covct_add_test(test_store ${CMAKE_CURRENT_SOURCE_DIR}/test_store.c)

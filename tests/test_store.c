@@ -1,0 +1,881 @@
+/*
+ * Tests of the store (src/store/store.c, docs/internals/store.md), in a
+ * temporary folder: new instances and their index rows (read with an
+ * independent SQLite connection, as C-FIND will), the duplicate policy,
+ * refused UIDs and files, concurrent puts and group commit, a second open,
+ * and crash recovery after a process is killed with the store open.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "covct/core.h"
+#include "covct/dicom.h"
+#include "covct/store.h"
+#include "store/store_int.h"
+#include "test.h"
+
+#define CT_CLASS "1.2.840.10008.5.1.4.1.1.2"
+#define ROOT "1.2.826.0.1.3680043.10.999"
+
+static char g_root[256]; /* the mkdtemp folder */
+static char g_dir[512];  /* the store inside it (created by open) */
+
+/* ---- building instances -------------------------------------------------- */
+
+typedef struct spec {
+    const char *sop, *study, *series; /* NULL: element absent */
+    const char *patient_id;           /* NULL: absent */
+    const char *patient_name;
+    const char *charset;              /* (0008,0005) */
+    const char *modality;
+    int instance_number;
+    const char *body;                 /* varies the content */
+} spec;
+
+static void set(covct_dcm_dataset *ds, uint16_t g, uint16_t e, char a,
+                char b, const char *v)
+{
+    covct_error err = {0};
+    if (v && covct_dcm_dataset_set_string(ds, COVCT_TAG(g, e), COVCT_VR(a, b),
+                                          v, &err)) {
+        fprintf(stderr, "set (%04X,%04X): %s\n", g, e, err.msg);
+        exit(2);
+    }
+}
+
+/* A Part 10 file (allocated with covct_malloc, as put wants it). */
+static uint8_t *make_file(const spec *sp, size_t *len)
+{
+    covct_dcm_dataset *ds = covct_dcm_dataset_new();
+    char num[16];
+    snprintf(num, sizeof num, "%d", sp->instance_number);
+    set(ds, 0x0008, 0x0005, 'C', 'S', sp->charset);
+    set(ds, 0x0008, 0x0016, 'U', 'I', CT_CLASS);
+    set(ds, 0x0008, 0x0018, 'U', 'I', sp->sop);
+    set(ds, 0x0008, 0x0020, 'D', 'A', "20200315");
+    set(ds, 0x0008, 0x0050, 'S', 'H', "ACC42");
+    set(ds, 0x0008, 0x0060, 'C', 'S', sp->modality ? sp->modality : "CT");
+    set(ds, 0x0008, 0x1030, 'L', 'O', "CHEST CT ");
+    set(ds, 0x0008, 0x103E, 'L', 'O', sp->body ? sp->body : "axial 1mm");
+    set(ds, 0x0010, 0x0010, 'P', 'N', sp->patient_name);
+    set(ds, 0x0010, 0x0020, 'L', 'O', sp->patient_id);
+    set(ds, 0x0010, 0x0040, 'C', 'S', "F");
+    set(ds, 0x0020, 0x000D, 'U', 'I', sp->study);
+    set(ds, 0x0020, 0x000E, 'U', 'I', sp->series);
+    set(ds, 0x0020, 0x0011, 'I', 'S', "3");
+    set(ds, 0x0020, 0x0013, 'I', 'S', num);
+    covct_buf b = {0};
+    covct_error err = {0};
+    if (covct_dcm_write_buffer(ds, &b, &err)) {
+        fprintf(stderr, "write_buffer: %s\n", err.msg);
+        exit(2);
+    }
+    covct_dcm_dataset_free(ds);
+    *len = b.len;
+    return b.data;
+}
+
+static uint8_t *copy_bytes(const uint8_t *p, size_t n)
+{
+    uint8_t *c = covct_malloc(n);
+    memcpy(c, p, n);
+    return c;
+}
+
+static covct_rc put_spec(covct_store *s, const spec *sp,
+                         covct_store_result *res, covct_store_info *info,
+                         covct_error *err)
+{
+    size_t len;
+    uint8_t *f = make_file(sp, &len);
+    return covct_store_put(s, f, len, "MODALITY1", res, info, err);
+}
+
+/* ---- looking at the result ----------------------------------------------- */
+
+static sqlite3 *q_open(covct_store *s)
+{
+    sqlite3 *db = NULL;
+    if (sqlite3_open_v2(covct_store_index_path(s), &db, SQLITE_OPEN_READONLY,
+                        NULL) != SQLITE_OK) {
+        fprintf(stderr, "cannot open %s\n", covct_store_index_path(s));
+        exit(2);
+    }
+    return db;
+}
+
+/* First column of the first row as an integer (-1 when no row). */
+static int64_t q_int(covct_store *s, const char *sql, const char *arg)
+{
+    sqlite3 *db = q_open(s);
+    sqlite3_stmt *st;
+    int64_t v = -1;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+        fprintf(stderr, "%s: %s\n", sql, sqlite3_errmsg(db));
+        exit(2);
+    }
+    if (arg)
+        sqlite3_bind_text(st, 1, arg, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+/* ... as text ("<null>" for NULL, "<none>" when no row). */
+static const char *q_text(covct_store *s, const char *sql, const char *arg)
+{
+    static char buf[4][512];
+    static int next;
+    char *out = buf[next++ % 4];
+    sqlite3 *db = q_open(s);
+    sqlite3_stmt *st;
+    snprintf(out, 512, "<none>");
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+        fprintf(stderr, "%s: %s\n", sql, sqlite3_errmsg(db));
+        exit(2);
+    }
+    if (arg)
+        sqlite3_bind_text(st, 1, arg, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        const unsigned char *t = sqlite3_column_text(st, 0);
+        snprintf(out, 512, "%s", t ? (const char *)t : "<null>");
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return out;
+}
+
+static int count_files(const char *sub)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/%s", g_dir, sub);
+    DIR *d = opendir(path);
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)))
+        n += de->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+static bool exists(const char *sub)
+{
+    char path[600];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s", g_dir, sub);
+    return stat(path, &st) == 0;
+}
+
+static bool file_is(const char *path, const uint8_t *p, size_t n)
+{
+    uint8_t *data;
+    size_t len;
+    covct_error err = {0};
+    if (covct_file_read(path, &data, &len, &err))
+        return false;
+    bool same = len == n && !memcmp(data, p, n);
+    covct_free(data);
+    return same;
+}
+
+static uint64_t count(covct_store *s)
+{
+    uint64_t n = 0;
+    covct_error err = {0};
+    CHECKF(covct_store_count(s, &n, &err) == COVCT_OK, "%s", err.msg);
+    return n;
+}
+
+static covct_store *open_store(void)
+{
+    covct_store *s = NULL;
+    covct_error err = {0};
+    covct_rc rc = covct_store_open(g_dir, &s, &err);
+    CHECKF(rc == COVCT_OK && s, "open: %s", err.msg);
+    if (!s)
+        exit(1);
+    return s;
+}
+
+/* ---- the tests ----------------------------------------------------------- */
+
+#define STUDY1 ROOT ".1"
+#define SERIES1 ROOT ".1.1"
+#define SOP1 ROOT ".1.1.1"
+#define SOP2 ROOT ".1.1.2"
+
+static void test_new(covct_store *s)
+{
+    CHECK(exists("instances") && exists("duplicates") && exists("tmp"));
+    CHECK(exists(".open"));
+    CHECK(count(s) == 0);
+
+    /* Latin-1 "Müller^Anna" under ISO_IR 100 must reach the index as
+     * UTF-8. */
+    spec a = {.sop = SOP1, .study = STUDY1, .series = SERIES1,
+              .patient_id = "PID001", .patient_name = "M\xFCller^Anna",
+              .charset = "ISO_IR 100", .instance_number = 1};
+    size_t len;
+    uint8_t *f = make_file(&a, &len);
+    uint8_t *keep = copy_bytes(f, len);
+    covct_store_result res = COVCT_STORE_DUPLICATE;
+    covct_store_info info;
+    covct_error err = {0};
+    covct_rc rc = covct_store_put(s, f, len, "SCANNER1", &res, &info, &err);
+    CHECKF(rc == COVCT_OK, "put: %s", err.msg);
+    CHECK(res == COVCT_STORE_NEW);
+    CHECK(!strcmp(info.sop_instance_uid, SOP1));
+    CHECK(!strcmp(info.series_uid, SERIES1));
+    CHECK(!strcmp(info.study_uid, STUDY1));
+    CHECK(!strcmp(info.patient_id, "PID001"));
+    CHECK(!strcmp(info.modality, "CT"));
+    CHECK(!strcmp(info.sop_class_uid, CT_CLASS));
+    CHECK(count(s) == 1);
+
+    char path[4096];
+    rc = covct_store_instance_path(s, SOP1, path, sizeof path, &err);
+    CHECKF(rc == COVCT_OK, "instance_path: %s", err.msg);
+    const char *rel = q_text(s, "SELECT path FROM instances WHERE sop_uid=?",
+                             SOP1);
+    char want[4096];
+    snprintf(want, sizeof want, "%s/%s", g_dir, rel);
+    CHECKF(!strcmp(path, want), "%s vs %s", path, want);
+    /* instances/SS/STUDY/SERIES/SOP.dcm, SS two hex digits. */
+    CHECKF(strlen(rel) == strlen("instances/xx/" STUDY1 "/" SERIES1 "/" SOP1
+                                 ".dcm") &&
+               !strncmp(rel, "instances/", 10) &&
+               !strcmp(rel + 13, STUDY1 "/" SERIES1 "/" SOP1 ".dcm"),
+           "path %s", rel);
+    CHECK(file_is(path, keep, len));
+    char small[8];
+    CHECK(covct_store_instance_path(s, SOP1, small, sizeof small, NULL) ==
+          COVCT_ERR_LIMIT);
+    covct_error_clear(&err);
+    CHECK(covct_store_instance_path(s, "1.2.3.4", path, sizeof path, &err) ==
+          COVCT_ERR_NOT_FOUND);
+    CHECK(strstr(err.msg, "1.2.3.4") != NULL);
+
+    /* The rows. */
+    CHECK(!strcmp(q_text(s, "SELECT patient_name FROM patients WHERE "
+                            "patient_id=?", "PID001"),
+                  "M\xC3\xBCller^Anna"));
+    CHECK(!strcmp(q_text(s, "SELECT sex FROM patients WHERE patient_id=?",
+                         "PID001"), "F"));
+    CHECK(!strcmp(q_text(s, "SELECT patient_id FROM studies WHERE "
+                            "study_uid=?", STUDY1), "PID001"));
+    CHECK(!strcmp(q_text(s, "SELECT study_date FROM studies WHERE "
+                            "study_uid=?", STUDY1), "20200315"));
+    CHECK(!strcmp(q_text(s, "SELECT study_description FROM studies WHERE "
+                            "study_uid=?", STUDY1), "CHEST CT"));
+    CHECK(!strcmp(q_text(s, "SELECT accession_number FROM studies WHERE "
+                            "study_uid=?", STUDY1), "ACC42"));
+    CHECK(!strcmp(q_text(s, "SELECT study_uid FROM series WHERE "
+                            "series_uid=?", SERIES1), STUDY1));
+    CHECK(!strcmp(q_text(s, "SELECT modality FROM series WHERE "
+                            "series_uid=?", SERIES1), "CT"));
+    CHECK(q_int(s, "SELECT series_number FROM series WHERE series_uid=?",
+                SERIES1) == 3);
+    CHECK(q_int(s, "SELECT instance_count FROM series WHERE series_uid=?",
+                SERIES1) == 1);
+    CHECK(q_int(s, "SELECT size FROM instances WHERE sop_uid=?", SOP1) ==
+          (int64_t)len);
+    CHECK(q_int(s, "SELECT instance_number FROM instances WHERE sop_uid=?",
+                SOP1) == 1);
+    CHECK(!strcmp(q_text(s, "SELECT source_ae FROM instances WHERE "
+                            "sop_uid=?", SOP1), "SCANNER1"));
+    CHECK(!strcmp(q_text(s, "SELECT transfer_syntax_uid FROM instances "
+                            "WHERE sop_uid=?", SOP1), COVCT_TS_EXPLICIT_LE));
+    CHECK(!strcmp(q_text(s, "SELECT series_uid FROM instances WHERE "
+                            "sop_uid=?", SOP1), SERIES1));
+    CHECK(q_int(s, "PRAGMA user_version", NULL) == 1);
+    CHECK(!strcmp(q_text(s, "PRAGMA journal_mode", NULL), "wal"));
+    int64_t now = (int64_t)time(NULL);
+    int64_t recv = q_int(s, "SELECT CAST(received AS INTEGER) FROM instances "
+                            "WHERE sop_uid=?", SOP1);
+    CHECKF(recv >= now - 60 && recv <= now + 1, "received %lld now %lld",
+           (long long)recv, (long long)now);
+
+    /* A second instance of the series. */
+    spec b = a;
+    b.sop = SOP2;
+    b.instance_number = 2;
+    rc = put_spec(s, &b, &res, NULL, &err);
+    CHECKF(rc == COVCT_OK && res == COVCT_STORE_NEW, "%s", err.msg);
+    CHECK(count(s) == 2);
+    CHECK(q_int(s, "SELECT instance_count FROM series WHERE series_uid=?",
+                SERIES1) == 2);
+    CHECK(q_int(s, "SELECT last_received >= first_received FROM series "
+                   "WHERE series_uid=?", SERIES1) == 1);
+    CHECK(q_int(s, "SELECT count(*) FROM patients", NULL) == 1);
+    CHECK(q_int(s, "SELECT count(*) FROM studies", NULL) == 1);
+
+    /* No Patient ID: indexed under "". */
+    spec c = {.sop = ROOT ".2.1.1", .study = ROOT ".2", .series = ROOT ".2.1",
+              .patient_name = "Anon", .instance_number = 1};
+    rc = put_spec(s, &c, &res, &info, &err);
+    CHECKF(rc == COVCT_OK && res == COVCT_STORE_NEW, "%s", err.msg);
+    CHECK(info.patient_id[0] == '\0');
+    CHECK(!strcmp(q_text(s, "SELECT patient_name FROM patients WHERE "
+                            "patient_id=?", ""), "Anon"));
+    CHECK(count_files("tmp") == 0);
+    covct_free(keep);
+}
+
+static void test_duplicates(covct_store *s)
+{
+    spec a = {.sop = SOP1, .study = STUDY1, .series = SERIES1,
+              .patient_id = "PID001", .patient_name = "M\xFCller^Anna",
+              .charset = "ISO_IR 100", .instance_number = 1};
+    covct_store_result res = COVCT_STORE_NEW;
+    covct_error err = {0};
+    char path[4096];
+    covct_store_instance_path(s, SOP1, path, sizeof path, NULL);
+    size_t len;
+    uint8_t *orig = make_file(&a, &len);
+
+    /* Byte-identical: accepted, nothing changes. */
+    covct_rc rc = covct_store_put(s, copy_bytes(orig, len), len, "X", &res,
+                                  NULL, &err);
+    CHECKF(rc == COVCT_OK && res == COVCT_STORE_ALREADY, "%s", err.msg);
+    CHECK(count(s) == 3);
+    CHECK(count_files("duplicates") == 0);
+    CHECK(q_int(s, "SELECT instance_count FROM series WHERE series_uid=?",
+                SERIES1) == 2);
+
+    /* Different content, same UID: kept under duplicates/, the stored one
+     * untouched. */
+    spec d = a;
+    d.body = "axial 1mm (resent)";
+    size_t dlen;
+    uint8_t *dup = make_file(&d, &dlen);
+    res = COVCT_STORE_NEW;
+    rc = covct_store_put(s, copy_bytes(dup, dlen), dlen, "OTHER", &res, NULL,
+                         &err);
+    CHECKF(rc == COVCT_OK && res == COVCT_STORE_DUPLICATE, "%s", err.msg);
+    CHECK(count(s) == 3);
+    CHECK(file_is(path, orig, len));
+    CHECK(exists("duplicates/" SOP1 ".1.dcm"));
+    char dpath[600];
+    snprintf(dpath, sizeof dpath, "%s/duplicates/" SOP1 ".1.dcm", g_dir);
+    CHECK(file_is(dpath, dup, dlen));
+    CHECK(q_int(s, "SELECT count(*) FROM duplicates WHERE sop_uid=?", SOP1) ==
+          1);
+    CHECK(!strcmp(q_text(s, "SELECT path FROM duplicates WHERE sop_uid=?",
+                         SOP1), "duplicates/" SOP1 ".1.dcm"));
+    CHECK(!strcmp(q_text(s, "SELECT source_ae FROM duplicates WHERE "
+                            "sop_uid=?", SOP1), "OTHER"));
+    CHECK(q_int(s, "SELECT size FROM duplicates WHERE sop_uid=?", SOP1) ==
+          (int64_t)dlen);
+
+    /* The same different copy again: DUPLICATE, but not saved twice. */
+    rc = covct_store_put(s, copy_bytes(dup, dlen), dlen, "OTHER", &res, NULL,
+                         &err);
+    CHECKF(rc == COVCT_OK && res == COVCT_STORE_DUPLICATE, "%s", err.msg);
+    CHECK(count_files("duplicates") == 1);
+
+    /* A third version: SOP.2.dcm. */
+    spec e = a;
+    e.body = "third";
+    rc = put_spec(s, &e, &res, NULL, &err);
+    CHECKF(rc == COVCT_OK && res == COVCT_STORE_DUPLICATE, "%s", err.msg);
+    CHECK(exists("duplicates/" SOP1 ".2.dcm"));
+    CHECK(q_int(s, "SELECT count(*) FROM duplicates", NULL) == 2);
+    CHECK(count_files("tmp") == 0);
+    covct_free(orig);
+    covct_free(dup);
+}
+
+static void refused(covct_store *s, const spec *sp, const char *want)
+{
+    covct_error err = {0};
+    covct_store_result res;
+    uint64_t before = count(s);
+    covct_rc rc = put_spec(s, sp, &res, NULL, &err);
+    CHECKF(rc == COVCT_ERR_CORRUPT, "rc %d (%s) for %s", rc, err.msg, want);
+    CHECKF(strstr(err.msg, want) != NULL, "message '%s' lacks '%s'", err.msg,
+           want);
+    CHECK(count(s) == before);
+    CHECK(count_files("tmp") == 0);
+}
+
+static void test_refused(covct_store *s)
+{
+    char long_uid[80];
+    memset(long_uid, '1', 65);
+    long_uid[65] = '\0';
+    spec ok = {.sop = ROOT ".9.9.9", .study = ROOT ".9", .series = ROOT ".9.9",
+               .patient_id = "P9", .instance_number = 1};
+    spec sp = ok;
+    sp.sop = "../x";
+    refused(s, &sp, "(0008,0018) SOPInstanceUID '../x'");
+    sp.sop = "..";
+    refused(s, &sp, "not a valid UID");
+    sp = ok;
+    sp.series = "1.2/3";
+    refused(s, &sp, "instance " ROOT ".9.9.9: (0020,000E) SeriesInstanceUID "
+                    "'1.2/3'");
+    sp = ok;
+    sp.study = long_uid;
+    refused(s, &sp, "(0020,000D) StudyInstanceUID '1111");
+    sp = ok;
+    sp.series = "";
+    refused(s, &sp, "(0020,000E) SeriesInstanceUID is empty");
+    sp = ok;
+    sp.series = NULL;
+    refused(s, &sp, "instance " ROOT ".9.9.9: (0020,000E) SeriesInstanceUID "
+                    "is missing");
+    sp = ok;
+    sp.study = "1.2.3\\4.5";
+    refused(s, &sp, "not a valid UID");
+    /* 64 characters is the limit, not an error. */
+    sp = ok;
+    long_uid[64] = '\0';
+    sp.study = long_uid;
+    covct_error err = {0};
+    covct_store_result res;
+    covct_rc rc = put_spec(s, &sp, &res, NULL, &err);
+    CHECKF(rc == COVCT_OK && res == COVCT_STORE_NEW, "64-char UID: %s",
+           err.msg);
+
+    /* Not DICOM at all. */
+    static const char junk[] = "GET / HTTP/1.1\r\nHost: example\r\n\r\n"
+                               "this is not a DICOM file, not even close....";
+    uint64_t before = count(s);
+    covct_error_clear(&err);
+    rc = covct_store_put(s, copy_bytes((const uint8_t *)junk, sizeof junk),
+                         sizeof junk, NULL, &res, NULL, &err);
+    CHECKF(rc == COVCT_ERR_CORRUPT, "junk: rc %d: %s", rc, err.msg);
+    CHECK(err.msg[0] != '\0');
+    /* A valid file cut in half. */
+    size_t len;
+    uint8_t *f = make_file(&ok, &len);
+    covct_error_clear(&err);
+    rc = covct_store_put(s, f, len / 2, NULL, &res, NULL, &err);
+    CHECKF(rc != COVCT_OK, "half a file accepted");
+    CHECK(count(s) == before);
+    CHECK(count_files("tmp") == 0);
+}
+
+/* Every allocation of a put failing in turn: the put fails cleanly (no
+ * leak under AddressSanitizer, nothing left in tmp/) or succeeds. */
+static void test_alloc_failures(covct_store *s)
+{
+    int ok = 0, failed = 0, bad = 0;
+    uint64_t before = count(s);
+    for (uint64_t n = 1; n <= 400; n++) {
+        char sop[64];
+        snprintf(sop, sizeof sop, ROOT ".4.1.%llu", (unsigned long long)n);
+        spec sp = {.sop = sop, .study = ROOT ".4", .series = ROOT ".4.1",
+                   .patient_id = "P4", .patient_name = "Oom^Test",
+                   .charset = "ISO_IR 100", .instance_number = (int)n};
+        size_t len;
+        uint8_t *f = make_file(&sp, &len);
+        covct_error err = {0};
+        covct_store_result res;
+        covct_alloc_fail_at(n);
+        covct_rc rc = covct_store_put(s, f, len, NULL, &res, NULL, &err);
+        uint64_t reached = covct_alloc_count();
+        covct_alloc_fail_at(0);
+        if (rc == COVCT_OK) {
+            ok++;
+            if (reached < n)
+                break; /* every allocation of a put has been failed once */
+        } else {
+            failed++;
+            bad += rc != COVCT_ERR_NOMEM;
+            if (rc != COVCT_ERR_NOMEM)
+                fprintf(stderr, "allocation %llu: rc %d: %s\n",
+                        (unsigned long long)n, rc, err.msg);
+        }
+    }
+    printf("allocation failures: %d puts failed, then one succeeded\n",
+           failed);
+    CHECKF(failed > 0 && bad == 0, "%d failed, %d not as out of memory",
+           failed, bad);
+    CHECK(count(s) == before + (uint64_t)ok);
+    CHECK(count_files("tmp") == 0);
+}
+
+/* ---- concurrency --------------------------------------------------------- */
+
+typedef struct worker {
+    covct_store *s;
+    int id, n;
+    const uint8_t *bytes; /* when set: put exactly these */
+    size_t len;
+    int failed;
+    covct_store_result res;
+    char msg[COVCT_ERROR_MSG_MAX];
+} worker;
+
+static void *work(void *arg)
+{
+    worker *w = arg;
+    for (int i = 0; i < w->n; i++) {
+        covct_error err = {0};
+        covct_rc rc;
+        if (w->bytes) {
+            rc = covct_store_put(w->s, copy_bytes(w->bytes, w->len), w->len,
+                                 "W", &w->res, NULL, &err);
+        } else {
+            char sop[64], series[64];
+            snprintf(series, sizeof series, ROOT ".5.%d", w->id);
+            snprintf(sop, sizeof sop, ROOT ".5.%d.%d", w->id, i + 1);
+            spec sp = {.sop = sop, .study = ROOT ".5", .series = series,
+                       .patient_id = "P5", .instance_number = i + 1};
+            rc = put_spec(w->s, &sp, &w->res, NULL, &err);
+            if (!rc && w->res != COVCT_STORE_NEW)
+                rc = COVCT_ERR_INTERNAL;
+        }
+        if (rc) {
+            w->failed++;
+            snprintf(w->msg, sizeof w->msg, "%s", err.msg);
+        }
+    }
+    return NULL;
+}
+
+static void test_concurrent(covct_store *s)
+{
+    enum { THREADS = 8, PUTS = 50 };
+    worker w[THREADS];
+    pthread_t t[THREADS];
+    uint64_t before = count(s);
+    covct_store_stats st0, st1;
+    covct_store_debug_stats(s, &st0);
+    double t0 = covct_now();
+    for (int i = 0; i < THREADS; i++) {
+        w[i] = (worker){.s = s, .id = i + 1, .n = PUTS};
+        CHECK(pthread_create(&t[i], NULL, work, &w[i]) == 0);
+    }
+    int failed = 0;
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(t[i], NULL);
+        failed += w[i].failed;
+        if (w[i].failed)
+            fprintf(stderr, "worker %d: %s\n", i, w[i].msg);
+    }
+    double dt = covct_now() - t0;
+    CHECK(failed == 0);
+    CHECK(count(s) == before + THREADS * PUTS);
+    covct_store_debug_stats(s, &st1);
+    uint64_t batches = st1.batches - st0.batches;
+    uint64_t entries = st1.entries - st0.entries;
+    CHECK(entries == THREADS * PUTS);
+    printf("concurrent: %d puts in %.2f s, %llu batches (largest %llu)\n",
+           THREADS * PUTS, dt, (unsigned long long)batches,
+           (unsigned long long)st1.max_batch);
+    /* With 8 writers, puts queue up while a batch syncs. */
+    CHECKF(batches < entries, "%llu batches for %llu puts",
+           (unsigned long long)batches, (unsigned long long)entries);
+    for (int i = 1; i <= THREADS; i++) {
+        char series[64];
+        snprintf(series, sizeof series, ROOT ".5.%d", i);
+        CHECK(q_int(s, "SELECT instance_count FROM series WHERE "
+                       "series_uid=?", series) == PUTS);
+        CHECK(q_int(s, "SELECT count(*) FROM instances WHERE series_uid=?",
+                    series) == PUTS);
+    }
+    CHECK(q_int(s, "SELECT count(*) FROM studies WHERE study_uid=?",
+                ROOT ".5") == 1);
+    CHECK(count_files("tmp") == 0);
+}
+
+static void wait_queued(covct_store *s, size_t n)
+{
+    for (int i = 0; i < 2000 && covct_store_debug_queued(s) < n; i++)
+        usleep(5000);
+}
+
+/* Held committer: one batch with new instances, an identical pair and a
+ * differing third copy of one SOP. */
+static void test_one_batch(covct_store *s)
+{
+    enum { N = 6 };
+    spec a = {.sop = ROOT ".6.1.1", .study = ROOT ".6", .series = ROOT ".6.1",
+              .patient_id = "P6", .instance_number = 1};
+    spec b = a;
+    b.body = "different";
+    spec c = a;
+    c.sop = ROOT ".6.1.2";
+    size_t la, lb, lc;
+    uint8_t *fa = make_file(&a, &la), *fb = make_file(&b, &lb),
+            *fc = make_file(&c, &lc);
+    /* Queue order: a, c, a again, b, a again, b again. */
+    const uint8_t *bytes[N] = {fa, fc, fa, fb, fa, fb};
+    const size_t lens[N] = {la, lc, la, lb, la, lb};
+    worker w[N];
+    pthread_t t[N];
+    covct_store_stats st0, st1;
+    covct_store_debug_stats(s, &st0);
+    int dups_before = count_files("duplicates");
+    uint64_t before = count(s);
+    covct_store_debug_hold(s, true);
+    for (int i = 0; i < N; i++) {
+        w[i] = (worker){.s = s, .n = 1, .bytes = bytes[i], .len = lens[i]};
+        CHECK(pthread_create(&t[i], NULL, work, &w[i]) == 0);
+        wait_queued(s, (size_t)i + 1); /* keep the queue order */
+    }
+    CHECK(covct_store_debug_queued(s) == N);
+    covct_store_debug_hold(s, false);
+    for (int i = 0; i < N; i++) {
+        pthread_join(t[i], NULL);
+        CHECKF(w[i].failed == 0, "put %d: %s", i, w[i].msg);
+    }
+    covct_store_debug_stats(s, &st1);
+    CHECKF(st1.batches == st0.batches + 1, "%llu batches",
+           (unsigned long long)(st1.batches - st0.batches));
+    CHECK(st1.max_batch >= N);
+    CHECK(w[0].res == COVCT_STORE_NEW);
+    CHECK(w[1].res == COVCT_STORE_NEW);
+    CHECK(w[2].res == COVCT_STORE_ALREADY);
+    CHECK(w[3].res == COVCT_STORE_DUPLICATE);
+    CHECK(w[4].res == COVCT_STORE_ALREADY);
+    CHECK(w[5].res == COVCT_STORE_DUPLICATE);
+    CHECK(count(s) == before + 2);
+    CHECK(count_files("duplicates") == dups_before + 1);
+    CHECK(q_int(s, "SELECT count(*) FROM duplicates WHERE sop_uid=?",
+                ROOT ".6.1.1") == 1);
+    CHECK(q_int(s, "SELECT instance_count FROM series WHERE series_uid=?",
+                ROOT ".6.1") == 2);
+    char path[4096];
+    covct_store_instance_path(s, ROOT ".6.1.1", path, sizeof path, NULL);
+    CHECK(file_is(path, fa, la));
+    CHECK(count_files("tmp") == 0);
+    covct_free(fa);
+    covct_free(fb);
+    covct_free(fc);
+}
+
+/* One put of a batch fails (its series folder cannot be created: a file
+ * holds the name); the other commits. */
+static void test_partial_failure(covct_store *s)
+{
+    spec a = {.sop = ROOT ".8.1.1", .study = ROOT ".8", .series = ROOT ".8.1",
+              .patient_id = "P8", .instance_number = 1};
+    covct_error err = {0};
+    covct_store_result res;
+    CHECKF(put_spec(s, &a, &res, NULL, &err) == COVCT_OK, "%s", err.msg);
+    /* instances/SS/STUDY/SERIES/SOP.dcm: block SERIES of series .8.2. */
+    char blocker[4096];
+    snprintf(blocker, sizeof blocker, "%s/%s", g_dir,
+             q_text(s, "SELECT path FROM instances WHERE sop_uid=?",
+                    ROOT ".8.1.1"));
+    char *slash = strrchr(blocker, '/');
+    *slash = '\0';
+    slash = strrchr(blocker, '/');
+    snprintf(slash + 1, sizeof blocker - (size_t)(slash + 1 - blocker),
+             "%s", ROOT ".8.2");
+    CHECK(covct_file_write_bytes(blocker, "x", 1, &err) == COVCT_OK);
+
+    spec b = a;
+    b.series = ROOT ".8.2";
+    b.sop = ROOT ".8.2.1";
+    spec c = a;
+    c.sop = ROOT ".8.1.2";
+    size_t lb, lc;
+    uint8_t *fb = make_file(&b, &lb), *fc = make_file(&c, &lc);
+    worker w[2] = {{.s = s, .n = 1, .bytes = fb, .len = lb},
+                   {.s = s, .n = 1, .bytes = fc, .len = lc}};
+    pthread_t t[2];
+    uint64_t before = count(s);
+    covct_store_debug_hold(s, true);
+    for (int i = 0; i < 2; i++) {
+        CHECK(pthread_create(&t[i], NULL, work, &w[i]) == 0);
+        wait_queued(s, (size_t)i + 1);
+    }
+    covct_store_debug_hold(s, false);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    CHECK(w[0].failed == 1);
+    CHECKF(strstr(w[0].msg, "instance " ROOT ".8.2.1: ") == w[0].msg &&
+               strstr(w[0].msg, "not a folder") != NULL,
+           "%s", w[0].msg);
+    CHECKF(w[1].failed == 0 && w[1].res == COVCT_STORE_NEW, "%s", w[1].msg);
+    CHECK(count(s) == before + 1);
+    CHECK(q_int(s, "SELECT count(*) FROM series WHERE series_uid=?",
+                ROOT ".8.2") == 0);
+    CHECK(count_files("tmp") == 0);
+    unlink(blocker);
+    covct_free(fb);
+    covct_free(fc);
+}
+
+/* ---- open, close, recovery ----------------------------------------------- */
+
+static void test_second_open(void)
+{
+    covct_store *s2 = NULL;
+    covct_error err = {0};
+    covct_rc rc = covct_store_open(g_dir, &s2, &err);
+    CHECKF(rc == COVCT_ERR_IO && !s2, "second open: rc %d", rc);
+    CHECKF(strstr(err.msg, "already open") != NULL, "%s", err.msg);
+    covct_store_close(s2);
+    CHECK(exists(".open")); /* the first open's marker is untouched */
+}
+
+static void test_reopen(uint64_t expect)
+{
+    CHECK(!exists(".open"));
+    CHECK(!exists("index.sqlite-wal")); /* checkpointed at close */
+    covct_store *s = open_store();
+    covct_store_stats st;
+    covct_store_debug_stats(s, &st);
+    CHECK(st.recovered == 0);
+    CHECK(count(s) == expect);
+    covct_store_close(s);
+}
+
+static void test_recovery(uint64_t expect)
+{
+    /* A child process stores two instances and dies without closing. */
+    spec k1 = {.sop = ROOT ".7.1.1", .study = ROOT ".7", .series = ROOT ".7.1",
+               .patient_id = "P7", .patient_name = "Killed^Process",
+               .instance_number = 1};
+    spec k2 = k1;
+    k2.sop = ROOT ".7.1.2";
+    k2.instance_number = 2;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        covct_store *s = NULL;
+        covct_error err = {0};
+        covct_store_result res;
+        if (covct_store_open(g_dir, &s, &err) ||
+            put_spec(s, &k1, &res, NULL, &err) ||
+            put_spec(s, &k2, &res, NULL, &err))
+            _exit(3);
+        _exit(0); /* killed: no close */
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(exists(".open"));
+
+    /* As if the process died between the renames and the COMMIT: take
+     * k1's rows back out of the index (and the series with them), and
+     * leave a half-received file in tmp/ and a duplicate without a row. */
+    {
+        sqlite3 *db;
+        char idx[600];
+        snprintf(idx, sizeof idx, "%s/index.sqlite", g_dir);
+        CHECK(sqlite3_open(idx, &db) == SQLITE_OK);
+        CHECK(sqlite3_exec(db,
+                           "DELETE FROM instances WHERE series_uid='" ROOT
+                           ".7.1';"
+                           "DELETE FROM series WHERE series_uid='" ROOT
+                           ".7.1';"
+                           "DELETE FROM studies WHERE study_uid='" ROOT ".7';"
+                           "DELETE FROM patients WHERE patient_id='P7';"
+                           "DELETE FROM duplicates WHERE path='duplicates/" SOP1
+                           ".2.dcm'",
+                           NULL, NULL, NULL) == SQLITE_OK);
+        sqlite3_close(db);
+    }
+    char junk[600];
+    snprintf(junk, sizeof junk, "%s/tmp/12345-1.part", g_dir);
+    FILE *fp = fopen(junk, "wb");
+    CHECK(fp != NULL);
+    if (fp) {
+        fputs("half a file", fp);
+        fclose(fp);
+    }
+    /* A file that does not parse, in an instance folder: logged, kept. */
+    char bad[600];
+    snprintf(bad, sizeof bad, "%s/instances/00/9.9/9.9.9", g_dir);
+    covct_error err = {0};
+    char mk[700];
+    snprintf(mk, sizeof mk, "mkdir -p %s", bad);
+    CHECK(system(mk) == 0);
+    snprintf(bad, sizeof bad, "%s/instances/00/9.9/9.9.9/9.9.9.1.dcm", g_dir);
+    CHECK(covct_file_write_bytes(bad, "not dicom", 9, &err) == COVCT_OK);
+
+    covct_store *s = open_store();
+    covct_store_stats st;
+    covct_store_debug_stats(s, &st);
+    CHECKF(st.recovered == 3, "recovered %llu",
+           (unsigned long long)st.recovered);
+    CHECK(count(s) == expect + 2);
+    CHECK(count_files("tmp") == 0);
+    CHECK(exists("instances/00/9.9/9.9.9/9.9.9.1.dcm"));
+    CHECK(q_int(s, "SELECT instance_count FROM series WHERE series_uid=?",
+                ROOT ".7.1") == 2);
+    CHECK(!strcmp(q_text(s, "SELECT patient_name FROM patients WHERE "
+                            "patient_id=?", "P7"), "Killed^Process"));
+    /* Recovery takes the AE from (0002,0016), which these files lack. */
+    CHECK(!strcmp(q_text(s, "SELECT source_ae FROM instances WHERE "
+                            "sop_uid=?", ROOT ".7.1.1"), "<null>"));
+    CHECK(q_int(s, "SELECT count(*) FROM duplicates WHERE path=?",
+                "duplicates/" SOP1 ".2.dcm") == 1);
+    char path[4096];
+    CHECK(covct_store_instance_path(s, ROOT ".7.1.1", path, sizeof path,
+                                    &err) == COVCT_OK);
+    /* Putting k1 again finds the recovered copy. */
+    covct_store_result res = COVCT_STORE_NEW;
+    CHECK(put_spec(s, &k1, &res, NULL, &err) == COVCT_OK &&
+          res == COVCT_STORE_ALREADY);
+    covct_store_close(s);
+    CHECK(!exists(".open"));
+
+    /* The next open is clean. */
+    s = open_store();
+    covct_store_debug_stats(s, &st);
+    CHECK(st.recovered == 0);
+    CHECK(count(s) == expect + 2);
+    covct_store_close(s);
+}
+
+static void quiet(covct_log_level level, const char *msg, void *user)
+{
+    (void)user;
+    if (getenv("TEST_STORE_VERBOSE") || level >= COVCT_LOG_ERROR)
+        fprintf(stderr, "log: %s\n", msg);
+}
+
+int main(void)
+{
+    covct_log_set_handler(quiet, NULL);
+    snprintf(g_root, sizeof g_root, "/tmp/covct-test-store-XXXXXX");
+    if (!mkdtemp(g_root)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    snprintf(g_dir, sizeof g_dir, "%s/store", g_root);
+
+    covct_store_close(NULL);
+    covct_store *s = open_store();
+    test_new(s);
+    test_duplicates(s);
+    test_refused(s);
+    test_alloc_failures(s);
+    test_second_open();
+    test_one_batch(s);
+    test_partial_failure(s);
+    test_concurrent(s);
+    uint64_t n = count(s);
+    covct_store_close(s);
+    test_reopen(n);
+    test_recovery(n);
+
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_root);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", g_root);
+    return test_report();
+}
