@@ -13,7 +13,7 @@
 # dcmtk 3.6.7 needs TCP_NODELAY=1 in the environment to disable Nagle's
 # algorithm (else about 20x slower); covct always disables it.
 . "$(dirname "$0")/lib.sh"
-need echoscu storescu storescp dcmodify sqlite3
+need echoscu storescu storescp findscu movescu getscu dcmodify sqlite3
 COVCT=${COVCT_BIN:-build/covct}
 CONF=$(data dicom-conformance/pydicom-2.3.1-debian)
 export TCP_NODELAY=1
@@ -65,8 +65,10 @@ count() { sqlite3 "$T/store/index.sqlite" "$1"; }
 NPH=$(ls "$T/ph/dicom" | wc -l)
 check "phantom written" test "$NPH" -gt 10
 
+P2=$($PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 check "covct serve starts" start_server --allow ECHOSCU --allow STORESCU \
-    --allow COVCT-TEST@127.0.0.1
+    --allow COVCT-TEST@127.0.0.1 --allow FINDSCU --allow MOVESCU --allow GETSCU \
+    --peer STORESCP@127.0.0.1:"$P2"
 check "echoscu: Success" echoscu -aet ECHOSCU -aec COVCT 127.0.0.1 "$PORT"
 check "echoscu: wrong called AE rejected" \
     bash -c "! echoscu -aet ECHOSCU -aec NOTCOVCT 127.0.0.1 $PORT 2>$T/rj.txt"
@@ -152,7 +154,6 @@ check "C-STORE of garbage data refused, server alive" bash -c \
 
 # covct as requestor against dcmtk's storescp.
 mkdir -p "$T/scp"
-P2=$($PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 storescp -aet STORESCP -od "$T/scp" "$P2" >"$T/scp.log" 2>&1 &
 SCP=$!
 sleep 0.5
@@ -163,6 +164,42 @@ check "storescp wrote all $NPH" test "$(ls "$T/scp" | wc -l)" -eq "$NPH"
 kill "$SCP"; wait "$SCP" 2>/dev/null; SCP=""
 check "covct send to a closed port fails clearly" bash -c \
     "! $COVCT send STORESCP@127.0.0.1:$P2 $T/ph/dicom 2>$T/closed.txt && grep -q 'cannot connect' $T/closed.txt"
+# Query/Retrieve with findscu, movescu, getscu.
+find() { findscu -aet FINDSCU -aec COVCT "$@" 127.0.0.1 "$PORT" 2>&1; }
+STUDY=$(count "select study_uid from studies s join patients p on p.patient_id = s.patient_id where p.patient_name = 'SYNTHETIC^PHANTOM'")
+check "C-FIND study root, STUDY level, by patient name wildcard (case-insensitive)" bash -c \
+    "$(declare -f find); PORT=$PORT; find -S -k QueryRetrieveLevel=STUDY -k 'PatientName=synth*' -k StudyInstanceUID -k NumberOfStudyRelatedInstances | grep -q 'StudyInstanceUID.*$STUDY\|$STUDY'"
+out=$(find -S -k QueryRetrieveLevel=STUDY -k StudyInstanceUID="$STUDY" -k NumberOfStudyRelatedInstances -k ModalitiesInStudy)
+check "  ... counts its $NPH instances and modality CT" bash -c \
+    "echo '$out' | grep -q 'IS \[$NPH\]' && echo '$out' | grep -q 'ModalitiesInStudy' && echo '$out' | grep -q 'CS \[CT\]'"
+nstudies=$(count 'select count(*) from studies')
+check "C-FIND all studies: $nstudies answers" test "$(find -S -k QueryRetrieveLevel=STUDY -k StudyInstanceUID | grep -c 'I: (0020,000d)')" -eq "$nstudies"
+check "C-FIND date range that excludes everything: no answer" test \
+    "$(find -S -k QueryRetrieveLevel=STUDY -k StudyDate=19000101-19000102 -k StudyInstanceUID | grep -c 'I: (0020,000d)')" -eq 0
+check "C-FIND patient root, PATIENT level" bash -c \
+    "$(declare -f find); PORT=$PORT; find -P -k QueryRetrieveLevel=PATIENT -k PatientID=SYNTH-PHANTOM -k PatientName | grep -q 'SYNTHETIC^PHANTOM'"
+check "C-FIND IMAGE level: $NPH instances of the phantom series" test \
+    "$(find -S -k QueryRetrieveLevel=IMAGE -k StudyInstanceUID="$STUDY" -k SeriesInstanceUID="$(count "select series_uid from series where study_uid='$STUDY'")" -k SOPInstanceUID | grep -c 'I: (0008,0018)')" -eq "$NPH"
+check "C-FIND without a level: refused (A900/C000), server alive" bash -c \
+    "$(declare -f find); PORT=$PORT; find -S -k PatientName | grep -qi 'status\|fail\|error'; echoscu -aet ECHOSCU -aec COVCT 127.0.0.1 $PORT"
+mkdir -p "$T/moved" "$T/got"
+storescp -aet STORESCP -od "$T/moved" "$P2" >"$T/scp-move.log" 2>&1 &
+SCP=$!
+sleep 0.5
+check "C-MOVE of the phantom study to storescp (a configured peer)" \
+    movescu -S -aet MOVESCU -aec COVCT -aem STORESCP -k QueryRetrieveLevel=STUDY \
+    -k StudyInstanceUID="$STUDY" 127.0.0.1 "$PORT"
+check "  ... storescp received all $NPH" test "$(ls "$T/moved" | wc -l)" -eq "$NPH"
+kill "$SCP"; wait "$SCP" 2>/dev/null; SCP=""
+movescu -S -aet MOVESCU -aec COVCT -aem NOBODY -k QueryRetrieveLevel=STUDY \
+    -k StudyInstanceUID="$STUDY" 127.0.0.1 "$PORT" >"$T/move-unknown.txt" 2>&1
+check "C-MOVE to an unknown AE: Move Destination Unknown (A801)" grep -qi "MoveDestinationUnknown\|a801" "$T/move-unknown.txt"
+check "C-GET of the phantom study" getscu -S -aet GETSCU -aec COVCT -od "$T/got" \
+    -k QueryRetrieveLevel=STUDY -k StudyInstanceUID="$STUDY" 127.0.0.1 "$PORT"
+check "  ... getscu received all $NPH" test "$(ls "$T/got" | wc -l)" -eq "$NPH"
+uids() { for f in "$1"/*; do dcmdump -q +P SOPInstanceUID "$f"; done | sed 's/.*\[\(.*\)\].*/\1/' | sort; }
+check "  ... the same $NPH SOP instances as the phantom" test "$(uids "$T/got")" = "$(uids "$T/ph/dicom")"
+
 # covct echo to covct.
 check "covct echo to covct serve" "$COVCT" echo COVCT@127.0.0.1:"$PORT" --ae COVCT-TEST
 

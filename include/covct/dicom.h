@@ -219,6 +219,13 @@ covct_rc covct_dcm_dataset_set_encapsulated(covct_dcm_dataset *ds,
  * variants name another one whose data set encoding is explicit VR little
  * endian (the compressed ones), for data sets with encapsulated pixel data.
  * Files are written to a temporary name, fsync'd and renamed. */
+/* Append the data set alone (no preamble or meta information; group 0002
+ * skipped), explicit or implicit VR little endian: a DIMSE data set or
+ * query identifier (PS3.7). */
+covct_rc covct_dcm_encode_dataset(const covct_dcm_dataset *ds,
+                                  bool implicit_vr, covct_buf *out,
+                                  covct_error *err);
+
 /* Append a Part 10 preamble and file meta information (PS3.10 7.1) for an
  * instance whose data set follows in `ts_uid`; `source_ae` (may be NULL)
  * becomes (0002,0016) Source Application Entity Title. */

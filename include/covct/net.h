@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "covct/core.h"
+#include "covct/dicom.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -37,6 +38,13 @@ extern "C" {
 #define COVCT_DIMSE_DATASET_MISMATCH 0xA900u    /* C-STORE: Error */
 #define COVCT_DIMSE_CANNOT_UNDERSTAND 0xC000u   /* C-STORE: Error */
 #define COVCT_DIMSE_WARN_MISMATCH 0xB007u       /* C-STORE: Warning */
+#define COVCT_DIMSE_PENDING 0xFF00u
+#define COVCT_DIMSE_CANCEL 0xFE00u
+#define COVCT_DIMSE_IDENTIFIER_MISMATCH 0xA900u /* C-FIND/MOVE/GET */
+#define COVCT_DIMSE_UNABLE_TO_PROCESS 0xC000u   /* C-FIND/MOVE/GET */
+#define COVCT_DIMSE_MOVE_DEST_UNKNOWN 0xA801u   /* C-MOVE */
+#define COVCT_DIMSE_SUBOPS_OUT_OF_RESOURCES 0xA702u
+#define COVCT_DIMSE_SUBOPS_FAILED 0xB000u       /* Warning */
 
 /* "Success", "Warning", "Failure", ... for a status code. */
 const char *covct_dimse_status_kind(uint16_t status);
@@ -84,6 +92,34 @@ typedef uint16_t (*covct_net_store_fn)(void *user,
                                        covct_net_store_request *rq,
                                        char *comment, size_t comment_size);
 
+/* Query/Retrieve (PS3.4 C): a C-FIND, C-MOVE or C-GET request. */
+typedef struct covct_net_query {
+    const covct_net_assoc_info *assoc;
+    const char *sop_class_uid;   /* the information model (e.g. Study Root
+                                    Query/Retrieve - FIND) */
+    bool patient_root;           /* Patient Root model (else Study Root) */
+    const covct_dcm_dataset *identifier;
+} covct_net_query;
+
+/* C-FIND: send one match as a Pending response.  Returns false when the
+ * requestor cancelled (C-CANCEL) or the association broke: stop then. */
+typedef bool (*covct_net_emit_fn)(void *ctx, const covct_dcm_dataset *match);
+/* Returns the final status (Success, or a failure such as
+ * COVCT_DIMSE_UNABLE_TO_PROCESS with a comment). */
+typedef uint16_t (*covct_net_find_fn)(void *user, const covct_net_query *q,
+                                      covct_net_emit_fn emit, void *ctx,
+                                      char *comment, size_t comment_size);
+/* C-MOVE / C-GET: list the instances the identifier selects, by calling
+ * add(ctx, path of the Part 10 file, SOP Class UID, SOP Instance UID,
+ * err) for each; returns the status (Success unless the identifier is
+ * bad). */
+typedef covct_rc (*covct_net_add_fn)(void *ctx, const char *path,
+                                     const char *sop_class,
+                                     const char *sop_uid, covct_error *err);
+typedef uint16_t (*covct_net_select_fn)(void *user, const covct_net_query *q,
+                                        covct_net_add_fn add, void *ctx,
+                                        char *comment, size_t comment_size);
+
 /* Events worth one log line each (association opened, refused, released,
  * aborted), already formatted; the server also logs them with covct_log at
  * info level when no callback is set. */
@@ -108,6 +144,13 @@ typedef struct covct_net_server_config {
     void *store_user;
     covct_net_event_fn on_event;
     void *event_user;
+    /* Query/Retrieve SCP: offered when set. */
+    covct_net_find_fn on_find;
+    covct_net_select_fn on_select;   /* C-MOVE and C-GET */
+    void *query_user;
+    /* C-MOVE destinations: the only AEs instances are sent to. */
+    const covct_net_peer *peers;
+    size_t n_peers;
 } covct_net_server_config;
 
 typedef struct covct_net_server covct_net_server;
@@ -157,6 +200,12 @@ covct_rc covct_net_echo(covct_net_assoc *a, uint16_t *status,
  * syntax).  *status is the peer's answer. */
 covct_rc covct_net_send_file(covct_net_assoc *a, const uint8_t *file,
                              size_t len, uint16_t *status, covct_error *err);
+/* The same as a C-MOVE sub-operation: names the AE and message that asked
+ * for it (0000,1030)/(0000,1031). */
+covct_rc covct_net_send_file_moved(covct_net_assoc *a, const uint8_t *file,
+                                   size_t len, const char *move_originator,
+                                   uint16_t move_originator_id,
+                                   uint16_t *status, covct_error *err);
 /* The SOP Class, SOP Instance and Transfer Syntax UIDs (each up to 64
  * characters + NUL) from the file meta information of a Part 10 file, and
  * the offset of its data set; `len` may cover only the file's start. */

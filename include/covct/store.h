@@ -42,6 +42,7 @@
 #include <stdint.h>
 
 #include "covct/core.h"
+#include "covct/dicom.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -100,6 +101,42 @@ covct_rc covct_store_instance_path(covct_store *s, const char *sop_uid,
 /* The index database file, for read-only queries by other components
  * (C-FIND, the web API).  Readers open their own SQLite connection. */
 const char *covct_store_index_path(const covct_store *s);
+
+/* The data folder (paths in the index are relative to it). */
+const char *covct_store_dir(const covct_store *s);
+
+/* ---- queries (src/store/query.c) -----------------------------------------
+ * C-FIND matching (PS3.4 C.2.2.2) over the index: the query level is the
+ * identifier's (0008,0052) Query/Retrieve Level (PATIENT, STUDY, SERIES,
+ * IMAGE; PATIENT only with the patient root model); each key with a value
+ * filters (single value, '*' and '?' wildcards, case-insensitive for person
+ * names, date and time ranges 'A-B', '-B', 'A-', UID lists 'U1\U2'); every
+ * key of the identifier at or above the level is returned (empty when
+ * covct does not index it).  Results are UTF-8, Specific Character Set
+ * ISO_IR 192.
+ *
+ * `fn` receives each match (owned by the callee, who frees it with
+ * covct_dcm_dataset_free); a non-OK return stops the query and is
+ * returned.  COVCT_ERR_ARG with a message when the identifier has no or a
+ * bad level. */
+typedef covct_rc (*covct_store_match_fn)(void *user, covct_dcm_dataset *match,
+                                         covct_error *err);
+covct_rc covct_store_find(covct_store *s, bool patient_root,
+                          const covct_dcm_dataset *identifier,
+                          covct_store_match_fn fn, void *user,
+                          covct_error *err);
+
+/* The instances a C-MOVE / C-GET identifier selects (same matching, at its
+ * level; every instance below each match): `fn` gets each instance's
+ * absolute file path, SOP Class and SOP Instance UID. */
+typedef covct_rc (*covct_store_instance_fn)(void *user, const char *path,
+                                            const char *sop_class,
+                                            const char *sop_uid,
+                                            covct_error *err);
+covct_rc covct_store_select(covct_store *s, bool patient_root,
+                            const covct_dcm_dataset *identifier,
+                            covct_store_instance_fn fn, void *user,
+                            covct_error *err);
 
 #ifdef __cplusplus
 }

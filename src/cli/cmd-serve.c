@@ -18,7 +18,9 @@ static const char help[] =
     "\n"
     "Run covct as a DICOM node on the hospital network: scanners and the\n"
     "PACS send it CT studies (C-STORE), it keeps every instance it received\n"
-    "under DIR (files and an SQLite index) and answers C-ECHO.  An\n"
+    "under DIR (files and an SQLite index), answers C-ECHO, and lets\n"
+    "viewers query and retrieve what it holds (C-FIND, C-MOVE to a --peer,\n"
+    "C-GET; patient and study root).  An\n"
     "instance is acknowledged with Success only once it is safely on disk\n"
     "and in the index: a power cut or a crash loses nothing that was\n"
     "acknowledged.  Stop it with Ctrl-C or SIGTERM: it finishes the\n"
@@ -35,6 +37,8 @@ static const char help[] =
     "  --allow AE[@HOST]        accept associations only from this calling\n"
     "                           AE title (from this host); repeatable;\n"
     "                           default: anyone who calls covct's AE title\n"
+    "  --peer AE@HOST:PORT      a DICOM node covct may send to: C-MOVE\n"
+    "                           destinations (repeatable)\n"
     "  --max-associations N     associations served at once (default 32);\n"
     "                           more are refused as 'local limit exceeded'\n"
     "  --max-pdu BYTES          largest PDU covct receives (default 262144)\n"
@@ -57,6 +61,7 @@ static const char help[] =
 int covct_cmd_serve(int argc, char **argv);
 
 #define MAX_ALLOW 64
+#define MAX_PEERS 64
 
 typedef struct serve_opts {
     const char *data;
@@ -65,6 +70,8 @@ typedef struct serve_opts {
     const char *port_file;
     const char *allow[MAX_ALLOW];
     size_t n_allow;
+    covct_net_peer peers[MAX_PEERS];
+    size_t n_peers;
     long port, max_assoc, max_pdu, idle;
     int quiet;
 } serve_opts;
@@ -121,6 +128,17 @@ static int set_opt(serve_opts *o, const char *name, const char *v)
             return -1;
         }
         o->allow[o->n_allow++] = v;
+    } else if (!strcmp(name, "peer")) {
+        if (o->n_peers == MAX_PEERS) {
+            covct_cli_error("--peer: at most %d peers", MAX_PEERS);
+            return -1;
+        }
+        covct_error err = {0};
+        if (covct_net_peer_parse(v, &o->peers[o->n_peers], &err)) {
+            covct_cli_error("--peer: %s", err.msg);
+            return -1;
+        }
+        o->n_peers++;
     } else {
         covct_cli_error("unknown option '%s' (see covct serve --help)", name);
         return -1;
@@ -230,6 +248,55 @@ static uint16_t on_store(void *user, covct_net_store_request *rq,
     return COVCT_DIMSE_SUCCESS;
 }
 
+typedef struct find_state {
+    covct_net_emit_fn emit;
+    void *ctx;
+} find_state;
+
+static covct_rc find_match(void *user, covct_dcm_dataset *m, covct_error *err)
+{
+    find_state *f = user;
+    bool more = f->emit(f->ctx, m);
+    covct_dcm_dataset_free(m);
+    /* Stopping early is not an error of the query. */
+    return more ? COVCT_OK : COVCT_ERR(err, COVCT_ERR_NOT_FOUND, "stopped");
+}
+
+static uint16_t on_find(void *user, const covct_net_query *q,
+                        covct_net_emit_fn emit, void *ctx, char *comment,
+                        size_t comment_size)
+{
+    covct_store *st = user;
+    find_state f = {emit, ctx};
+    covct_error err = {0};
+    covct_rc rc = covct_store_find(st, q->patient_root, q->identifier,
+                                   find_match, &f, &err);
+    if (rc == COVCT_OK || rc == COVCT_ERR_NOT_FOUND)
+        return COVCT_DIMSE_SUCCESS;
+    covct_log(COVCT_LOG_WARN, "association %llu: C-FIND refused: %s",
+              (unsigned long long)q->assoc->id, err.msg);
+    snprintf(comment, comment_size, "%.64s", err.msg);
+    return rc == COVCT_ERR_ARG ? COVCT_DIMSE_IDENTIFIER_MISMATCH
+                               : COVCT_DIMSE_UNABLE_TO_PROCESS;
+}
+
+static uint16_t on_select(void *user, const covct_net_query *q,
+                          covct_net_add_fn add, void *ctx, char *comment,
+                          size_t comment_size)
+{
+    covct_store *st = user;
+    covct_error err = {0};
+    covct_rc rc = covct_store_select(st, q->patient_root, q->identifier, add,
+                                     ctx, &err);
+    if (rc == COVCT_OK)
+        return COVCT_DIMSE_SUCCESS;
+    covct_log(COVCT_LOG_WARN, "association %llu: retrieve refused: %s",
+              (unsigned long long)q->assoc->id, err.msg);
+    snprintf(comment, comment_size, "%.64s", err.msg);
+    return rc == COVCT_ERR_ARG ? COVCT_DIMSE_IDENTIFIER_MISMATCH
+                               : COVCT_DIMSE_UNABLE_TO_PROCESS;
+}
+
 int covct_cmd_serve(int argc, char **argv)
 {
     serve_opts o;
@@ -333,6 +400,11 @@ int covct_cmd_serve(int argc, char **argv)
         .idle_s = (unsigned)o.idle,
         .on_store = on_store,
         .store_user = store,
+        .on_find = on_find,
+        .on_select = on_select,
+        .query_user = store,
+        .peers = o.peers,
+        .n_peers = o.n_peers,
     };
     covct_net_server *srv = NULL;
     if (covct_net_server_start(&cfg, &srv, &err)) {

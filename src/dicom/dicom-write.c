@@ -274,7 +274,8 @@ static covct_rc put_tag(covct_buf *b, uint32_t tag, covct_error *err)
 }
 
 static covct_rc encode_dataset(covct_buf *b, const covct_dcm_dataset *ds,
-                               bool meta, unsigned depth, covct_error *err);
+                               bool meta, bool implicit, unsigned depth,
+                               covct_error *err);
 
 /* Padding byte for odd-length values (PS3.5 6.2): NUL for UI and binary,
  * space for other strings. */
@@ -285,27 +286,32 @@ static uint8_t pad_byte(uint16_t vr)
     return covct_dcm_vr_is_string(vr) ? ' ' : 0;
 }
 
+/* Implicit VR little endian (PS3.5 7.1.3): no VR, 32-bit lengths. */
 static covct_rc encode_element(covct_buf *b, const covct_dcm_element *e,
-                               unsigned depth, covct_error *err)
+                               bool implicit, unsigned depth,
+                               covct_error *err)
 {
     covct_rc rc = put_tag(b, e->tag, err);
     if (rc)
         return rc;
     uint16_t vr = e->vr ? e->vr : COVCT_VR('U', 'N');
-    rc = covct_buf_append(b, (uint8_t[]){(uint8_t)(vr >> 8), (uint8_t)vr}, 2,
-                          err);
+    if (!implicit)
+        rc = covct_buf_append(
+            b, (uint8_t[]){(uint8_t)(vr >> 8), (uint8_t)vr}, 2, err);
     if (rc)
         return rc;
     if (vr == COVCT_VR('S', 'Q')) {
         if (depth >= 64)
             return COVCT_ERR(err, COVCT_ERR_LIMIT, "sequence nesting too deep");
         /* Undefined lengths: no need to compute item sizes in advance. */
-        if ((rc = put16(b, 0, err)) || (rc = put32(b, 0xFFFFFFFFu, err)))
+        if ((!implicit && (rc = put16(b, 0, err))) ||
+            (rc = put32(b, 0xFFFFFFFFu, err)))
             return rc;
         for (size_t i = 0; i < e->n_items; i++) {
             if ((rc = put_tag(b, COVCT_TAG(0xFFFE, 0xE000), err)) ||
                 (rc = put32(b, 0xFFFFFFFFu, err)) ||
-                (rc = encode_dataset(b, e->items[i], false, depth + 1, err)) ||
+                (rc = encode_dataset(b, e->items[i], false, implicit,
+                                     depth + 1, err)) ||
                 (rc = put_tag(b, COVCT_TAG(0xFFFE, 0xE00D), err)) ||
                 (rc = put32(b, 0, err)))
                 return rc;
@@ -315,6 +321,10 @@ static covct_rc encode_element(covct_buf *b, const covct_dcm_element *e,
             return rc;
         return COVCT_OK;
     }
+    if (e->encapsulated && implicit)
+        return COVCT_ERR(err, COVCT_ERR_ARG,
+                         "encapsulated pixel data cannot be written in "
+                         "implicit VR little endian");
     if (e->encapsulated) {
         /* PS3.5 A.4: undefined length, one item per fragment (even
          * lengths), then a Sequence Delimitation Item. */
@@ -343,7 +353,12 @@ static covct_rc encode_element(covct_buf *b, const covct_dcm_element *e,
         return COVCT_OK;
     }
     size_t len = e->value_len + (e->value_len & 1);
-    if (covct_dcm_vr_long_header(vr)) {
+    if (implicit) {
+        if (len > 0xFFFFFFFEu)
+            return COVCT_ERR(err, COVCT_ERR_LIMIT, "value too long");
+        if ((rc = put32(b, (uint32_t)len, err)))
+            return rc;
+    } else if (covct_dcm_vr_long_header(vr)) {
         if ((rc = put16(b, 0, err)) || (rc = put32(b, (uint32_t)len, err)))
             return rc;
     } else {
@@ -375,7 +390,8 @@ static covct_rc encode_element(covct_buf *b, const covct_dcm_element *e,
 }
 
 static covct_rc encode_dataset(covct_buf *b, const covct_dcm_dataset *ds,
-                               bool meta, unsigned depth, covct_error *err)
+                               bool meta, bool implicit, unsigned depth,
+                               covct_error *err)
 {
     for (size_t i = 0; i < ds->n; i++) {
         const covct_dcm_element *e = &ds->elems[i];
@@ -385,7 +401,7 @@ static covct_rc encode_dataset(covct_buf *b, const covct_dcm_dataset *ds,
         /* Group lengths are optional and would be stale after edits. */
         if (COVCT_TAG_ELEM(e->tag) == 0x0000)
             continue;
-        covct_rc rc = encode_element(b, e, depth, err);
+        covct_rc rc = encode_element(b, e, implicit, depth, err);
         if (rc)
             return rc;
     }
@@ -435,7 +451,14 @@ covct_rc covct_dcm_write_buffer_ts(const covct_dcm_dataset *ds,
                                        err);
     if (rc)
         return rc;
-    return encode_dataset(out, ds, false, 0, err);
+    return encode_dataset(out, ds, false, false, 0, err);
+}
+
+covct_rc covct_dcm_encode_dataset(const covct_dcm_dataset *ds,
+                                  bool implicit_vr, covct_buf *out,
+                                  covct_error *err)
+{
+    return encode_dataset(out, ds, false, implicit_vr, 0, err);
 }
 
 covct_rc covct_dcm_write_meta(covct_buf *out, const char *sop_class,
@@ -484,7 +507,7 @@ covct_rc covct_dcm_write_meta(covct_buf *out, const char *sop_class,
         (rc = put16(out, 4, err)) || (rc = put32(out, 0, err)))
         goto out;
     size_t meta_start = out->len;
-    if ((rc = encode_dataset(out, meta, true, 0, err)))
+    if ((rc = encode_dataset(out, meta, true, false, 0, err)))
         goto out;
     uint32_t gl = (uint32_t)(out->len - meta_start);
     out->data[gl_pos + 8] = (uint8_t)gl;

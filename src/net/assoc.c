@@ -365,3 +365,32 @@ void net_set_nodelay(int fd)
     int one = 1;
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
+
+void net_respond(net_conn *c, uint8_t pc_id, const net_cmd *rq,
+                 uint16_t status, const char *comment, const uint8_t *ds,
+                 size_t ds_len, const net_cmd *counts)
+{
+    net_cmd rsp;
+    memset(&rsp, 0, sizeof rsp);
+    rsp.field = (uint16_t)(rq->field | DIMSE_RSP);
+    rsp.has_responding_to = true;
+    rsp.responding_to = rq->message_id;
+    rsp.dataset_type = ds ? 0x0000 : DIMSE_NO_DATASET;
+    rsp.has_status = true;
+    rsp.status = status;
+    memcpy(rsp.sop_class, rq->sop_class, sizeof rsp.sop_class);
+    if (rq->field == DIMSE_C_STORE_RQ)
+        memcpy(rsp.sop_instance, rq->sop_instance, sizeof rsp.sop_instance);
+    if (comment && comment[0] && status != 0x0000 && status != 0xFF00 &&
+        status != 0xFF01)
+        snprintf(rsp.error_comment, sizeof rsp.error_comment, "%s", comment);
+    if (counts) {
+        rsp.has_counts = true;
+        rsp.remaining = counts->remaining;
+        rsp.completed = counts->completed;
+        rsp.failed = counts->failed;
+        rsp.warning = counts->warning;
+    }
+    covct_error e = {0};
+    (void)net_send_message(c, pc_id, &rsp, ds, ds_len, &e);
+}

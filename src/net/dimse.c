@@ -155,6 +155,23 @@ covct_rc net_cmd_decode(const uint8_t *p, size_t n, net_cmd *out,
             rc = get_str(v, len, out->error_comment,
                          sizeof out->error_comment, elem, err);
             break;
+        case 0x1020:
+        case 0x1021:
+        case 0x1022:
+        case 0x1023: {
+            uint16_t x = 0;
+            rc = get_us(v, len, &x, elem, err);
+            out->has_counts = true;
+            if (elem == 0x1020)
+                out->remaining = x;
+            else if (elem == 0x1021)
+                out->completed = x;
+            else if (elem == 0x1022)
+                out->failed = x;
+            else
+                out->warning = x;
+            break;
+        }
         case 0x1030:
             rc = get_str(v, len, out->move_originator,
                          sizeof out->move_originator, elem, err);
@@ -246,6 +263,16 @@ covct_rc net_cmd_encode(const net_cmd *c, covct_buf *out, covct_error *err)
         rc = put_str(&b, 0x0902, c->error_comment, ' ', err);
     if (!rc && c->sop_instance[0])
         rc = put_str(&b, 0x1000, c->sop_instance, '\0', err);
+    if (!rc && c->has_counts) {
+        if (c->status == 0xFF00)
+            rc = put_us(&b, 0x1020, c->remaining, err);
+        if (!rc)
+            rc = put_us(&b, 0x1021, c->completed, err);
+        if (!rc)
+            rc = put_us(&b, 0x1022, c->failed, err);
+        if (!rc)
+            rc = put_us(&b, 0x1023, c->warning, err);
+    }
     if (!rc && c->move_originator[0])
         rc = put_str(&b, 0x1030, c->move_originator, ' ', err);
     if (!rc && c->move_originator[0])
@@ -310,6 +337,29 @@ static const struct {
 };
 
 #define STORAGE_ROOT "1.2.840.10008.5.1.4.1.1."
+
+int net_qr_kind(const char *uid, bool *patient_root)
+{
+    static const struct {
+        const char *uid;
+        int kind;
+        bool patient;
+    } qr[] = {
+        {"1.2.840.10008.5.1.4.1.2.1.1", 0, true},
+        {"1.2.840.10008.5.1.4.1.2.1.2", 1, true},
+        {"1.2.840.10008.5.1.4.1.2.1.3", 2, true},
+        {"1.2.840.10008.5.1.4.1.2.2.1", 0, false},
+        {"1.2.840.10008.5.1.4.1.2.2.2", 1, false},
+        {"1.2.840.10008.5.1.4.1.2.2.3", 2, false},
+    };
+    for (size_t i = 0; i < sizeof qr / sizeof qr[0]; i++)
+        if (!strcmp(uid, qr[i].uid)) {
+            if (patient_root)
+                *patient_root = qr[i].patient;
+            return qr[i].kind;
+        }
+    return -1;
+}
 
 const char *net_storage_name(const char *uid)
 {

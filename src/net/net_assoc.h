@@ -51,6 +51,11 @@ int net_recv_data(net_conn *c, uint8_t pc_id, covct_buf *out, size_t max,
 covct_rc net_send_message(net_conn *c, uint8_t pc_id, const net_cmd *cmd,
                           const uint8_t *data, size_t data_len,
                           covct_error *err);
+/* Send the response to request rq: status, optional comment, optional
+ * data set (identifier) and sub-operation counts. */
+void net_respond(net_conn *c, uint8_t pc_id, const net_cmd *rq,
+                 uint16_t status, const char *comment, const uint8_t *ds,
+                 size_t ds_len, const net_cmd *counts);
 void net_conn_free(net_conn *c);
 void net_set_nodelay(int fd);
 

@@ -132,6 +132,8 @@ typedef struct net_cmd {
     char move_originator[17];               /* (0000,1030) */
     uint16_t move_originator_id;            /* (0000,1031) */
     char error_comment[65];                 /* (0000,0902) */
+    bool has_counts;                        /* (0000,1020)..(0000,1023) */
+    uint16_t remaining, completed, failed, warning;
 } net_cmd;
 
 covct_rc net_cmd_decode(const uint8_t *p, size_t n, net_cmd *out,
@@ -139,6 +141,10 @@ covct_rc net_cmd_decode(const uint8_t *p, size_t n, net_cmd *out,
 /* Encode the elements that are set (non-empty strings, has_* flags;
  * field, dataset_type always), with (0000,0000) group length. */
 covct_rc net_cmd_encode(const net_cmd *c, covct_buf *out, covct_error *err);
+
+/* Query/Retrieve SOP classes (PS3.4 C.6): 0 FIND, 1 MOVE, 2 GET, -1 not
+ * Q/R; *patient_root for the Patient Root model. */
+int net_qr_kind(const char *uid, bool *patient_root);
 
 /* Storage SOP classes (docs/internals/net.md): name or NULL. */
 const char *net_storage_name(const char *uid);

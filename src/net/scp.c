@@ -17,6 +17,7 @@
 #include "covct/net.h"
 #include "net/net_assoc.h"
 #include "net/net_int.h"
+#include "net/net_qr.h"
 #include "net/net_server.h"
 
 static void event(const covct_net_server_config *cfg, const char *fmt, ...)
@@ -77,6 +78,19 @@ static uint32_t max_pdu(const covct_net_server_config *cfg)
     return cfg->max_pdu ? cfg->max_pdu : 256u * 1024u;
 }
 
+/* Q/R identifiers: explicit VR little endian, else implicit. */
+static const char *choose_qr_ts(const net_pc *pc)
+{
+    const char *implicit = NULL;
+    for (unsigned t = 0; t < pc->n_ts; t++) {
+        if (!strcmp(pc->ts[t], COVCT_TS_EXPLICIT_LE))
+            return pc->ts[t];
+        if (!strcmp(pc->ts[t], COVCT_TS_IMPLICIT_LE))
+            implicit = pc->ts[t];
+    }
+    return implicit;
+}
+
 /* Build the A-ASSOCIATE-AC for rq; returns the number accepted. */
 static unsigned negotiate(const covct_net_server_config *cfg,
                           const net_assoc_pdu *rq, net_assoc_pdu *ac)
@@ -92,9 +106,15 @@ static unsigned negotiate(const covct_net_server_config *cfg,
         net_pc *q = &ac->pc[i];
         q->id = p->id;
         memcpy(q->abstract, p->abstract, sizeof q->abstract);
-        bool known = !strcmp(p->abstract, NET_VERIFICATION) ||
-                     (cfg->on_store && net_is_storage(p->abstract));
-        const char *ts = known ? choose_ts(p) : NULL;
+        int qr = net_qr_kind(p->abstract, NULL);
+        bool is_qr = (qr == 0 && cfg->on_find) ||
+                     (qr > 0 && cfg->on_select);
+        /* Storage contexts are also what C-GET sends on (requestor in the
+         * SCP role), so they are accepted even without on_store then. */
+        bool known = !strcmp(p->abstract, NET_VERIFICATION) || is_qr ||
+                     ((cfg->on_store || cfg->on_select) &&
+                      net_is_storage(p->abstract));
+        const char *ts = !known ? NULL : is_qr ? choose_qr_ts(p) : choose_ts(p);
         if (!known) {
             q->result = PC_ABSTRACT_NOT_SUPPORTED;
         } else if (!ts) {
@@ -112,31 +132,25 @@ static unsigned negotiate(const covct_net_server_config *cfg,
             snprintf(q->ts[0], sizeof q->ts[0], "%s", p->ts[0]);
         }
     }
+    /* SCP/SCU role selection (PS3.7 D.3.3.4): accept the roles proposed
+     * for the storage classes (C-GET needs the requestor as SCP). */
+    for (unsigned r = 0; r < rq->n_roles && ac->n_roles < NET_MAX_CONTEXTS;
+         r++)
+        if (cfg->on_select && net_is_storage(rq->roles[r].sop_class))
+            ac->roles[ac->n_roles++] = rq->roles[r];
     return accepted;
 }
 
 typedef struct scp_stats {
     uint64_t stored, failed, echoes;
     uint64_t bytes;
+    uint64_t finds, matches, retrieves, retrieved;
 } scp_stats;
 
 static void respond(net_conn *c, uint8_t pc_id, const net_cmd *rq,
                     uint16_t status, const char *comment)
 {
-    net_cmd rsp;
-    memset(&rsp, 0, sizeof rsp);
-    rsp.field = (uint16_t)(rq->field | DIMSE_RSP);
-    rsp.has_responding_to = true;
-    rsp.responding_to = rq->message_id;
-    rsp.dataset_type = DIMSE_NO_DATASET;
-    rsp.has_status = true;
-    rsp.status = status;
-    memcpy(rsp.sop_class, rq->sop_class, sizeof rsp.sop_class);
-    memcpy(rsp.sop_instance, rq->sop_instance, sizeof rsp.sop_instance);
-    if (comment && comment[0] && status != COVCT_DIMSE_SUCCESS)
-        snprintf(rsp.error_comment, sizeof rsp.error_comment, "%s", comment);
-    covct_error e = {0};
-    (void)net_send_message(c, pc_id, &rsp, NULL, 0, &e);
+    net_respond(c, pc_id, rq, status, comment, NULL, 0, NULL);
 }
 
 /* A C-STORE-RQ whose command has been read: receive the data set into a
@@ -336,6 +350,7 @@ void net_serve_fd(const covct_net_server_config *cfg, int fd,
 
     /* Sta6: data transfer. */
     const char *end = NULL;
+    uint16_t next_id = 1; /* our requests (C-GET sub-operations) */
     char endbuf[COVCT_ERROR_MSG_MAX + 64];
     for (;;) {
         if (stop && atomic_load(stop)) {
@@ -361,7 +376,7 @@ void net_serve_fd(const covct_net_server_config *cfg, int fd,
                 st.echoes++;
                 continue;
             }
-            if (cmd.field == DIMSE_C_STORE_RQ &&
+            if (cmd.field == DIMSE_C_STORE_RQ && cfg->on_store &&
                 net_is_storage(net_conn_pc(&c, pc_id)->abstract)) {
                 ev = handle_store(cfg, &c, &info, pc_id, &cmd, &st,
                                   &abort_reason);
@@ -369,7 +384,28 @@ void net_serve_fd(const covct_net_server_config *cfg, int fd,
                     continue;
                 goto ended;
             }
-            /* Not offered on this context (C-FIND, C-MOVE, N-*...). */
+            int qr = net_qr_kind(net_conn_pc(&c, pc_id)->abstract, NULL);
+            if (qr == 0 && cmd.field == DIMSE_C_FIND_RQ) {
+                st.finds++;
+                ev = net_handle_find(cfg, &c, &info, pc_id, &cmd, &st.matches,
+                                     &abort_reason);
+                if (ev == NET_EV_PDV)
+                    continue;
+                goto ended;
+            }
+            if ((qr == 1 && cmd.field == DIMSE_C_MOVE_RQ) ||
+                (qr == 2 && cmd.field == DIMSE_C_GET_RQ)) {
+                st.retrieves++;
+                ev = net_handle_retrieve(cfg, &c, &info, pc_id, &cmd, qr == 2,
+                                         &next_id, &st.retrieved,
+                                         &abort_reason);
+                if (ev == NET_EV_PDV)
+                    continue;
+                goto ended;
+            }
+            if (cmd.field == DIMSE_C_CANCEL_RQ)
+                continue; /* nothing in progress to cancel */
+            /* Not offered on this context (N-* services...). */
             if (cmd.dataset_type != DIMSE_NO_DATASET) {
                 bool ovf;
                 covct_buf junk = {0};
@@ -411,11 +447,19 @@ void net_serve_fd(const covct_net_server_config *cfg, int fd,
         }
         break;
     }
+    char qrs[160] = "";
+    if (st.finds || st.retrieves)
+        snprintf(qrs, sizeof qrs,
+                 ", %llu queries (%llu matches), %llu retrieves (%llu "
+                 "instances sent)",
+                 (unsigned long long)st.finds, (unsigned long long)st.matches,
+                 (unsigned long long)st.retrieves,
+                 (unsigned long long)st.retrieved);
     event(cfg, "association %llu from %s %s after %.1f s: %llu stored "
-               "(%.1f MB), %llu failed, %llu echoes",
+               "(%.1f MB), %llu failed, %llu echoes%s",
           (unsigned long long)info.id, c.peer_desc, end, covct_now() - t0,
           (unsigned long long)st.stored, st.bytes / 1e6,
-          (unsigned long long)st.failed, (unsigned long long)st.echoes);
+          (unsigned long long)st.failed, (unsigned long long)st.echoes, qrs);
 out:
     covct_free(rq);
     net_conn_free(&c);

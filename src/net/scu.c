@@ -383,6 +383,14 @@ covct_rc covct_net_file_meta(const uint8_t *f, size_t len, char *sop_class,
 covct_rc covct_net_send_file(covct_net_assoc *a, const uint8_t *file,
                              size_t len, uint16_t *status, covct_error *err)
 {
+    return covct_net_send_file_moved(a, file, len, NULL, 0, status, err);
+}
+
+covct_rc covct_net_send_file_moved(covct_net_assoc *a, const uint8_t *file,
+                                   size_t len, const char *move_originator,
+                                   uint16_t move_originator_id,
+                                   uint16_t *status, covct_error *err)
+{
     char sop_class[NET_UID_MAX + 1], sop_inst[NET_UID_MAX + 1],
         ts[NET_UID_MAX + 1];
     size_t off;
@@ -401,6 +409,11 @@ covct_rc covct_net_send_file(covct_net_assoc *a, const uint8_t *file,
     cmd.dataset_type = 0x0000; /* a data set follows */
     snprintf(cmd.sop_class, sizeof cmd.sop_class, "%s", sop_class);
     snprintf(cmd.sop_instance, sizeof cmd.sop_instance, "%s", sop_inst);
+    if (move_originator && move_originator[0]) {
+        snprintf(cmd.move_originator, sizeof cmd.move_originator, "%s",
+                 move_originator);
+        cmd.move_originator_id = move_originator_id;
+    }
     return request(a, pc, &cmd, file + off, len - off, status, err);
 }
 

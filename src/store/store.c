@@ -1688,6 +1688,11 @@ covct_rc covct_store_instance_path(covct_store *s, const char *sop_uid,
     return rc;
 }
 
+const char *covct_store_dir(const covct_store *s)
+{
+    return s->dir;
+}
+
 const char *covct_store_index_path(const covct_store *s)
 {
     return s ? s->index_path : NULL;
