@@ -20,7 +20,9 @@
  * arriving at once cost one index transaction and one round of syncs, so
  * durability does not cost throughput.
  *
- * Duplicates (same SOP Instance UID): a byte-identical copy is accepted
+ * Duplicates (same SOP Instance UID): a copy whose data set is
+ * byte-identical (the meta information, which names the sender, is not
+ * compared) is accepted
  * and changes nothing (COVCT_STORE_ALREADY); a different copy keeps the
  * stored one as it is and saves the newcomer under DIR/duplicates/,
  * listed in the duplicates table (COVCT_STORE_DUPLICATE): nothing received
@@ -136,6 +138,37 @@ typedef covct_rc (*covct_store_instance_fn)(void *user, const char *path,
 covct_rc covct_store_select(covct_store *s, bool patient_root,
                             const covct_dcm_dataset *identifier,
                             covct_store_instance_fn fn, void *user,
+                            covct_error *err);
+
+/* ---- analysis jobs (src/store/jobs.c, docs/internals/jobs.md) ----------
+ * A persistent job table in the index database. */
+typedef struct covct_job {
+    int64_t id;
+    char series_uid[65];
+    char study_uid[65];
+    char series_dir[4096];   /* the folder holding the series' files */
+    unsigned attempts;       /* including the one just taken */
+} covct_job;
+
+/* Queue every series that has received nothing for settle_s seconds and
+ * has no job yet (or received more since its job ended).  Series that are
+ * not CT, or have fewer than min_instances CT images, get a 'skipped' job
+ * with the reason. */
+covct_rc covct_jobs_scan(covct_store *s, double settle_s,
+                         unsigned min_instances, unsigned *queued,
+                         unsigned *skipped, covct_error *err);
+/* Take the oldest due queued job (state 'running'); *got false if none. */
+covct_rc covct_jobs_take(covct_store *s, covct_job *job, bool *got,
+                         covct_error *err);
+/* End an attempt.  A failure is retried after retry_base_s x 4^(attempts-1)
+ * seconds until max_attempts, then the job is 'failed' with its reason. */
+covct_rc covct_jobs_finish(covct_store *s, const covct_job *job, bool ok,
+                           const char *reason, const char *result_dir,
+                           unsigned max_attempts, double retry_base_s,
+                           bool *will_retry, covct_error *err);
+/* At start: jobs left 'running' by a stopped or killed server are queued
+ * again. */
+covct_rc covct_jobs_recover(covct_store *s, unsigned *requeued,
                             covct_error *err);
 
 #ifdef __cplusplus

@@ -8,8 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/serve.h"
 #include "covct/net.h"
 #include "covct/store.h"
 
@@ -39,6 +41,14 @@ static const char help[] =
     "                           default: anyone who calls covct's AE title\n"
     "  --peer AE@HOST:PORT      a DICOM node covct may send to: C-MOVE\n"
     "                           destinations (repeatable)\n"
+    "  --send-results-to AE     send each analysis's results (DICOM SEG, SR,\n"
+    "                           key images) to this --peer, e.g. the PACS\n"
+    "  --settle S               a series is complete when nothing arrived\n"
+    "                           for S seconds (default 30); then chest CT\n"
+    "                           series are analysed automatically\n"
+    "  --min-slices N           CT series with fewer images are not\n"
+    "                           analysed (default 20)\n"
+    "  --no-analysis            store only, analyse nothing\n"
     "  --max-associations N     associations served at once (default 32);\n"
     "                           more are refused as 'local limit exceeded'\n"
     "  --max-pdu BYTES          largest PDU covct receives (default 262144)\n"
@@ -53,8 +63,14 @@ static const char help[] =
     "  -q, --quiet              log warnings and errors only\n"
     "  -h, --help               this text\n"
     "\n"
+    "Automatic analysis: each complete CT series is analysed as by\n"
+    "'covct analyze' (report in DIR/results/SERIES_UID/); the results are\n"
+    "stored as DICOM (so viewers can query and retrieve them) and sent to\n"
+    "--send-results-to.  Jobs survive restarts; a failed analysis is\n"
+    "retried after 1, 4 and 16 minutes, then recorded with its reason.\n"
+    "\n"
     "Log: one line per association (who, what was accepted, how many\n"
-    "instances, how it ended) on standard error.\n"
+    "instances, how it ended) and per job on standard error.\n"
     "Check the node from another machine with dcmtk's 'echoscu HOST PORT\n"
     "-aec TITLE' or 'covct echo TITLE@HOST:PORT'.\n";
 
@@ -68,6 +84,10 @@ typedef struct serve_opts {
     const char *ae;
     const char *bind;
     const char *port_file;
+    const char *results_to;
+    double settle;
+    long min_slices;
+    int no_analysis;
     const char *allow[MAX_ALLOW];
     size_t n_allow;
     covct_net_peer peers[MAX_PEERS];
@@ -114,6 +134,16 @@ static int set_opt(serve_opts *o, const char *name, const char *v)
         o->bind = v;
     else if (!strcmp(name, "port-file"))
         o->port_file = v;
+    else if (!strcmp(name, "send-results-to"))
+        o->results_to = v;
+    else if (!strcmp(name, "min-slices"))
+        return parse_long(name, v, 1, 100000, &o->min_slices);
+    else if (!strcmp(name, "settle")) {
+        long x;
+        if (parse_long(name, v, 0, 86400, &x))
+            return -1;
+        o->settle = (double)x;
+    }
     else if (!strcmp(name, "dicom-port"))
         return parse_long(name, v, 0, 65535, &o->port);
     else if (!strcmp(name, "max-associations"))
@@ -303,6 +333,8 @@ int covct_cmd_serve(int argc, char **argv)
     memset(&o, 0, sizeof o);
     o.ae = "COVCT";
     o.port = 11112;
+    o.settle = 30;
+    o.min_slices = 20;
     char *config_text = NULL;
     int status = COVCT_EXIT_USAGE;
     /* The config file first, so that command-line options win. */
@@ -328,6 +360,10 @@ int covct_cmd_serve(int argc, char **argv)
         const char *a = argv[i];
         if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
             o.quiet = 1;
+            continue;
+        }
+        if (!strcmp(a, "--no-analysis")) {
+            o.no_analysis = 1;
             continue;
         }
         if (strncmp(a, "--", 2) != 0) {
@@ -369,6 +405,25 @@ int covct_cmd_serve(int argc, char **argv)
             goto out;
         }
     }
+    const covct_net_peer *results_peer = NULL;
+    if (o.results_to) {
+        for (size_t i = 0; i < o.n_peers && !results_peer; i++)
+            if (!strcmp(o.peers[i].ae, o.results_to))
+                results_peer = &o.peers[i];
+        if (!results_peer) {
+            covct_cli_error("--send-results-to %s: no --peer %s@HOST:PORT "
+                            "says where %s is",
+                            o.results_to, o.results_to, o.results_to);
+            goto out;
+        }
+    }
+    char exe[4096];
+    ssize_t el = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (el <= 0) {
+        covct_cli_error("cannot find the covct program (/proc/self/exe)");
+        goto out;
+    }
+    exe[el] = '\0';
     status = COVCT_EXIT_FAIL;
     covct_log_set_handler(log_line, NULL);
     if (o.quiet)
@@ -428,6 +483,25 @@ int covct_cmd_serve(int argc, char **argv)
             goto out;
         }
     }
+    serve_jobs *jobs = NULL;
+    if (!o.no_analysis) {
+        serve_jobs_config jc = {
+            .store = store,
+            .exe = exe,
+            .ae = o.ae,
+            .results_peer = results_peer,
+            .settle_s = o.settle,
+            .min_instances = (unsigned)o.min_slices,
+            .max_attempts = 4,
+            .retry_base_s = 60,
+        };
+        if (serve_jobs_start(&jc, &jobs)) {
+            covct_cli_error("cannot start the analysis thread");
+            covct_net_server_stop(srv, 0);
+            covct_store_close(store);
+            goto out;
+        }
+    }
     int sig = 0;
     while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
         covct_log(COVCT_LOG_INFO, "SIGHUP ignored (stop with SIGTERM)");
@@ -435,6 +509,7 @@ int covct_cmd_serve(int argc, char **argv)
                               "flight, then stopping",
               sig == SIGINT ? "SIGINT" : "SIGTERM");
     covct_net_server_stop(srv, 10);
+    serve_jobs_stop(jobs);
     covct_store_count(store, &count, NULL);
     covct_store_close(store);
     covct_log(COVCT_LOG_INFO, "stopped; %llu instances in %s",

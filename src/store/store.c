@@ -117,7 +117,7 @@ enum {
 static const char *const st_sql[ST_COUNT] = {
     [ST_FIND] = "SELECT path, size FROM instances WHERE sop_uid = ?1",
     [ST_FIND_DUP] = "SELECT path FROM duplicates WHERE sop_uid = ?1 "
-                    "AND size = ?2",
+                    "AND size BETWEEN ?2 - 256 AND ?2 + 256",
     /* An instance joins the series, study and patient already indexed
      * under its Series Instance UID: the first instance's attributes win,
      * and a sender's inconsistency leaves no orphan patient or study. */
@@ -347,8 +347,32 @@ static covct_rc make_dirs(const char *path, covct_error *err)
     return make_dir(buf, &created, err);
 }
 
-/* Whether the file DIR/rel holds exactly p[0..len).  A missing file is
- * reported as different, with *missing set. */
+/* Where the data set of a Part 10 file starts: after the file meta
+ * information, whose length is the (0002,0000) value at bytes 140..143
+ * (PS3.10 7.1; covct and every common writer put it first).  0 when the
+ * file does not start that way (then the whole file is compared). */
+static size_t dataset_offset(const uint8_t *p, size_t len)
+{
+    if (len < 144 || memcmp(p + 128, "DICM", 4) != 0 ||
+        memcmp(p + 132, "\x02\x00\x00\x00UL", 6) != 0)
+        return 0;
+    uint32_t gl = (uint32_t)p[140] | ((uint32_t)p[141] << 8) |
+                  ((uint32_t)p[142] << 16) | ((uint32_t)p[143] << 24);
+    return gl <= len - 144 ? 144 + (size_t)gl : 0;
+}
+
+/* Whether two Part 10 files hold the same data set.  The file meta
+ * information is not compared: it names the sender ((0002,0016) Source AE
+ * Title), so the same instance resent by another AE is the same. */
+static bool same_dataset(const uint8_t *a, size_t alen, const uint8_t *b,
+                         size_t blen)
+{
+    size_t oa = dataset_offset(a, alen), ob = dataset_offset(b, blen);
+    return alen - oa == blen - ob && !memcmp(a + oa, b + ob, alen - oa);
+}
+
+/* Whether the file DIR/rel holds the same data set as p[0..len).  A
+ * missing file is reported as different, with *missing set. */
 static covct_rc file_same(const covct_store *s, const char *rel,
                           const uint8_t *p, size_t len, bool *same,
                           bool *missing, covct_error *err)
@@ -357,51 +381,28 @@ static covct_rc file_same(const covct_store *s, const char *rel,
     path_of(s, rel, path);
     *same = false;
     *missing = false;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
+    struct stat st;
+    if (stat(path, &st) != 0) {
         if (errno == ENOENT) {
             *missing = true;
             return COVCT_OK;
         }
-        return COVCT_ERR(err, COVCT_ERR_IO, "cannot open %s: %s", path,
+        return COVCT_ERR(err, COVCT_ERR_IO, "cannot stat %s: %s", path,
                          strerror(errno));
     }
-    covct_rc rc = COVCT_OK;
-    enum { CHUNK = 1 << 16 };
-    uint8_t *buf = NULL;
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        rc = COVCT_ERR(err, COVCT_ERR_IO, "cannot stat %s: %s", path,
-                       strerror(errno));
-        goto out;
-    }
-    if ((uint64_t)st.st_size != (uint64_t)len)
-        goto out;
-    buf = covct_malloc(CHUNK);
-    if (!buf) {
-        rc = COVCT_ERR(err, COVCT_ERR_NOMEM, "out of memory");
-        goto out;
-    }
-    size_t off = 0;
-    while (off < len) {
-        size_t want = len - off < CHUNK ? len - off : CHUNK;
-        ssize_t r = read(fd, buf, want);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            rc = COVCT_ERR(err, COVCT_ERR_IO, "cannot read %s: %s", path,
-                           strerror(errno));
-            goto out;
-        }
-        if (r == 0 || memcmp(buf, p + off, (size_t)r) != 0)
-            goto out; /* shorter than it said, or different */
-        off += (size_t)r;
-    }
-    *same = true;
-out:
-    covct_free(buf);
-    close(fd);
-    return rc;
+    /* Meta information differs by a few dozen bytes at most. */
+    uint64_t diff = (uint64_t)st.st_size > len ? (uint64_t)st.st_size - len
+                                               : len - (uint64_t)st.st_size;
+    if (diff > 256)
+        return COVCT_OK;
+    uint8_t *data = NULL;
+    size_t n = 0;
+    covct_rc rc = covct_file_read(path, &data, &n, err);
+    if (rc)
+        return rc;
+    *same = same_dataset(data, n, p, len);
+    covct_free(data);
+    return COVCT_OK;
 }
 
 /* ---- reading what the index needs from a data set ------------------------ */
@@ -806,7 +807,7 @@ static covct_rc decide(covct_store *s, entry *batch, entry *e, bool *known,
             prev = o;
     bool same = false, missing = false;
     if (prev) {
-        same = prev->len == e->len && !memcmp(prev->bytes, e->bytes, e->len);
+        same = same_dataset(prev->bytes, prev->len, e->bytes, e->len);
     } else {
         sqlite3_stmt *st = s->st[ST_FIND];
         bind_text(st, 1, e->m.sop);
@@ -827,7 +828,8 @@ static covct_rc decide(covct_store *s, entry *batch, entry *e, bool *known,
             e->result = COVCT_STORE_NEW;
             return COVCT_OK;
         }
-        if (size == (int64_t)e->len) {
+        (void)size;
+        {
             covct_rc rc = file_same(s, rel, e->bytes, e->len, &same,
                                     &missing, err);
             if (rc)
@@ -848,8 +850,8 @@ static covct_rc decide(covct_store *s, entry *batch, entry *e, bool *known,
     /* A sender that retries a different copy should not fill the disk. */
     for (entry *o = batch; o != e; o = o->next)
         if (!o->rc && o->placed && o->result == COVCT_STORE_DUPLICATE &&
-            !strcmp(o->m.sop, e->m.sop) && o->len == e->len &&
-            !memcmp(o->bytes, e->bytes, e->len)) {
+            !strcmp(o->m.sop, e->m.sop) &&
+            same_dataset(o->bytes, o->len, e->bytes, e->len)) {
             *known = true;
             e->same_as = o;
             return COVCT_OK;
