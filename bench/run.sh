@@ -9,7 +9,11 @@
 #  4. `covct analyze` end to end (no peer: wall time and peak memory);
 #  5. the U-Net's inference, covct (oneDNN) vs PyTorch with the same
 #     weights, input and thread count (bench/bench_nn.c, bench/nn_torch.py;
-#     logits compared), and the training time of one fold.
+#     logits compared), and the training time of one fold;
+#  6. DICOM ingest: 2,000 synthetic 512x512 CT instances sent by dcmtk's
+#     storescu over 1 and 4 associations to `covct serve`, to Orthanc
+#     (scripts/orthanc-temp.sh) and to dcmtk's storescp
+#     (bench/net_ingest.sh; N=200 for a smoke run).
 # Run from the repository root after `make`: bench/run.sh [BUILD_DIR]
 # Environment:
 #   SECTIONS  which sections to run, e.g. SECTIONS="5" or "1 3" (all)
@@ -20,12 +24,13 @@
 #   NN_RUNS   forwards per process in section 5, after one warm-up (5)
 #   NN_THREADS  thread counts for section 5 ("1 $(nproc)")
 #   PY        Python with PyTorch and numpy for section 5 (python3)
+#   N, ASSOCS, BENCH_CACHE, BENCH_WORK  section 6 (bench/net_ingest.sh)
 set -u
 BUILD=${1:-build}
 COVCT="$BUILD/covct"
 DATA=${COVCT_SHARED_DATA:-../shared/data}
 REPS=${REPS:-3}
-SECTIONS=${SECTIONS:-1 2 3 4 5}
+SECTIONS=${SECTIONS:-1 2 3 4 5 6}
 want() { case " $SECTIONS " in *" $1 "*) return 0 ;; esac; return 1; }
 [ -x "$COVCT" ] || { echo "bench: build first (make)" >&2; exit 1; }
 if want 1 || want 2 || want 3 || want 4; then
@@ -212,4 +217,8 @@ if want 5; then
     else
         echo "  $TRAIN missing - skipped"
     fi
+fi
+
+if want 6; then
+    REPS=$REPS "$(dirname "$0")/net_ingest.sh" "$BUILD"
 fi

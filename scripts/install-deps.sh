@@ -2,6 +2,13 @@
 # Install the Debian 12 packages covct needs to build, test and benchmark.
 # Idempotent: does nothing when everything is installed.  Needs root (or
 # sudo) only when something is missing.
+# orthanc is a benchmark peer only (bench/net_ingest.sh runs a private
+# instance through scripts/orthanc-temp.sh): installing it must not leave
+# Debian's system Orthanc service running.  While apt-get runs, a
+# temporary /usr/sbin/policy-rc.d answers 101 (action forbidden), so no
+# package's maintainer script starts a service (invoke-rc.d asks it); an
+# existing policy-rc.d (Docker images have one) is left as it is.  Under
+# systemd the new orthanc unit is also disabled and stopped.
 set -eu
 
 PACKAGES="
@@ -10,8 +17,9 @@ zlib1g-dev libjpeg62-turbo-dev libopenjp2-7-dev libcharls-dev
 libcjson-dev libpng-dev libdnnl-dev libsqlite3-dev libssl-dev sqlite3
 dcmtk
 clang libclang-rt-14-dev
-python3 python3-numpy python3-nibabel python3-scipy python3-pil python3-sklearn python3-torch
-dicom3tools dcm2niix libgdcm-tools time
+python3 python3-numpy python3-nibabel python3-scipy python3-pil python3-sklearn python3-torch python3-pydicom
+dicom3tools dcm2niix libgdcm-tools time curl
+orthanc
 "
 
 missing=""
@@ -37,6 +45,31 @@ if [ "$(id -u)" != 0 ]; then
     fi
 fi
 export DEBIAN_FRONTEND=noninteractive
+POLICY=/usr/sbin/policy-rc.d
+own_policy=0
+if [ ! -e "$POLICY" ]; then
+    $SUDO sh -c "printf '#!/bin/sh\\n# temporary, scripts/install-deps.sh\\nexit 101\\n' >$POLICY && chmod 755 $POLICY"
+    own_policy=1
+    trap '$SUDO rm -f "$POLICY"' EXIT
+    trap 'exit 1' HUP INT TERM
+fi
 $SUDO apt-get update -q
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -q --no-install-recommends $missing
+if [ "$own_policy" = 1 ]; then
+    $SUDO rm -f "$POLICY"
+    trap - EXIT
+fi
+case " $missing " in
+*" orthanc "*)
+    if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+        $SUDO systemctl disable --now orthanc >/dev/null 2>&1 || true
+    elif [ -x /etc/init.d/orthanc ]; then
+        $SUDO /etc/init.d/orthanc stop >/dev/null 2>&1 || true
+    fi
+    if pgrep -x Orthanc >/dev/null 2>&1; then
+        echo "covct: warning: a system Orthanc is running (pgrep -a Orthanc);" \
+             "the benchmarks start their own (scripts/orthanc-temp.sh)" >&2
+    fi
+    ;;
+esac

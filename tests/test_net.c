@@ -224,6 +224,20 @@ static int raw_connect(uint16_t port)
     return fd;
 }
 
+/* Until the server's association threads have all ended (a refused
+ * association still counts against the cap until its thread exits). */
+static void wait_idle(covct_net_server *srv)
+{
+    for (int i = 0; i < 500; i++) {
+        unsigned open = 0;
+        uint64_t total = 0;
+        covct_net_server_counts(srv, &open, &total);
+        if (open == 0)
+            return;
+        usleep(10000);
+    }
+}
+
 static void test_server(void)
 {
     sink s = {.lock = PTHREAD_MUTEX_INITIALIZER};
@@ -291,10 +305,12 @@ static void test_server(void)
     CHECKF(strstr(err.msg, "called AE title not recognized") != NULL, "%s",
            err.msg);
     covct_error_clear(&err);
+    wait_idle(srv);
     CHECK(covct_net_connect(&peer, "STRANGER", props, 1, 5, &a, &err) != 0);
     CHECKF(strstr(err.msg, "calling AE title not recognized") != NULL, "%s",
            err.msg);
     covct_error_clear(&err);
+    wait_idle(srv);
     CHECK(covct_net_connect(&peer, "LOCALONLY", props, 1, 5, &a, &err) ==
           0);
     if (a)
@@ -339,6 +355,7 @@ static void test_server(void)
     /* The cap (2): two open associations, the third is refused as
      * transient / local limit exceeded; the server still serves after. */
     covct_net_assoc *h1 = NULL, *h2 = NULL, *h3 = NULL;
+    wait_idle(srv);
     CHECK(covct_net_connect(&peer, "GOOD", props, 1, 5, &h1, &err) == 0);
     CHECK(covct_net_connect(&peer, "GOOD", props, 1, 5, &h2, &err) == 0);
     covct_error_clear(&err);
@@ -348,7 +365,7 @@ static void test_server(void)
         covct_net_release(h1, &err);
     if (h2)
         covct_net_release(h2, &err);
-    usleep(200000);
+    wait_idle(srv);
     covct_error_clear(&err);
     CHECK(covct_net_connect(&peer, "GOOD", props, 1, 5, &h3, &err) == 0);
     if (h3) {

@@ -58,7 +58,16 @@ typedef struct covct_net_peer {
     char ae[17];
     char host[256];
     uint16_t port;
+    bool tls;          /* connect with TLS (covct_net_tls_init first) */
 } covct_net_peer;
+
+/* DICOM TLS (PS3.15 B.1, TLS 1.2 or later) for this process: the node's
+ * certificate (PEM, with its chain) and private key, used as server and as
+ * client; `ca` (PEM, may be NULL) are the CA certificates peers must be
+ * signed by (NULL: peers are not verified). */
+covct_rc covct_net_tls_init(const char *cert, const char *key,
+                            const char *ca, covct_error *err);
+void covct_net_tls_cleanup(void);
 
 covct_rc covct_net_peer_parse(const char *spec, covct_net_peer *out,
                               covct_error *err);
@@ -148,6 +157,8 @@ typedef struct covct_net_server_config {
     covct_net_find_fn on_find;
     covct_net_select_fn on_select;   /* C-MOVE and C-GET */
     void *query_user;
+    /* Every association is TLS (after covct_net_tls_init). */
+    bool tls;
     /* C-MOVE destinations: the only AEs instances are sent to. */
     const covct_net_peer *peers;
     size_t n_peers;

@@ -42,6 +42,51 @@ covct_rc covct_report_write(const char *outdir, const covct_report_input *in,
 covct_rc covct_report_json(const covct_report_input *in, char **out,
                            covct_error *err);
 
+/* ---- DICOM results (docs/internals/dicom-results.md) -----------------------
+ * The analysis as standard DICOM objects of the source study, for a PACS:
+ *
+ *   seg.dcm      Segmentation Storage (BINARY): right and left lung, the
+ *                five lobes, ground-glass opacity and consolidation, one
+ *                frame per non-empty slice and segment, each frame
+ *                derived from (and referencing) its source CT image;
+ *   sr.dcm       Comprehensive SR, TID 1500 Measurement Report: volumes,
+ *                lobe involvement, CT severity score per lobe and total,
+ *                RSNA category and its reasons, referencing the SEG;
+ *   key-NN.dcm   Secondary Capture images of the key slices and the
+ *                coronal overview, overlays and an "AI RESULT - TO BE
+ *                CONFIRMED BY A RADIOLOGIST" banner burned in.
+ *
+ * Each object is a new series (new UIDs under 2.25) of the source study,
+ * with the patient and study attributes copied from the source images.
+ * `series` must be the series `in->ct` was loaded from (its slices in the
+ * volume's k order); a NIfTI volume has no source images to reference and
+ * cannot be written.  Refused (COVCT_ERR_UNSUPPORTED, nothing written)
+ * when a source image lacks a SOP Instance UID, SOP Class UID, Study or
+ * Series Instance UID, or (for the SEG) the Frame of Reference UID, and
+ * (COVCT_ERR_ARG) when the input has no lungs to report. */
+typedef struct covct_dicom_result {
+    char *path;                 /* the file written */
+    const char *kind;           /* "SEG", "SR" or "SC" (static) */
+    char sop_class_uid[65];
+    char sop_instance_uid[65];
+    char series_uid[65];
+} covct_dicom_result;
+
+typedef struct covct_dicom_results {
+    covct_dicom_result *r;
+    size_t n;
+} covct_dicom_results;
+
+/* Write the objects into `outdir` (created if missing; earlier key-*.dcm
+ * removed), each file atomically.  `out` may be NULL; otherwise it is
+ * filled on success (free it with covct_dicom_results_free) and left
+ * empty on failure. */
+covct_rc covct_report_write_dicom(const char *outdir,
+                                  const covct_report_input *in,
+                                  const covct_series *series,
+                                  covct_dicom_results *out, covct_error *err);
+void covct_dicom_results_free(covct_dicom_results *res);
+
 /* An RGB image (8-bit, row-major) as a PNG file, written atomically. */
 covct_rc covct_png_write_rgb(const char *path, const uint8_t *rgb,
                              uint32_t width, uint32_t height,

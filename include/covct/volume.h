@@ -117,6 +117,30 @@ const char *covct_series_problems(const covct_series *s);
 size_t covct_series_slice_count(const covct_series *s);
 void covct_series_instance_numbers(const covct_series *s, int64_t *out);
 
+/* Where slice k of that volume came from, for objects that reference the
+ * source images (DICOM SEG, SR, key images; src/report/report-dicom.c).
+ * The strings point into the series and stay valid until its set is
+ * freed; "" where the file had no such attribute.  Returns 0 (and zeroes
+ * *out) when k is out of range. */
+typedef struct covct_series_slice_ref {
+    const char *path;             /* the file */
+    uint32_t frame;               /* 0-based frame in that file */
+    uint32_t n_frames;            /* frames in the file (1: single-frame) */
+    const char *sop_class_uid;    /* (0008,0016) */
+    const char *sop_instance_uid; /* (0008,0018) */
+    const char *series_uid;       /* (0020,000E) */
+    const char *study_uid;        /* (0020,000D) */
+    const char *frame_of_ref_uid; /* (0020,0052) */
+    bool has_position, has_orientation;
+    double position[3];    /* Image Position (Patient), LPS mm */
+    double orientation[6]; /* Image Orientation (Patient) */
+    double pixel_spacing[2]; /* row spacing, column spacing (mm) */
+    double thickness;      /* Slice Thickness, 0 when absent */
+    int64_t instance_number; /* -1 when absent */
+} covct_series_slice_ref;
+int covct_series_slice_ref_get(const covct_series *s, size_t k,
+                               covct_series_slice_ref *out);
+
 typedef void (*covct_progress_fn)(double fraction, const char *what,
                                   void *user);
 

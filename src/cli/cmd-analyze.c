@@ -24,6 +24,10 @@ static const char help[] =
     "\n"
     "Writes into OUTDIR: report.html (open it in a browser), report.json,\n"
     "key images (PNG), lungs.nii.gz, lobes.nii.gz and lesions.nii.gz.\n"
+    "With --dicom, also OUTDIR/dicom/: seg.dcm (DICOM Segmentation of the\n"
+    "lungs, lobes and opacities), sr.dcm (DICOM SR measurement report, TID\n"
+    "1500) and key-NN.dcm (key images with an 'AI RESULT' banner), new\n"
+    "series of the source study, ready to send to a PACS.\n"
     "\n"
     "  -o, --output DIR   output folder (created if missing), required\n"
     "  --series N         use series N as listed by 'covct info'\n"
@@ -35,6 +39,8 @@ static const char help[] =
     "  --lesion-threshold N  network: a voxel is lesion when its infection\n"
     "                     map (0-255) reaches N (default 128, probability\n"
     "                     0.5; lower finds more and fainter opacity)\n"
+    "  --dicom            also write the DICOM results (DICOM input only:\n"
+    "                     they reference the source images by UID)\n"
     "  --threads N        decoding threads (default: all cores)\n"
     "  -q, --quiet        no progress or summary\n"
     "\n"
@@ -58,7 +64,7 @@ int covct_cmd_analyze(int argc, char **argv)
     const char *in = NULL, *outdir = NULL;
     const char *model_path = COVCT_MODEL_DEFAULT;
     unsigned long series_no = 0, threads = 0;
-    bool quiet = false, use_net = true;
+    bool quiet = false, use_net = true, want_dicom = false;
     covct_lesions_nn_options nn_opt;
     covct_lesions_nn_options_default(&nn_opt);
     for (int i = 1; i < argc; i++) {
@@ -100,6 +106,8 @@ int covct_cmd_analyze(int argc, char **argv)
             nn_opt.threshold = (int)t;
         } else if (!strcmp(a, "--model") && i + 1 < argc) {
             model_path = argv[++i];
+        } else if (!strcmp(a, "--dicom")) {
+            want_dicom = true;
         } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
             quiet = true;
         } else if (a[0] == '-' && a[1]) {
@@ -120,11 +128,21 @@ int covct_cmd_analyze(int argc, char **argv)
                         help);
         return COVCT_EXIT_USAGE;
     }
+    const bool is_nifti = ends_with(in, ".nii") || ends_with(in, ".nii.gz");
+    if (want_dicom && is_nifti) {
+        covct_cli_error("analyze: --dicom needs a DICOM series: a NIfTI "
+                        "volume has no source images (SOP Instance UIDs) "
+                        "for DICOM results to reference");
+        return COVCT_EXIT_USAGE;
+    }
     const bool show = !quiet;
     const double t0 = covct_now();
     covct_error err = {0};
     covct_volume *ct = NULL;
     covct_series_set *set = NULL;
+    const covct_series *src_series = NULL;
+    covct_dicom_results dres = {0};
+    char *dicom_dir = NULL;
     covct_seg *seg = NULL;
     int64_t *inst = NULL;
     covct_measures m;
@@ -157,7 +175,7 @@ int covct_cmd_analyze(int argc, char **argv)
     }
 
     step(show, "reading the CT", t0);
-    if (ends_with(in, ".nii") || ends_with(in, ".nii.gz")) {
+    if (is_nifti) {
         if (covct_nifti_read(in, &ct, &err)) {
             covct_cli_error("%s", err.msg);
             goto out;
@@ -176,6 +194,7 @@ int covct_cmd_analyze(int argc, char **argv)
             goto out;
         }
         covct_series_get_summary(s, &sm);
+        src_series = s;
         inst = covct_malloc((covct_series_slice_count(s) + 1) * sizeof *inst);
         if (!inst) {
             covct_cli_error("out of memory");
@@ -268,6 +287,23 @@ int covct_cmd_analyze(int argc, char **argv)
                         in, li.why_not, outdir);
         goto out;
     }
+    if (want_dicom) {
+        step(show, "writing the DICOM results", t0);
+        size_t dn = strlen(outdir) + sizeof "/dicom";
+        dicom_dir = covct_malloc(dn);
+        if (!dicom_dir) {
+            covct_cli_error("out of memory");
+            goto out;
+        }
+        snprintf(dicom_dir, dn, "%s/dicom", outdir);
+        if (covct_report_write_dicom(dicom_dir, &ri, src_series, &dres,
+                                     &err)) {
+            covct_cli_error("DICOM results: %s (the report itself is in "
+                            "%s/report.html)",
+                            err.msg, outdir);
+            goto out;
+        }
+    }
     if (show) {
         printf("CT severity score %d / 25, %s appearance\n",
                m.ct_severity_score, covct_category_name(m.category));
@@ -280,11 +316,21 @@ int covct_cmd_analyze(int argc, char **argv)
                    covct_lobe_name(lb), m.lobe[lb].volume_ml,
                    m.lobe[lb].involvement_pct, m.lobe[lb].score);
         printf("AI-assisted result, to be confirmed by a radiologist.\n");
+        if (want_dicom) {
+            size_t nk = 0;
+            for (size_t i = 0; i < dres.n; i++)
+                nk += !strcmp(dres.r[i].kind, "SC");
+            printf("DICOM results: %s/ (seg.dcm segmentation, sr.dcm "
+                   "measurement report, %zu key image%s)\n",
+                   dicom_dir, nk, nk == 1 ? "" : "s");
+        }
         printf("Report: %s/report.html (%.1f s)\n", outdir, covct_now() - t0);
     }
     rc = COVCT_EXIT_OK;
 out:
     covct_lesions_nn_cancel(job);
+    covct_dicom_results_free(&dres);
+    covct_free(dicom_dir);
     covct_free(net_name);
     covct_nn_model_free(&net);
     covct_measures_free(&m);

@@ -25,6 +25,9 @@ static const char echo_help[] =
     "Options:\n"
     "  --ae TITLE       our (calling) AE title (default COVCT)\n"
     "  --timeout S      seconds to wait for the node (default 30)\n"
+    "  --tls-cert FILE  connect with TLS: our certificate (PEM),\n"
+    "  --tls-key FILE   its private key, and\n"
+    "  --tls-ca FILE    the CA certificates the node's must be signed by\n"
     "  -h, --help       this text\n";
 
 static const char send_help[] =
@@ -39,10 +42,14 @@ static const char send_help[] =
     "Options:\n"
     "  --ae TITLE       our (calling) AE title (default COVCT)\n"
     "  --timeout S      seconds to wait for the node (default 30)\n"
+    "  --tls-cert FILE  connect with TLS: our certificate (PEM),\n"
+    "  --tls-key FILE   its private key, and\n"
+    "  --tls-ca FILE    the CA certificates the node's must be signed by\n"
     "  -q, --quiet      no progress lines\n"
     "  -h, --help       this text\n";
 
 typedef struct net_args {
+    const char *tls_cert, *tls_key, *tls_ca;
     const char *peer;
     const char *ae;
     long timeout;
@@ -70,6 +77,16 @@ static int parse_args(int argc, char **argv, const char *help, bool files,
         }
         if (!strcmp(s, "-q") || !strcmp(s, "--quiet")) {
             a->quiet = 1;
+        } else if (!strcmp(s, "--tls-cert") || !strcmp(s, "--tls-key") ||
+                   !strcmp(s, "--tls-ca")) {
+            if (i + 1 >= argc) {
+                covct_cli_error("%s needs a file", s);
+                return COVCT_EXIT_USAGE;
+            }
+            const char **dst = s[6] == 'c' && s[7] == 'e' ? &a->tls_cert
+                               : s[6] == 'k'              ? &a->tls_key
+                                                          : &a->tls_ca;
+            *dst = argv[++i];
         } else if (!strcmp(s, "--ae") || !strcmp(s, "--timeout")) {
             if (i + 1 >= argc) {
                 covct_cli_error("%s needs a value", s);
@@ -111,6 +128,11 @@ static int parse_args(int argc, char **argv, const char *help, bool files,
                         "PACS@10.0.0.5:104");
         return COVCT_EXIT_USAGE;
     }
+    if ((a->tls_cert || a->tls_key || a->tls_ca) &&
+        !(a->tls_cert && a->tls_key)) {
+        covct_cli_error("TLS needs both --tls-cert and --tls-key");
+        return COVCT_EXIT_USAGE;
+    }
     if (files && a->n_paths == 0) {
         covct_cli_error("name the files or folders to send");
         return COVCT_EXIT_USAGE;
@@ -132,6 +154,13 @@ int covct_cmd_echo(int argc, char **argv)
     if (covct_net_peer_parse(a.peer, &peer, &err)) {
         covct_cli_error("%s", err.msg);
         return COVCT_EXIT_USAGE;
+    }
+    if (a.tls_cert) {
+        if (covct_net_tls_init(a.tls_cert, a.tls_key, a.tls_ca, &err)) {
+            covct_cli_error("%s", err.msg);
+            return COVCT_EXIT_FAIL;
+        }
+        peer.tls = true;
     }
     static const char *const ts[] = {"1.2.840.10008.1.2.1",
                                      "1.2.840.10008.1.2"};
@@ -217,6 +246,13 @@ int covct_cmd_send(int argc, char **argv)
         covct_cli_error("%s", err.msg);
         status = COVCT_EXIT_USAGE;
         goto out;
+    }
+    if (a.tls_cert) {
+        if (covct_net_tls_init(a.tls_cert, a.tls_key, a.tls_ca, &err)) {
+            covct_cli_error("%s", err.msg);
+            goto out;
+        }
+        peer.tls = true;
     }
     g_walk = &files;
     for (int i = 0; i < a.n_paths; i++) {

@@ -54,6 +54,12 @@ static const char help[] =
     "  --max-pdu BYTES          largest PDU covct receives (default 262144)\n"
     "  --idle-timeout S         abort an association silent this long\n"
     "                           (default 300)\n"
+    "  --tls-cert FILE          DICOM over TLS (TLS 1.2+) on the DICOM port\n"
+    "  --tls-key FILE           and to every peer: covct's certificate and\n"
+    "                           private key (PEM)\n"
+    "  --tls-ca FILE            CA certificates (PEM) peers' certificates\n"
+    "                           must be signed by; without it peers are not\n"
+    "                           verified\n"
     "  --port-file FILE         write the port listened on to FILE (useful\n"
     "                           with --dicom-port 0: any free port)\n"
     "  --config FILE            read options from FILE: one per line,\n"
@@ -85,6 +91,7 @@ typedef struct serve_opts {
     const char *bind;
     const char *port_file;
     const char *results_to;
+    const char *tls_cert, *tls_key, *tls_ca;
     double settle;
     long min_slices;
     int no_analysis;
@@ -134,6 +141,12 @@ static int set_opt(serve_opts *o, const char *name, const char *v)
         o->bind = v;
     else if (!strcmp(name, "port-file"))
         o->port_file = v;
+    else if (!strcmp(name, "tls-cert"))
+        o->tls_cert = v;
+    else if (!strcmp(name, "tls-key"))
+        o->tls_key = v;
+    else if (!strcmp(name, "tls-ca"))
+        o->tls_ca = v;
     else if (!strcmp(name, "send-results-to"))
         o->results_to = v;
     else if (!strcmp(name, "min-slices"))
@@ -405,6 +418,20 @@ int covct_cmd_serve(int argc, char **argv)
             goto out;
         }
     }
+    if ((o.tls_cert || o.tls_key || o.tls_ca) && !(o.tls_cert && o.tls_key)) {
+        covct_cli_error("TLS needs both --tls-cert and --tls-key");
+        goto out;
+    }
+    if (o.tls_cert) {
+        covct_error terr = {0};
+        if (covct_net_tls_init(o.tls_cert, o.tls_key, o.tls_ca, &terr)) {
+            covct_cli_error("%s", terr.msg);
+            status = COVCT_EXIT_FAIL;
+            goto out;
+        }
+        for (size_t i = 0; i < o.n_peers; i++)
+            o.peers[i].tls = true;
+    }
     const covct_net_peer *results_peer = NULL;
     if (o.results_to) {
         for (size_t i = 0; i < o.n_peers && !results_peer; i++)
@@ -460,6 +487,7 @@ int covct_cmd_serve(int argc, char **argv)
         .query_user = store,
         .peers = o.peers,
         .n_peers = o.n_peers,
+        .tls = o.tls_cert != NULL,
     };
     covct_net_server *srv = NULL;
     if (covct_net_server_start(&cfg, &srv, &err)) {
@@ -471,8 +499,9 @@ int covct_cmd_serve(int argc, char **argv)
     uint64_t count = 0;
     covct_store_count(store, &count, NULL);
     covct_log(COVCT_LOG_INFO,
-              "DICOM node %s listening on port %u; %llu instances in %s",
-              o.ae, port, (unsigned long long)count, o.data);
+              "DICOM node %s listening on port %u%s; %llu instances in %s",
+              o.ae, port, o.tls_cert ? " (TLS)" : "",
+              (unsigned long long)count, o.data);
     if (o.port_file) {
         FILE *pf = fopen(o.port_file, "w");
         if (!pf || fprintf(pf, "%u\n", port) < 0 || fclose(pf)) {
@@ -516,6 +545,7 @@ int covct_cmd_serve(int argc, char **argv)
               (unsigned long long)count, o.data);
     status = COVCT_EXIT_OK;
 out:
+    covct_net_tls_cleanup();
     free(config_text);
     return status;
 }

@@ -9,6 +9,7 @@
  * with an A-ABORT naming its reason and ends the association only.
  */
 #include <errno.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -50,6 +51,8 @@ static int wait_readable(net_conn *c, unsigned timeout_ms)
     for (;;) {
         if (c->stop && atomic_load(c->stop))
             return -1;
+        if (c->ssl && SSL_pending(c->ssl) > 0)
+            return 1;
         double left = end - covct_now();
         if (left <= 0)
             return 0;
@@ -72,13 +75,25 @@ static int read_exact(net_conn *c, void *buf, size_t n, unsigned timeout_ms)
             return NET_EV_TIMEOUT;
         if (w < 0)
             return NET_EV_STOP;
-        ssize_t r = read(c->fd, p, n);
-        if (r == 0)
-            return NET_EV_CLOSED;
-        if (r < 0) {
-            if (errno == EINTR || errno == EAGAIN)
-                continue;
-            return NET_EV_CLOSED;
+        ssize_t r;
+        if (c->ssl) {
+            int k = SSL_read(c->ssl, p, n > INT_MAX ? INT_MAX : (int)n);
+            if (k <= 0) {
+                int e = SSL_get_error(c->ssl, k);
+                if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+                    continue;
+                return NET_EV_CLOSED;
+            }
+            r = k;
+        } else {
+            r = read(c->fd, p, n);
+            if (r == 0)
+                return NET_EV_CLOSED;
+            if (r < 0) {
+                if (errno == EINTR || errno == EAGAIN)
+                    continue;
+                return NET_EV_CLOSED;
+            }
         }
         p += r;
         n -= (size_t)r;
@@ -91,6 +106,26 @@ int net_write_all(net_conn *c, const struct iovec *iov_in, int n_iov)
     struct iovec iov[4];
     if (n_iov > 4)
         return -1;
+    if (c->ssl) {
+        for (int k = 0; k < n_iov; k++) {
+            const uint8_t *b = iov_in[k].iov_base;
+            size_t left = iov_in[k].iov_len;
+            while (left > 0) {
+                int m = left > (1u << 30) ? 1 << 30 : (int)left;
+                int w = SSL_write(c->ssl, b, m);
+                if (w <= 0) {
+                    int e = SSL_get_error(c->ssl, w);
+                    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+                        continue;
+                    errno = EPIPE;
+                    return -1;
+                }
+                b += w;
+                left -= (size_t)w;
+            }
+        }
+        return 0;
+    }
     memcpy(iov, iov_in, sizeof iov[0] * (size_t)n_iov);
     int i = 0;
     while (i < n_iov) {
@@ -348,8 +383,23 @@ covct_rc net_send_message(net_conn *c, uint8_t pc_id, const net_cmd *cmd,
     return rc;
 }
 
+bool net_conn_has_input(net_conn *c)
+{
+    if (c->pdu_type == PDU_P_DATA && c->pdv_off < c->pdu_len)
+        return true;
+    if (c->ssl && SSL_pending(c->ssl) > 0)
+        return true;
+    struct pollfd p = {.fd = c->fd, .events = POLLIN};
+    return poll(&p, 1, 0) > 0;
+}
+
 void net_conn_free(net_conn *c)
 {
+    if (c->ssl) {
+        SSL_shutdown(c->ssl);
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+    }
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;

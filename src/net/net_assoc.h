@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include <openssl/ssl.h>
+
 #include "covct/core.h"
 #include "net/net_int.h"
 
@@ -23,6 +25,7 @@ enum {
 
 typedef struct net_conn {
     int fd;
+    SSL *ssl;                 /* TLS session, or NULL for plain TCP */
     uint32_t my_max;          /* largest P-DATA body we accept (0: none) */
     uint32_t peer_max;        /* largest P-DATA body the peer accepts */
     unsigned timeout_ms;      /* idle timeout for reads */
@@ -58,5 +61,14 @@ void net_respond(net_conn *c, uint8_t pc_id, const net_cmd *rq,
                  size_t ds_len, const net_cmd *counts);
 void net_conn_free(net_conn *c);
 void net_set_nodelay(int fd);
+/* Whether input is waiting (in the socket or in TLS's buffer). */
+bool net_conn_has_input(net_conn *c);
+/* TLS handshake on c->fd with ctx (server or client side); false with
+ * a message in c->err. */
+bool net_tls_handshake(net_conn *c, SSL_CTX *ctx, bool server,
+                       unsigned timeout_ms);
+/* The TLS contexts of this process (covct_net_tls_init). */
+SSL_CTX *net_tls_server_ctx(void);
+SSL_CTX *net_tls_client_ctx(void);
 
 #endif

@@ -59,12 +59,8 @@ static int read_identifier(net_conn *c, uint8_t pc_id, const net_cmd *cmd,
  * asynchronous window is 1). */
 static int check_cancel(net_conn *c, uint16_t id)
 {
-    bool buffered = c->pdu_type == PDU_P_DATA && c->pdv_off < c->pdu_len;
-    if (!buffered) {
-        struct pollfd p = {.fd = c->fd, .events = POLLIN};
-        if (poll(&p, 1, 0) <= 0)
-            return 0;
-    }
+    if (!net_conn_has_input(c))
+        return 0;
     net_cmd cc;
     uint8_t pc_id;
     int abort_reason = 0;

@@ -267,6 +267,17 @@ void net_serve_fd(const covct_net_server_config *cfg, int fd,
     }
     net_assoc_pdu *ac = rq + 1;
 
+    if (cfg->tls) {
+        if (!net_tls_server_ctx() ||
+            !net_tls_handshake(&c, net_tls_server_ctx(), true, artim_ms)) {
+            event(cfg, "association %llu from %s: %s",
+                  (unsigned long long)info.id, c.peer_desc,
+                  net_tls_server_ctx() ? c.err.msg
+                                       : "TLS is not set up (no certificate)");
+            goto out;
+        }
+    }
+
     /* Sta2: waiting for the A-ASSOCIATE-RQ under the ARTIM timer. */
     int t = net_read_pdu(&c, artim_ms, &abort_reason);
     if (t != PDU_ASSOC_RQ) {

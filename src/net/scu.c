@@ -166,6 +166,20 @@ covct_rc covct_net_connect(const covct_net_peer *peer, const char *calling_ae,
         rc = COVCT_ERR_IO;
         goto fail;
     }
+    if (peer->tls) {
+        if (!net_tls_client_ctx()) {
+            rc = COVCT_ERR(err, COVCT_ERR_ARG,
+                           "TLS to %s: no certificate set up",
+                           c->peer_desc);
+            goto fail;
+        }
+        if (!net_tls_handshake(c, net_tls_client_ctx(), false,
+                               c->timeout_ms)) {
+            rc = COVCT_ERR(err, COVCT_ERR_IO, "%s: %s", c->peer_desc,
+                           c->err.msg);
+            goto fail;
+        }
+    }
     covct_buf b = {0};
     if ((rc = net_assoc_encode(rq, false, &b, err))) {
         covct_buf_free(&b);

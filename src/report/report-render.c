@@ -573,3 +573,83 @@ covct_rc covct_report_images_make(const covct_report_input *in,
         covct_report_images_free(out);
     return rc;
 }
+
+/* ---- a burned-in banner (DICOM key images) ------------------------------ */
+covct_rc covct_report_banner(uint8_t **rgbp, uint32_t w, uint32_t *hp,
+                             const char *text, covct_error *err)
+{
+    if (!rgbp || !*rgbp || !hp || !text || w == 0 || w > 65535 ||
+        *hp == 0 || *hp > 65535)
+        return COVCT_ERR(err, COVCT_ERR_ARG, "banner: no image or text");
+    /* The largest scale at which the longest word still fits, at most 2;
+     * then the words wrapped greedily into lines of that width. */
+    int scale = 2;
+    size_t longest = 0, cur = 0;
+    for (const char *p = text;; p++) {
+        if (*p == ' ' || !*p) {
+            if (cur > longest)
+                longest = cur;
+            cur = 0;
+            if (!*p)
+                break;
+        } else {
+            cur++;
+        }
+    }
+    while (scale > 1 && (int)longest * 6 * scale + 8 > (int)w)
+        scale--;
+    int per_line = ((int)w - 8) / (6 * scale);
+    if (per_line < 1)
+        per_line = 1;
+    enum { MAX_LINES = 8 };
+    char lines[MAX_LINES][96];
+    int nl = 0;
+    const char *p = text;
+    while (*p && nl < MAX_LINES) {
+        while (*p == ' ')
+            p++;
+        if (!*p)
+            break;
+        /* Take words while the line still fits (one word at least). */
+        const char *end = p;
+        for (;;) {
+            const char *ws = end;
+            while (*ws == ' ')
+                ws++;
+            const char *we = ws;
+            while (*we && *we != ' ')
+                we++;
+            if (we == ws || (end != p && we - p > per_line))
+                break;
+            end = we;
+        }
+        size_t n = (size_t)(end - p);
+        if (n >= sizeof lines[0])
+            n = sizeof lines[0] - 1;
+        memcpy(lines[nl], p, n);
+        lines[nl][n] = '\0';
+        nl++;
+        p = end;
+    }
+    int line_h = 7 * scale + 4 * scale;
+    int strip = nl * line_h + 4 * scale;
+    uint32_t h = *hp, nh = h + (uint32_t)strip;
+    uint8_t *px = covct_malloc((size_t)w * nh * 3);
+    if (!px)
+        return COVCT_ERR(err, COVCT_ERR_NOMEM, "banner: out of memory");
+    canvas cv = {px, (int)w, (int)nh};
+    fill_rect(&cv, 0, 0, (int)w, strip, (rgb){150, 0, 0});
+    for (int i = 0; i < nl; i++) {
+        int tw = text_width(lines[i], scale) - scale;
+        int x = ((int)w - tw) / 2;
+        if (x < 4)
+            x = 4;
+        draw_text_1(&cv, x, 4 * scale + i * line_h, lines[i], scale,
+                    (rgb){255, 255, 255});
+    }
+    memcpy(px + (size_t)w * (size_t)strip * 3, *rgbp, (size_t)w * h * 3);
+    covct_free(*rgbp);
+    *rgbp = px;
+    *hp = nh;
+    return COVCT_OK;
+}

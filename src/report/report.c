@@ -130,7 +130,7 @@ int covct_report_pick_slices(const covct_report_input *in, uint32_t *ks)
 }
 
 /* ---- files ------------------------------------------------------------------ */
-static covct_rc mkdir_p(const char *dir, covct_error *err)
+covct_rc covct_report_mkdir_p(const char *dir, covct_error *err)
 {
     char *p = covct_strdup(dir);
     if (!p)
@@ -271,7 +271,7 @@ covct_rc covct_report_write(const char *outdir, const covct_report_input *in,
                          "CT %ux%ux%u",
                          (unsigned)s->nx, (unsigned)s->ny, (unsigned)s->nz,
                          (unsigned)ct->nx, (unsigned)ct->ny, (unsigned)ct->nz);
-    covct_rc rc = mkdir_p(outdir, err);
+    covct_rc rc = covct_report_mkdir_p(outdir, err);
     if (rc)
         return rc;
     remove_old_key_images(outdir);

@@ -43,6 +43,10 @@ double covct_report_slice_z(const covct_report_input *in, uint32_t k);
  * (0 only for an empty volume); ks holds COVCT_REPORT_MAX_KEY entries. */
 int covct_report_pick_slices(const covct_report_input *in, uint32_t *ks);
 
+/* mkdir -p: `dir` and its parents; an error when it exists but is not a
+ * folder. */
+covct_rc covct_report_mkdir_p(const char *dir, covct_error *err);
+
 /* A rendered, PNG-encoded image. */
 typedef struct covct_report_image {
     char file[64];        /* "key_axial_<k>.png" or "coronal.png" */
@@ -69,6 +73,13 @@ void covct_report_images_free(covct_report_images *im);
 covct_rc covct_report_render(const covct_report_input *in, int axial,
                              uint32_t k, uint8_t **rgb, uint32_t *w,
                              uint32_t *h, covct_error *err);
+
+/* Put a strip on top of an RGB image (w x *h, covct_malloc'd) with `text`
+ * in white capitals on dark red, wrapped at spaces to the width, burned
+ * into the pixels.  On success *rgb is replaced (the old buffer freed) and
+ * *h grows by the strip; on failure both are unchanged. */
+covct_rc covct_report_banner(uint8_t **rgb, uint32_t w, uint32_t *h,
+                             const char *text, covct_error *err);
 
 /* PNG bytes of an 8-bit RGB image appended to `out`. */
 covct_rc covct_png_encode_rgb(const uint8_t *rgb, uint32_t width,

@@ -31,7 +31,7 @@ typedef struct slice {
     char *path;
     uint32_t frame;
     char series_uid[65], study_uid[65], modality[17], description[65];
-    char ts[65], sop_uid[65], frame_of_ref[65];
+    char ts[65], sop_uid[65], frame_of_ref[65], sop_class[65];
     char patient_name[130], patient_id[65], study_date[17], series_number[13];
     uint32_t rows, cols;
     bool has_ipp, has_iop;
@@ -40,6 +40,7 @@ typedef struct slice {
     double slope, intercept;
     int bits_stored, pixel_rep;
     double thickness, tilt;
+    uint32_t n_frames; /* frames in the file (1: single-frame) */
     int64_t instance;
     bool has_instance;
     bool has_padding;
@@ -169,6 +170,7 @@ static covct_rc add_file(covct_series_set *s, const char *path,
     get_str(ds, T(0x0008, 0x0060), base.modality, sizeof base.modality);
     get_str(ds, T(0x0008, 0x103E), base.description, sizeof base.description);
     get_str(ds, T(0x0008, 0x0018), base.sop_uid, sizeof base.sop_uid);
+    get_str(ds, T(0x0008, 0x0016), base.sop_class, sizeof base.sop_class);
     get_str(ds, T(0x0020, 0x0052), base.frame_of_ref, sizeof base.frame_of_ref);
     get_str(ds, T(0x0010, 0x0020), base.patient_id, sizeof base.patient_id);
     get_str(ds, T(0x0008, 0x0020), base.study_date, sizeof base.study_date);
@@ -243,6 +245,7 @@ static covct_rc add_file(covct_series_set *s, const char *path,
         frames = 1;
     if (frames > COVCT_LIMIT_FRAMES)
         frames = COVCT_LIMIT_FRAMES;
+    base.n_frames = (uint32_t)frames;
     const covct_dcm_element *pf = covct_dcm_dataset_get(ds, T(0x5200, 0x9230));
     const covct_dcm_element *sh = covct_dcm_dataset_get(ds, T(0x5200, 0x9229));
     const covct_dcm_dataset *shared =
@@ -713,6 +716,31 @@ void covct_series_instance_numbers(const covct_series *s, int64_t *out)
 {
     for (size_t i = 0; i < s->n; i++)
         out[i] = s->slices[i]->has_instance ? s->slices[i]->instance : -1;
+}
+
+int covct_series_slice_ref_get(const covct_series *s, size_t k,
+                               covct_series_slice_ref *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!s || k >= s->n)
+        return 0;
+    const slice *sl = s->slices[k];
+    out->path = sl->path;
+    out->frame = sl->frame;
+    out->n_frames = sl->n_frames ? sl->n_frames : 1;
+    out->sop_class_uid = sl->sop_class;
+    out->sop_instance_uid = sl->sop_uid;
+    out->series_uid = sl->series_uid;
+    out->study_uid = sl->study_uid;
+    out->frame_of_ref_uid = sl->frame_of_ref;
+    out->has_position = sl->has_ipp;
+    out->has_orientation = sl->has_iop;
+    memcpy(out->position, sl->ipp, sizeof out->position);
+    memcpy(out->orientation, sl->iop, sizeof out->orientation);
+    memcpy(out->pixel_spacing, sl->spacing, sizeof out->pixel_spacing);
+    out->thickness = sl->thickness;
+    out->instance_number = sl->has_instance ? sl->instance : -1;
+    return 1;
 }
 
 const char *covct_series_problems(const covct_series *s)

@@ -10,3 +10,14 @@ set_tests_properties(net_dcmtk PROPERTIES TIMEOUT 300)
 # (about 40 s on 2 cores; needs dcmtk, sqlite3).
 covct_add_script_test(net_crash ${CMAKE_CURRENT_SOURCE_DIR}/net_crash.sh)
 set_tests_properties(net_crash PROPERTIES TIMEOUT 600)
+# Automatic analysis in covct serve: jobs, results stored and sent to a
+# dcmtk storescp standing in for the PACS, restart after kill -9.
+covct_add_script_test(net_jobs ${CMAKE_CURRENT_SOURCE_DIR}/net_jobs.sh)
+set_tests_properties(net_jobs PROPERTIES TIMEOUT 600)
+# The round trip with Orthanc as the PACS: P001 in, SEG/SR/key images back,
+# dciodvfy and dsrdump on what Orthanc received (about 1 min).
+covct_add_script_test(net_orthanc ${CMAKE_CURRENT_SOURCE_DIR}/net_orthanc.sh)
+set_tests_properties(net_orthanc PROPERTIES TIMEOUT 900)
+# DICOM over TLS with certificates made by openssl, against dcmtk +tls.
+covct_add_script_test(net_tls ${CMAKE_CURRENT_SOURCE_DIR}/net_tls.sh)
+set_tests_properties(net_tls PROPERTIES TIMEOUT 300)
