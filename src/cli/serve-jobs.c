@@ -55,7 +55,7 @@ static void sleep_or_stop(serve_jobs *j, double seconds)
 /* The last non-empty line of a log file (the error of a failed run). */
 static void last_line(const char *path, char *out, size_t size)
 {
-    snprintf(out, size, "no message (see %s)", path);
+    snprintf(out, size, "no message (see %.400s)", path);
     FILE *f = fopen(path, "r");
     if (!f)
         return;
@@ -126,7 +126,7 @@ static int run_analysis(serve_jobs *j, const char *series_dir,
 static void summary_of(const char *out, char *buf, size_t size)
 {
     snprintf(buf, size, "report written");
-    char path[4200];
+    char path[4400];
     snprintf(path, sizeof path, "%s/report.json", out);
     uint8_t *data = NULL;
     size_t len = 0;
@@ -154,11 +154,11 @@ static int import_results(serve_jobs *j, const char *out, char ***paths,
 {
     *paths = NULL;
     *n = 0;
-    char dir[4200];
+    char dir[4400];
     snprintf(dir, sizeof dir, "%s/dicom", out);
     DIR *d = opendir(dir);
     if (!d) {
-        snprintf(why, why_size, "no DICOM results in %s", dir);
+        snprintf(why, why_size, "no DICOM results in %.400s", dir);
         return -1;
     }
     struct dirent *de;
@@ -167,7 +167,7 @@ static int import_results(serve_jobs *j, const char *out, char ***paths,
         size_t l = strlen(de->d_name);
         if (l < 5 || strcmp(de->d_name + l - 4, ".dcm") != 0)
             continue;
-        char path[4500];
+        char path[4700];
         snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
         uint8_t *data = NULL;
         size_t len = 0;
@@ -176,7 +176,7 @@ static int import_results(serve_jobs *j, const char *out, char ***paths,
         if (covct_file_read(path, &data, &len, &err) ||
             covct_store_put(j->cfg.store, data, len, j->cfg.ae, &res, NULL,
                             &err)) {
-            snprintf(why, why_size, "storing %s: %s", path, err.msg);
+            snprintf(why, why_size, "storing %.300s: %.250s", path, err.msg);
             rc = -1;
             break;
         }
@@ -233,7 +233,7 @@ static int send_results(serve_jobs *j, char **paths, size_t n, char *why,
     covct_net_assoc *a = NULL;
     if (np == 0 || covct_net_connect(peer, j->cfg.ae, props, np, 30, &a,
                                      &err)) {
-        snprintf(why, why_size, "sending results to %s: %s", peer->ae,
+        snprintf(why, why_size, "sending results to %s: %.300s", peer->ae,
                  np ? err.msg : "nothing readable");
         return -1;
     }
@@ -248,7 +248,7 @@ static int send_results(serve_jobs *j, char **paths, size_t n, char *why,
             !strcmp(covct_dimse_status_kind(st), "Failure")) {
             failed++;
             if (!why[0] || failed == 1)
-                snprintf(why, why_size, "%s refused %s: %s", peer->ae,
+                snprintf(why, why_size, "%s refused %.300s: %.200s", peer->ae,
                          paths[i],
                          err.msg[0] ? err.msg : covct_dimse_status_kind(st));
         }
