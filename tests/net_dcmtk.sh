@@ -13,7 +13,7 @@
 # dcmtk 3.6.7 needs TCP_NODELAY=1 in the environment to disable Nagle's
 # algorithm (else about 20x slower); covct always disables it.
 . "$(dirname "$0")/lib.sh"
-need echoscu storescu storescp findscu movescu getscu dcmodify sqlite3
+need echoscu storescu storescp findscu movescu getscu dcmodify sqlite3 dcmdjpls dcmdrle dcmdjpeg gdcmconv
 COVCT=${COVCT_BIN:-build/covct}
 CONF=$(data dicom-conformance/pydicom-2.3.1-debian)
 export TCP_NODELAY=1
@@ -199,6 +199,44 @@ check "C-GET of the phantom study" getscu -S -aet GETSCU -aec COVCT -od "$T/got"
 check "  ... getscu received all $NPH" test "$(ls "$T/got" | wc -l)" -eq "$NPH"
 uids() { for f in "$1"/*; do dcmdump -q +P SOPInstanceUID "$f"; done | sed 's/.*\[\(.*\)\].*/\1/' | sort; }
 check "  ... the same $NPH SOP instances as the phantom" test "$(uids "$T/got")" = "$(uids "$T/ph/dicom")"
+
+# covct send to a peer that takes only uncompressed data (storescp's
+# default): compressed files are decompressed and sent in explicit VR
+# little endian; their pixels must equal those of the reference decoders
+# (dcmtk's dcmdjpls, dcmdrle, dcmdjpeg; GDCM's gdcmconv for JPEG 2000).
+mkdir -p "$T/tc/in" "$T/tc/got" "$T/tc/ref"
+for f in 693_J2KI.dcm MR_small_jpeg_ls_lossless.dcm SC_rgb_rle.dcm \
+         SC_rgb_dcmtk_+eb+cr.dcm JPGExtended.dcm; do
+    cp "$CONF/$f" "$T/tc/in/"
+done
+dcmdjpls "$T/tc/in/MR_small_jpeg_ls_lossless.dcm" "$T/tc/ref/jls.dcm"
+dcmdrle "$T/tc/in/SC_rgb_rle.dcm" "$T/tc/ref/rle.dcm"
+dcmdjpeg "$T/tc/in/SC_rgb_dcmtk_+eb+cr.dcm" "$T/tc/ref/jpg.dcm"
+dcmdjpeg "$T/tc/in/JPGExtended.dcm" "$T/tc/ref/jpgx.dcm"
+gdcmconv --raw "$T/tc/in/693_J2KI.dcm" "$T/tc/ref/j2k.dcm"
+storescp -aet PLAIN -od "$T/tc/got" "$P2" >"$T/scp-plain.log" 2>&1 &
+SCP=$!
+sleep 0.5
+check "covct send of JPEG 2000, JPEG-LS, RLE, JPEG to an uncompressed-only peer" \
+    "$COVCT" send PLAIN@127.0.0.1:"$P2" "$T/tc/in" --ae COVCT-TEST -q
+kill "$SCP"; wait "$SCP" 2>/dev/null; SCP=""
+check "  ... all arrived in explicit VR little endian" test \
+    "$(for f in "$T"/tc/got/*; do dcmdump -q +P TransferSyntaxUID "$f"; done | grep -c LittleEndianExplicit)" -eq 5
+check "  ... pixels identical to dcmtk's and GDCM's decoders" $PY - "$T/tc" <<'EOF2'
+import glob, sys
+import pydicom
+d = sys.argv[1]
+got = {pydicom.dcmread(f).SOPInstanceUID: f for f in glob.glob(d + "/got/*")}
+ok = 0
+for r in glob.glob(d + "/ref/*.dcm"):
+    a = pydicom.dcmread(r)
+    b = pydicom.dcmread(got[a.SOPInstanceUID])
+    same = (a.PixelData == b.PixelData and a.BitsAllocated == b.BitsAllocated
+            and a.PhotometricInterpretation == b.PhotometricInterpretation)
+    print(r, "identical" if same else "DIFFERENT", file=sys.stderr)
+    ok += same
+sys.exit(0 if ok == 5 else 1)
+EOF2
 
 # covct echo to covct.
 check "covct echo to covct serve" "$COVCT" echo COVCT@127.0.0.1:"$PORT" --ae COVCT-TEST

@@ -226,6 +226,15 @@ covct_rc covct_dcm_encode_dataset(const covct_dcm_dataset *ds,
                                   bool implicit_vr, covct_buf *out,
                                   covct_error *err);
 
+/* The data set of a Part 10 file (`file`, `len` bytes, only read)
+ * re-encoded in explicit (or implicit) VR little endian with decompressed
+ * native pixel data (Bits Allocated, Photometric Interpretation and
+ * Planar Configuration adjusted to what the decoder gives), appended to
+ * out: for a peer that does not accept the file's transfer syntax. */
+covct_rc covct_dcm_transcode_native(const uint8_t *file, size_t len,
+                                    bool implicit_vr, covct_buf *out,
+                                    covct_error *err);
+
 /* Append a Part 10 preamble and file meta information (PS3.10 7.1) for an
  * instance whose data set follows in `ts_uid`; `source_ae` (may be NULL)
  * becomes (0002,0016) Source Application Entity Title. */

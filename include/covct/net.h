@@ -206,9 +206,11 @@ bool covct_net_accepted(const covct_net_assoc *a, const char *abstract_syntax,
                         const char *ts);
 covct_rc covct_net_echo(covct_net_assoc *a, uint16_t *status,
                         covct_error *err);
-/* C-STORE of a Part 10 file held in memory (data set sent as it is
- * encoded; the peer must have accepted its SOP class and transfer
- * syntax).  *status is the peer's answer. */
+/* C-STORE of a Part 10 file held in memory: the data set as it is
+ * encoded when the peer accepted the file's SOP class in its transfer
+ * syntax, else decompressed to explicit (or implicit) VR little endian if
+ * the peer accepted that (propose with covct_net_ts_choices).  *status is
+ * the peer's answer. */
 covct_rc covct_net_send_file(covct_net_assoc *a, const uint8_t *file,
                              size_t len, uint16_t *status, covct_error *err);
 /* The same as a C-MOVE sub-operation: names the AE and message that asked
@@ -223,6 +225,11 @@ covct_rc covct_net_send_file_moved(covct_net_assoc *a, const uint8_t *file,
 covct_rc covct_net_file_meta(const uint8_t *file, size_t len,
                              char *sop_class, char *sop_inst, char *ts,
                              size_t *data_off, covct_error *err);
+/* The transfer syntaxes to propose for a file in `ts`: its own first,
+ * then explicit and implicit VR little endian, to which
+ * covct_net_send_file converts (decompressing) when the peer refuses the
+ * file's own.  Returns how many (1 to 3) it put in out. */
+size_t covct_net_ts_choices(const char *ts, const char *out[3]);
 /* A-RELEASE, then close and free (also on error). */
 covct_rc covct_net_release(covct_net_assoc *a, covct_error *err);
 /* A-ABORT, close and free. */

@@ -241,7 +241,7 @@ int covct_cmd_send(int argc, char **argv)
     file_list files = {0};
     send_item *items = NULL;
     covct_net_proposal *props = NULL;
-    const char **ts_of = NULL;
+    const char *(*ts_of)[3] = NULL;
     if (covct_net_peer_parse(a.peer, &peer, &err)) {
         covct_cli_error("%s", err.msg);
         status = COVCT_EXIT_USAGE;
@@ -298,7 +298,7 @@ int covct_cmd_send(int argc, char **argv)
         size_t k = 0;
         while (k < n_props &&
                (strcmp(props[k].abstract_syntax, items[i].sop_class) ||
-                strcmp(ts_of[k], items[i].ts)))
+                strcmp(ts_of[k][0], items[i].ts)))
             k++;
         if (k == n_props) {
             if (n_props == 128) {
@@ -307,9 +307,9 @@ int covct_cmd_send(int argc, char **argv)
                 goto out;
             }
             props[k].abstract_syntax = items[i].sop_class;
-            ts_of[k] = items[i].ts;
-            props[k].transfer_syntaxes = &ts_of[k];
-            props[k].n_transfer_syntaxes = 1;
+            props[k].transfer_syntaxes = ts_of[k];
+            props[k].n_transfer_syntaxes =
+                covct_net_ts_choices(items[i].ts, ts_of[k]);
             n_props++;
         }
     }

@@ -202,7 +202,7 @@ static int send_results(serve_jobs *j, char **paths, size_t n, char *why,
 {
     const covct_net_peer *peer = j->cfg.results_peer;
     covct_net_proposal props[32];
-    const char *ts_of[32];
+    const char *ts_of[32][3];
     char cls[32][65], tsv[32][65];
     size_t np = 0;
     for (size_t i = 0; i < n && np < 32; i++) {
@@ -223,10 +223,9 @@ static int send_results(serve_jobs *j, char **paths, size_t n, char *why,
             continue;
         snprintf(cls[np], sizeof cls[np], "%s", c);
         snprintf(tsv[np], sizeof tsv[np], "%s", t);
-        ts_of[np] = tsv[np];
         props[np].abstract_syntax = cls[np];
-        props[np].transfer_syntaxes = &ts_of[np];
-        props[np].n_transfer_syntaxes = 1;
+        props[np].transfer_syntaxes = ts_of[np];
+        props[np].n_transfer_syntaxes = covct_net_ts_choices(tsv[np], ts_of[np]);
         np++;
     }
     covct_error err = {0};

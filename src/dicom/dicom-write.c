@@ -63,6 +63,7 @@ covct_rc covct_dcm_dataset_set(covct_dcm_dataset *ds, uint32_t tag,
     e->value_len = len;
     e->length = (uint32_t)len;
     e->big_endian = false;
+    e->encapsulated = false; /* a native value replacing fragments */
     return COVCT_OK;
 }
 

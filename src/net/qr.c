@@ -206,18 +206,37 @@ static uint16_t store_here(net_conn *c, const item *it, uint16_t msg_id,
                            const uint8_t *file, size_t len, bool *cancelled,
                            uint16_t get_id)
 {
+    /* A context for the file's own syntax, else an uncompressed one (the
+     * file is then converted). */
     const net_pc *pc = NULL;
-    for (unsigned i = 0; i < c->n_pc && !pc; i++)
-        if (c->pc[i].result == PC_ACCEPTANCE &&
-            !strcmp(c->pc[i].abstract, it->sop_class) &&
-            !strcmp(c->pc[i].ts[0], it->ts))
-            pc = &c->pc[i];
+    static const char *const want[3] = {NULL, COVCT_TS_EXPLICIT_LE,
+                                        COVCT_TS_IMPLICIT_LE};
+    int which = -1;
+    for (int w = 0; w < 3 && !pc; w++)
+        for (unsigned i = 0; i < c->n_pc && !pc; i++)
+            if (c->pc[i].result == PC_ACCEPTANCE &&
+                !strcmp(c->pc[i].abstract, it->sop_class) &&
+                !strcmp(c->pc[i].ts[0], w ? want[w] : it->ts)) {
+                pc = &c->pc[i];
+                which = w;
+            }
     if (!pc)
         return 0xA702; /* no context to send it on */
     char a[65], b[65], t[65];
     size_t off;
     if (covct_net_file_meta(file, len, a, b, t, &off, NULL))
         return 0xC000;
+    covct_buf tc = {0};
+    if (which > 0) {
+        covct_error te = {0};
+        if (covct_dcm_transcode_native(file, len, which == 2, &tc, &te)) {
+            covct_buf_free(&tc);
+            return 0xA702;
+        }
+        file = tc.data;
+        len = tc.len;
+        off = 0;
+    }
     net_cmd rq;
     memset(&rq, 0, sizeof rq);
     rq.field = DIMSE_C_STORE_RQ;
@@ -227,7 +246,9 @@ static uint16_t store_here(net_conn *c, const item *it, uint16_t msg_id,
     snprintf(rq.sop_class, sizeof rq.sop_class, "%s", it->sop_class);
     snprintf(rq.sop_instance, sizeof rq.sop_instance, "%s", it->sop_uid);
     covct_error e = {0};
-    if (net_send_message(c, pc->id, &rq, file + off, len - off, &e))
+    int sent = net_send_message(c, pc->id, &rq, file + off, len - off, &e);
+    covct_buf_free(&tc);
+    if (sent)
         return 0xFFFF;
     for (;;) {
         net_cmd rsp;
@@ -299,19 +320,19 @@ int net_handle_retrieve(const covct_net_server_config *cfg, net_conn *c,
     if (!is_get && l.n > 0) {
         /* One context per (SOP class, transfer syntax) of the files. */
         covct_net_proposal props[128];
-        const char *ts_of[128];
+        const char *ts_of[128][3];
         size_t np = 0;
         for (size_t i = 0; i < l.n && np < 128; i++) {
             size_t k = 0;
             while (k < np && (strcmp(props[k].abstract_syntax,
                                      l.v[i].sop_class) ||
-                              strcmp(ts_of[k], l.v[i].ts)))
+                              strcmp(ts_of[k][0], l.v[i].ts)))
                 k++;
             if (k == np && l.v[i].ts[0]) {
                 props[np].abstract_syntax = l.v[i].sop_class;
-                ts_of[np] = l.v[i].ts;
-                props[np].transfer_syntaxes = &ts_of[np];
-                props[np].n_transfer_syntaxes = 1;
+                props[np].transfer_syntaxes = ts_of[np];
+                props[np].n_transfer_syntaxes =
+                    covct_net_ts_choices(l.v[i].ts, ts_of[np]);
                 np++;
             }
         }

@@ -412,11 +412,29 @@ covct_rc covct_net_send_file_moved(covct_net_assoc *a, const uint8_t *file,
     if (rc)
         return rc;
     const net_pc *pc = find_pc(a, sop_class, ts);
-    if (!pc)
-        return COVCT_ERR(err, COVCT_ERR_UNSUPPORTED,
-                         "%s did not accept SOP class %s in transfer syntax "
-                         "%s",
-                         a->c.peer_desc, sop_class, ts);
+    covct_buf tc = {0};
+    if (!pc) {
+        /* The peer refused the file's own syntax: send it decompressed,
+         * explicit (else implicit) VR little endian, if it took that. */
+        bool implicit = false;
+        pc = find_pc(a, sop_class, COVCT_TS_EXPLICIT_LE);
+        if (!pc) {
+            pc = find_pc(a, sop_class, COVCT_TS_IMPLICIT_LE);
+            implicit = pc != NULL;
+        }
+        if (!pc)
+            return COVCT_ERR(err, COVCT_ERR_UNSUPPORTED,
+                             "%s did not accept SOP class %s in transfer "
+                             "syntax %s nor uncompressed",
+                             a->c.peer_desc, sop_class, ts);
+        if ((rc = covct_dcm_transcode_native(file, len, implicit, &tc,
+                                             err))) {
+            covct_buf_free(&tc);
+            covct_error_prefix(err, "converting %s for %s: ", sop_inst,
+                               a->c.peer_desc);
+            return rc;
+        }
+    }
     net_cmd cmd;
     memset(&cmd, 0, sizeof cmd);
     cmd.field = DIMSE_C_STORE_RQ;
@@ -427,6 +445,11 @@ covct_rc covct_net_send_file_moved(covct_net_assoc *a, const uint8_t *file,
         snprintf(cmd.move_originator, sizeof cmd.move_originator, "%s",
                  move_originator);
         cmd.move_originator_id = move_originator_id;
+    }
+    if (tc.data) {
+        rc = request(a, pc, &cmd, tc.data, tc.len, status, err);
+        covct_buf_free(&tc);
+        return rc;
     }
     return request(a, pc, &cmd, file + off, len - off, status, err);
 }
@@ -464,4 +487,15 @@ void covct_net_abort(covct_net_assoc *a)
     net_send_abort(&a->c, ABORT_SOURCE_USER, ABORT_REASON_NONE);
     net_conn_free(&a->c);
     covct_free(a);
+}
+
+size_t covct_net_ts_choices(const char *ts, const char *out[3])
+{
+    size_t n = 0;
+    out[n++] = ts;
+    if (strcmp(ts, COVCT_TS_EXPLICIT_LE) != 0)
+        out[n++] = COVCT_TS_EXPLICIT_LE;
+    if (strcmp(ts, COVCT_TS_IMPLICIT_LE) != 0)
+        out[n++] = COVCT_TS_IMPLICIT_LE;
+    return n;
 }
