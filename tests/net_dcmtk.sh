@@ -238,6 +238,19 @@ for r in glob.glob(d + "/ref/*.dcm"):
 sys.exit(0 if ok == 5 else 1)
 EOF2
 
+# The documented config file: the example with this test's values.
+sed -e "s|^data = .*|data = $T/store2|" -e "s|^dicom-port = .*|dicom-port = 0|" \
+    -e "s|^allow = .*||" -e "s|^peer = PACS@.*|peer = PACS@127.0.0.1:$P2|" \
+    -e "s|^peer = VIEWER.*||" "$(dirname "$0")/../docs/examples/covct.conf" >"$T/covct.conf"
+"$COVCT" serve --config "$T/covct.conf" --port-file "$T/port2" --no-analysis 2>"$T/serve2.log" &
+S2=$!
+for _ in $(seq 100); do [ -s "$T/port2" ] && break; sleep 0.1; done
+check "covct serve --config (docs/examples/covct.conf)" echoscu -aec COVCT 127.0.0.1 "$(cat "$T/port2")"
+kill -TERM "$S2"; wait "$S2"
+printf 'data = %s\nbogus = 1\n' "$T/store3" >"$T/bad.conf"
+check "a config file with an unknown option is refused, naming the line" bash -c \
+    "! $COVCT serve --config $T/bad.conf 2>$T/bad.txt && grep -q 'line 2' $T/bad.txt"
+
 # covct echo to covct.
 check "covct echo to covct serve" "$COVCT" echo COVCT@127.0.0.1:"$PORT" --ae COVCT-TEST
 
