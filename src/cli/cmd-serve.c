@@ -22,11 +22,10 @@ static const char help[] =
     "PACS send it CT studies (C-STORE), it keeps every instance it received\n"
     "under DIR (files and an SQLite index), answers C-ECHO, and lets\n"
     "viewers query and retrieve what it holds (C-FIND, C-MOVE to a --peer,\n"
-    "C-GET; patient and study root).  An\n"
-    "instance is acknowledged with Success only once it is safely on disk\n"
-    "and in the index: a power cut or a crash loses nothing that was\n"
-    "acknowledged.  Stop it with Ctrl-C or SIGTERM: it finishes the\n"
-    "instances in flight, then exits.\n"
+    "C-GET; patient and study root).  An instance is acknowledged with\n"
+    "Success only once it is safely on disk and in the index: a power cut\n"
+    "or a crash loses nothing that was acknowledged.  Stop it with Ctrl-C\n"
+    "or SIGTERM: it finishes the instances in flight, then exits.\n"
     "\n"
     "Options (each can also be given in the --config file):\n"
     "  --data DIR               where instances and the index are kept\n"
@@ -48,7 +47,8 @@ static const char help[] =
     "                           series are analysed automatically\n"
     "  --min-slices N           CT series with fewer images are not\n"
     "                           analysed (default 20)\n"
-    "  --no-analysis            store only, analyse nothing\n"
+    "  --no-analysis            store only, analyse nothing (in the config\n"
+    "                           file: 'no-analysis = yes')\n"
     "  --max-associations N     associations served at once (default 32);\n"
     "                           more are refused as 'local limit exceeded'\n"
     "  --max-pdu BYTES          largest PDU covct receives (default 262144)\n"
@@ -141,7 +141,16 @@ static int set_opt(serve_opts *o, const char *name, const char *v)
         o->bind = v;
     else if (!strcmp(name, "port-file"))
         o->port_file = v;
-    else if (!strcmp(name, "tls-cert"))
+    else if (!strcmp(name, "no-analysis")) {
+        if (!strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "1"))
+            o->no_analysis = 1;
+        else if (!strcmp(v, "no") || !strcmp(v, "false") || !strcmp(v, "0"))
+            o->no_analysis = 0;
+        else {
+            covct_cli_error("no-analysis: '%s' is not yes or no", v);
+            return -1;
+        }
+    } else if (!strcmp(name, "tls-cert"))
         o->tls_cert = v;
     else if (!strcmp(name, "tls-key"))
         o->tls_key = v;
