@@ -3,7 +3,11 @@
  * temporary folder: new instances and their index rows (read with an
  * independent SQLite connection, as C-FIND will), the duplicate policy,
  * refused UIDs and files, concurrent puts and group commit, a second open,
- * and crash recovery after a process is killed with the store open.
+ * crash recovery after a process is killed with the store open, and the
+ * journal: replay after lost files and rows, old generations and torn
+ * records ignored, a small journal wrapping under concurrent puts,
+ * instances too big for it, the idle checkpoint, and the schema
+ * migration from version 1.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -42,6 +46,7 @@ typedef struct spec {
     const char *modality;
     int instance_number;
     const char *body;                 /* varies the content */
+    size_t pixels;                    /* bytes of (7FE0,0010), 0: none */
 } spec;
 
 static void set(covct_dcm_dataset *ds, uint16_t g, uint16_t e, char a,
@@ -76,8 +81,19 @@ static uint8_t *make_file(const spec *sp, size_t *len)
     set(ds, 0x0020, 0x000E, 'U', 'I', sp->series);
     set(ds, 0x0020, 0x0011, 'I', 'S', "3");
     set(ds, 0x0020, 0x0013, 'I', 'S', num);
-    covct_buf b = {0};
     covct_error err = {0};
+    if (sp->pixels) {
+        uint8_t *px = covct_malloc(sp->pixels);
+        for (size_t i = 0; i < sp->pixels; i++)
+            px[i] = (uint8_t)(i * 31 + (size_t)sp->instance_number);
+        if (covct_dcm_dataset_set(ds, COVCT_TAG(0x7FE0, 0x0010),
+                                  COVCT_VR('O', 'B'), px, sp->pixels, &err)) {
+            fprintf(stderr, "set pixels: %s\n", err.msg);
+            exit(2);
+        }
+        covct_free(px);
+    }
+    covct_buf b = {0};
     if (covct_dcm_write_buffer(ds, &b, &err)) {
         fprintf(stderr, "write_buffer: %s\n", err.msg);
         exit(2);
@@ -303,7 +319,11 @@ static void test_new(covct_store *s)
                             "WHERE sop_uid=?", SOP1), COVCT_TS_EXPLICIT_LE));
     CHECK(!strcmp(q_text(s, "SELECT series_uid FROM instances WHERE "
                             "sop_uid=?", SOP1), SERIES1));
-    CHECK(q_int(s, "PRAGMA user_version", NULL) == 1);
+    CHECK(q_int(s, "PRAGMA user_version", NULL) == 2);
+    CHECK(exists("journal"));
+    /* The row names the journal record it came from. */
+    CHECK(q_int(s, "SELECT journal_gen > 0 AND journal_seq > 0 FROM "
+                   "instances WHERE sop_uid=?", SOP1) == 1);
     CHECK(!strcmp(q_text(s, "PRAGMA journal_mode", NULL), "wal"));
     int64_t now = (int64_t)time(NULL);
     int64_t recv = q_int(s, "SELECT CAST(received AS INTEGER) FROM instances "
@@ -517,12 +537,23 @@ static void test_alloc_failures(covct_store *s)
 typedef struct worker {
     covct_store *s;
     int id, n;
+    const char *root;     /* UIDs: ROOT.5 when NULL */
     const uint8_t *bytes; /* when set: put exactly these */
     size_t len;
     int failed;
     covct_store_result res;
     char msg[COVCT_ERROR_MSG_MAX];
 } worker;
+
+/* Instance i (0-based) of worker `id`: study ROOT, series ROOT.id. */
+static spec work_spec(const char *root, int id, int i, char series[64],
+                      char sop[64])
+{
+    snprintf(series, 64, "%s.%d", root, id);
+    snprintf(sop, 64, "%s.%d.%d", root, id, i + 1);
+    return (spec){.sop = sop, .study = root, .series = series,
+                  .patient_id = "P5", .instance_number = i + 1};
+}
 
 static void *work(void *arg)
 {
@@ -535,10 +566,8 @@ static void *work(void *arg)
                                  "W", &w->res, NULL, &err);
         } else {
             char sop[64], series[64];
-            snprintf(series, sizeof series, ROOT ".5.%d", w->id);
-            snprintf(sop, sizeof sop, ROOT ".5.%d.%d", w->id, i + 1);
-            spec sp = {.sop = sop, .study = ROOT ".5", .series = series,
-                       .patient_id = "P5", .instance_number = i + 1};
+            spec sp = work_spec(w->root ? w->root : ROOT ".5", w->id, i,
+                                series, sop);
             rc = put_spec(w->s, &sp, &w->res, NULL, &err);
             if (!rc && w->res != COVCT_STORE_NEW)
                 rc = COVCT_ERR_INTERNAL;
@@ -818,9 +847,13 @@ static void test_recovery(uint64_t expect)
                 ROOT ".7.1") == 2);
     CHECK(!strcmp(q_text(s, "SELECT patient_name FROM patients WHERE "
                             "patient_id=?", "P7"), "Killed^Process"));
-    /* Recovery takes the AE from (0002,0016), which these files lack. */
+    /* The journal replay indexed k1 and k2 again, with the calling AE
+     * their records kept. */
     CHECK(!strcmp(q_text(s, "SELECT source_ae FROM instances WHERE "
-                            "sop_uid=?", ROOT ".7.1.1"), "<null>"));
+                            "sop_uid=?", ROOT ".7.1.1"), "MODALITY1"));
+    CHECKF(st.replayed == 2 && st.journal_records == 2,
+           "replayed %llu of %llu", (unsigned long long)st.replayed,
+           (unsigned long long)st.journal_records);
     CHECK(q_int(s, "SELECT count(*) FROM duplicates WHERE path=?",
                 "duplicates/" SOP1 ".2.dcm") == 1);
     char path[4096];
@@ -838,6 +871,394 @@ static void test_recovery(uint64_t expect)
     covct_store_debug_stats(s, &st);
     CHECK(st.recovered == 0);
     CHECK(count(s) == expect + 2);
+    covct_store_close(s);
+}
+
+/* ---- the journal --------------------------------------------------------- */
+
+static void use_dir(const char *name)
+{
+    snprintf(g_dir, sizeof g_dir, "%s/%s", g_root, name);
+}
+
+/* SQL on the index of g_dir, with the store closed. */
+static void idx_exec(const char *sql)
+{
+    char idx[600];
+    snprintf(idx, sizeof idx, "%s/index.sqlite", g_dir);
+    sqlite3 *db;
+    char *msg = NULL;
+    CHECK(sqlite3_open(idx, &db) == SQLITE_OK);
+    CHECKF(sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK, "%s: %s",
+           sql, msg ? msg : "?");
+    sqlite3_free(msg);
+    sqlite3_close(db);
+}
+
+/* The absolute path of an instance's file, from the index of g_dir. */
+static void idx_path(const char *sop, char out[700])
+{
+    char idx[600];
+    snprintf(idx, sizeof idx, "%s/index.sqlite", g_dir);
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    out[0] = '\0';
+    CHECK(sqlite3_open(idx, &db) == SQLITE_OK);
+    if (sqlite3_prepare_v2(db, "SELECT path FROM instances WHERE sop_uid=?",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, sop, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            snprintf(out, 700, "%s/%s", g_dir,
+                     (const char *)sqlite3_column_text(st, 0));
+        sqlite3_finalize(st);
+    }
+    sqlite3_close(db);
+    CHECKF(out[0] != '\0', "no row for %s", sop);
+}
+
+/* Offsets of the 4 KiB blocks of DIR/journal that start with a record's
+ * magic (any generation). */
+static int journal_magic(uint64_t *offs, int max)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/journal", g_dir);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return -1;
+    int n = 0;
+    char b[8];
+    for (uint64_t off = 8192; pread(fd, b, 8, (off_t)off) == 8; off += 4096)
+        if (!memcmp(b, "COVCTJR1", 8)) {
+            if (n < max)
+                offs[n] = off;
+            n++;
+        }
+    close(fd);
+    return n;
+}
+
+/* A child process opens the store in g_dir, puts n instances from each
+ * of `threads` threads (work_spec(root, ...)) and dies without closing. */
+static void crash_after_puts(const char *root, int threads, int n)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        covct_store *s = NULL;
+        covct_error err = {0};
+        if (covct_store_open(g_dir, &s, &err))
+            _exit(3);
+        worker w[8];
+        pthread_t t[8];
+        int failed = 0;
+        for (int i = 0; i < threads && i < 8; i++) {
+            w[i] = (worker){.s = s, .id = i + 1, .n = n, .root = root};
+            pthread_create(&t[i], NULL, work, &w[i]);
+        }
+        for (int i = 0; i < threads && i < 8; i++) {
+            pthread_join(t[i], NULL);
+            failed += w[i].failed;
+        }
+        _exit(failed ? 4 : 0); /* killed: no close */
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d",
+           status);
+}
+
+/* How many instances of crash_after_puts(root, threads, n) are missing
+ * from the index or whose file is not byte for byte what was sent. */
+static int verify_all(covct_store *s, const char *root, int threads, int n)
+{
+    int bad = 0;
+    for (int id = 1; id <= threads; id++)
+        for (int i = 0; i < n; i++) {
+            char series[64], sop[64], path[4096];
+            spec sp = work_spec(root, id, i, series, sop);
+            size_t len;
+            uint8_t *f = make_file(&sp, &len);
+            if (covct_store_instance_path(s, sop, path, sizeof path, NULL) ||
+                !file_is(path, f, len)) {
+                fprintf(stderr, "instance %s: missing or different\n", sop);
+                bad++;
+            }
+            covct_free(f);
+        }
+    return bad;
+}
+
+static covct_store_stats stats_of(covct_store *s)
+{
+    covct_store_stats st;
+    covct_store_debug_stats(s, &st);
+    return st;
+}
+
+#define R10 ROOT ".10"
+
+/* Power failure after Success: a file lost its content, another instance
+ * lost its row (and a third its file).  Replay restores all of them from
+ * the journal; then a clean close retires the records for good. */
+static void test_replay(void)
+{
+    use_dir("replay");
+    covct_store_debug_journal(1 << 20, 0);
+    crash_after_puts(R10, 1, 6);
+    CHECK(exists(".open"));
+    char series[64], sa[64], sb[64], sc[64];
+    work_spec(R10, 1, 0, series, sa);
+    work_spec(R10, 1, 1, series, sb);
+    work_spec(R10, 1, 2, series, sc);
+    char pa[700], pb[700], pc[700];
+    idx_path(sa, pa);
+    idx_path(sb, pb);
+    idx_path(sc, pc);
+    /* a: cut short; b: zeroed and its rows lost; c: gone. */
+    CHECK(truncate(pa, 100) == 0);
+    struct stat st;
+    CHECK(stat(pb, &st) == 0);
+    int fd = open(pb, O_WRONLY);
+    CHECK(fd >= 0);
+    if (fd >= 0) {
+        uint8_t *z = calloc(1, (size_t)st.st_size);
+        CHECK(write(fd, z, (size_t)st.st_size) == (ssize_t)st.st_size);
+        free(z);
+        close(fd);
+    }
+    CHECK(unlink(pc) == 0);
+    char sql[600];
+    snprintf(sql, sizeof sql,
+             "DELETE FROM instances WHERE sop_uid='%s';"
+             "UPDATE series SET instance_count = instance_count - 1 "
+             "WHERE series_uid='%s'",
+             sb, series);
+    idx_exec(sql);
+
+    covct_store *s = open_store();
+    covct_store_stats rs = stats_of(s);
+    CHECKF(rs.journal_records == 6 && rs.restored == 2 && rs.replayed == 1 &&
+               rs.torn == 0 && rs.recovered == 1,
+           "records %llu restored %llu replayed %llu torn %llu recovered "
+           "%llu",
+           (unsigned long long)rs.journal_records,
+           (unsigned long long)rs.restored, (unsigned long long)rs.replayed,
+           (unsigned long long)rs.torn, (unsigned long long)rs.recovered);
+    CHECK(count(s) == 6);
+    CHECK(verify_all(s, R10, 1, 6) == 0);
+    CHECK(q_int(s, "SELECT instance_count FROM series WHERE series_uid=?",
+                series) == 6);
+    CHECK(q_int(s, "SELECT journal_gen > 0 FROM instances WHERE sop_uid=?",
+                sb) == 1);
+    CHECK(!strcmp(q_text(s, "SELECT source_ae FROM instances WHERE "
+                            "sop_uid=?", sb), "MODALITY1"));
+    CHECK(q_int(s, "SELECT count(*) FROM duplicates", NULL) == 0);
+    CHECK(count_files("duplicates") == 0);
+    covct_store_close(s);
+
+    /* Records of a checkpointed generation are never replayed, even by a
+     * recovery (forced here with a marker): the records are still in the
+     * file, but the header no longer names their generation. */
+    CHECK(!exists(".open"));
+    uint64_t offs[16];
+    CHECK(journal_magic(offs, 16) >= 6);
+    char marker[600];
+    snprintf(marker, sizeof marker, "%s/.open", g_dir);
+    CHECK(covct_file_write_bytes(marker, "", 0, NULL) == COVCT_OK);
+    s = open_store();
+    rs = stats_of(s);
+    CHECKF(rs.journal_records == 0 && rs.replayed == 0 && rs.restored == 0 &&
+               rs.recovered == 0,
+           "old generation: records %llu replayed %llu restored %llu",
+           (unsigned long long)rs.journal_records,
+           (unsigned long long)rs.replayed, (unsigned long long)rs.restored);
+    CHECK(count(s) == 6);
+    CHECK(q_int(s, "SELECT count(*) FROM duplicates", NULL) == 0);
+    CHECK(verify_all(s, R10, 1, 6) == 0);
+    covct_store_close(s);
+    CHECK(!exists(".open"));
+}
+
+#define R11 ROOT ".11"
+
+/* The process died while writing its last record: the torn record (bad
+ * CRC) is skipped, the ones before it are replayed. */
+static void test_torn(void)
+{
+    use_dir("torn");
+    covct_store_debug_journal(1 << 20, 0);
+    crash_after_puts(R11, 1, 3);
+    uint64_t offs[16];
+    int n = journal_magic(offs, 16);
+    CHECKF(n == 3, "%d records", n);
+    if (n != 3)
+        return;
+    char path[600];
+    snprintf(path, sizeof path, "%s/journal", g_dir);
+    int fd = open(path, O_RDWR);
+    uint8_t b = 0;
+    CHECK(fd >= 0 && pread(fd, &b, 1, (off_t)offs[2] + 300) == 1);
+    b ^= 0x5A;
+    CHECK(pwrite(fd, &b, 1, (off_t)offs[2] + 300) == 1);
+    close(fd);
+    /* Its file and rows never happened. */
+    char series[64], sop[64], p3[700], sql[600];
+    work_spec(R11, 1, 2, series, sop);
+    idx_path(sop, p3);
+    CHECK(unlink(p3) == 0);
+    snprintf(sql, sizeof sql,
+             "DELETE FROM instances WHERE sop_uid='%s';"
+             "UPDATE series SET instance_count = instance_count - 1 "
+             "WHERE series_uid='%s'",
+             sop, series);
+    idx_exec(sql);
+
+    covct_store *s = open_store();
+    covct_store_stats rs = stats_of(s);
+    CHECKF(rs.journal_records == 2 && rs.torn == 1 && rs.replayed == 0 &&
+               rs.restored == 0,
+           "records %llu torn %llu replayed %llu restored %llu",
+           (unsigned long long)rs.journal_records,
+           (unsigned long long)rs.torn, (unsigned long long)rs.replayed,
+           (unsigned long long)rs.restored);
+    CHECK(count(s) == 2);
+    CHECK(verify_all(s, R11, 1, 2) == 0);
+    char buf[4096];
+    CHECK(covct_store_instance_path(s, sop, buf, sizeof buf, NULL) ==
+          COVCT_ERR_NOT_FOUND);
+    covct_store_close(s);
+}
+
+#define R12 ROOT ".12"
+#define R13 ROOT ".13"
+
+/* A 64 KiB journal (7 one-block records per half) under 8 concurrent
+ * putters: it switches halves and checkpoints dozens of times; every
+ * instance arrives intact.  An instance too big for it takes the
+ * temporary-file way.  Then a crash while it wraps. */
+static void test_wrap(void)
+{
+    enum { THREADS = 8, PUTS = 40 };
+    use_dir("wrap");
+    covct_store_debug_journal(64 << 10, 0);
+    covct_store *s = open_store();
+    worker w[THREADS];
+    pthread_t t[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        w[i] = (worker){.s = s, .id = i + 1, .n = PUTS, .root = R12};
+        CHECK(pthread_create(&t[i], NULL, work, &w[i]) == 0);
+    }
+    int failed = 0;
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(t[i], NULL);
+        failed += w[i].failed;
+        if (w[i].failed)
+            fprintf(stderr, "worker %d: %s\n", i, w[i].msg);
+    }
+    CHECK(failed == 0);
+    covct_store_stats st = stats_of(s);
+    printf("wrap: %d puts, %llu checkpoints, %llu waits for journal "
+           "space, %llu batches (largest %llu)\n",
+           THREADS * PUTS, (unsigned long long)st.checkpoints,
+           (unsigned long long)st.journal_waits,
+           (unsigned long long)st.batches,
+           (unsigned long long)st.max_batch);
+    CHECKF(st.checkpoints >= THREADS * PUTS / 7 - 2, "%llu checkpoints",
+           (unsigned long long)st.checkpoints);
+    CHECK(count(s) == THREADS * PUTS);
+    CHECK(verify_all(s, R12, THREADS, PUTS) == 0);
+
+    spec big = {.sop = R12 ".99.1", .study = R12, .series = R12 ".99",
+                .patient_id = "P5", .instance_number = 1, .pixels = 20000};
+    size_t blen;
+    uint8_t *bf = make_file(&big, &blen);
+    covct_store_result res = COVCT_STORE_DUPLICATE;
+    covct_error err = {0};
+    CHECKF(covct_store_put(s, copy_bytes(bf, blen), blen, "BIG", &res, NULL,
+                           &err) == COVCT_OK &&
+               res == COVCT_STORE_NEW,
+           "%s", err.msg);
+    CHECK(stats_of(s).direct == 1);
+    char path[4096];
+    CHECK(covct_store_instance_path(s, big.sop, path, sizeof path, NULL) ==
+          COVCT_OK);
+    CHECK(file_is(path, bf, blen));
+    CHECK(!strcmp(q_text(s, "SELECT journal_gen FROM instances WHERE "
+                            "sop_uid=?", big.sop), "<null>"));
+    CHECK(count_files("tmp") == 0);
+    /* Resent: identical. */
+    CHECK(covct_store_put(s, copy_bytes(bf, blen), blen, "BIG", &res, NULL,
+                          &err) == COVCT_OK &&
+          res == COVCT_STORE_ALREADY);
+    covct_free(bf);
+    covct_store_close(s);
+
+    /* 4 putters x 30 in a child that dies: every instance it was told
+     * about is there after the replay. */
+    crash_after_puts(R13, 4, 30);
+    s = open_store();
+    st = stats_of(s);
+    printf("wrap, crash: %llu records replayed (%llu stored again, %llu "
+           "files rewritten)\n",
+           (unsigned long long)st.journal_records,
+           (unsigned long long)st.replayed, (unsigned long long)st.restored);
+    CHECK(st.torn == 0);
+    CHECK(count(s) == THREADS * PUTS + 1 + 4 * 30);
+    CHECK(verify_all(s, R13, 4, 30) == 0);
+    CHECK(verify_all(s, R12, THREADS, PUTS) == 0);
+    covct_store_close(s);
+}
+
+/* A generation idle for idle_s is checkpointed without a close. */
+static void test_idle_checkpoint(void)
+{
+    use_dir("idle");
+    covct_store_debug_journal(1 << 20, 0.2);
+    covct_store *s = open_store();
+    spec a = {.sop = ROOT ".15.1.1", .study = ROOT ".15",
+              .series = ROOT ".15.1", .patient_id = "P15",
+              .instance_number = 1};
+    covct_store_result res;
+    covct_error err = {0};
+    CHECKF(put_spec(s, &a, &res, NULL, &err) == COVCT_OK, "%s", err.msg);
+    for (int i = 0; i < 300 && stats_of(s).checkpoints == 0; i++)
+        usleep(10000);
+    CHECK(stats_of(s).checkpoints == 1);
+    covct_store_close(s);
+}
+
+/* An index of schema version 1 (before the journal) gains the journal
+ * columns at open. */
+static void test_migration(void)
+{
+    use_dir("v1");
+    covct_store_debug_journal(1 << 20, 0);
+    covct_store *s = open_store();
+    spec a = {.sop = ROOT ".14.1.1", .study = ROOT ".14",
+              .series = ROOT ".14.1", .patient_id = "P14",
+              .instance_number = 1};
+    covct_store_result res;
+    covct_error err = {0};
+    CHECKF(put_spec(s, &a, &res, NULL, &err) == COVCT_OK, "%s", err.msg);
+    covct_store_close(s);
+    idx_exec("ALTER TABLE instances DROP COLUMN journal_gen;"
+             "ALTER TABLE instances DROP COLUMN journal_seq;"
+             "ALTER TABLE duplicates DROP COLUMN journal_gen;"
+             "ALTER TABLE duplicates DROP COLUMN journal_seq;"
+             "PRAGMA user_version = 1");
+    s = open_store();
+    CHECK(q_int(s, "PRAGMA user_version", NULL) == 2);
+    CHECK(q_int(s, "SELECT count(*) FROM instances WHERE journal_gen IS NULL",
+                NULL) == 1);
+    spec b = a;
+    b.sop = ROOT ".14.1.2";
+    b.instance_number = 2;
+    CHECKF(put_spec(s, &b, &res, NULL, &err) == COVCT_OK &&
+               res == COVCT_STORE_NEW,
+           "%s", err.msg);
+    CHECK(q_int(s, "SELECT journal_seq > 0 FROM instances WHERE sop_uid=?",
+                b.sop) == 1);
+    CHECK(count(s) == 2);
     covct_store_close(s);
 }
 
@@ -872,6 +1293,12 @@ int main(void)
     covct_store_close(s);
     test_reopen(n);
     test_recovery(n);
+    test_replay();
+    test_torn();
+    test_wrap();
+    test_idle_checkpoint();
+    test_migration();
+    covct_store_debug_journal(0, 0);
 
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_root);

@@ -1,7 +1,8 @@
 /*
- * store internals shared with the tests: group commit statistics and a way
- * to hold the committer so that a test can build a batch on purpose.
- * Only src/store/ and tests/ include this header.
+ * store internals shared with the tests: group commit and journal
+ * statistics, a way to hold the committer so that a test can build a batch
+ * on purpose, and a smaller journal.  Only src/store/ and tests/ include
+ * this header.
  */
 #ifndef COVCT_STORE_INT_H
 #define COVCT_STORE_INT_H
@@ -16,7 +17,19 @@ typedef struct covct_store_stats {
     uint64_t batches;   /* committer rounds (each one index transaction) */
     uint64_t entries;   /* puts those rounds handled */
     uint64_t max_batch; /* most puts handled in one round */
-    uint64_t recovered; /* files indexed by crash recovery at open */
+    uint64_t recovered; /* instances indexed by crash recovery at open:
+                           journal records replayed without a row, and
+                           files without a row found by the scan */
+    /* Journal replay at open (docs/internals/store.md, "Open, close,
+     * crash recovery"). */
+    uint64_t journal_records; /* valid records of pending generations */
+    uint64_t replayed;  /* records no row named: stored and indexed again */
+    uint64_t restored;  /* files a row named, rewritten from the record */
+    uint64_t torn;      /* blocks with a pending salt and a bad CRC */
+    /* Since open. */
+    uint64_t checkpoints;   /* journal generations retired */
+    uint64_t journal_waits; /* puts that waited for journal space */
+    uint64_t direct;        /* puts too big for the journal */
 } covct_store_stats;
 
 void covct_store_debug_stats(covct_store *s, covct_store_stats *st);
@@ -27,5 +40,11 @@ void covct_store_debug_hold(covct_store *s, bool hold);
 
 /* Puts queued and not yet taken by the committer. */
 size_t covct_store_debug_queued(covct_store *s);
+
+/* Stores opened from now on (in this process) create a journal of `size`
+ * bytes if they have none (at least 64 KiB; records over a quarter of a
+ * half then bypass the journal), and checkpoint a generation idle for
+ * idle_s seconds.  0 restores each default (512 MiB, 5 s). */
+void covct_store_debug_journal(uint64_t size, double idle_s);
 
 #endif
