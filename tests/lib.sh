@@ -38,3 +38,16 @@ need() {
 # Debian's python3, which has numpy and nibabel (not a pyenv one).
 PY=/usr/bin/python3
 sanitizer_report() { grep -qE 'runtime error|AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer' "$1"; }
+# A TCP port free on loopback now (for a peer the test starts).
+free_port() { $PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# The SHA-256 of a Part 10 file's data set: the bytes after its file meta
+# information, whose length is the UL value at byte 140 (PS3.10 7.1).
+dataset_sha() {
+    $PY - "$1" <<'EOF'
+import hashlib, struct, sys
+b = open(sys.argv[1], "rb").read()
+assert b[128:132] == b"DICM" and b[132:136] == b"\x02\x00\x00\x00"
+gl = struct.unpack("<I", b[140:144])[0]
+print(hashlib.sha256(b[144 + gl:]).hexdigest())
+EOF
+}

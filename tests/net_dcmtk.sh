@@ -48,24 +48,13 @@ stop_server() {
     SERVER=""
     return $rc
 }
-# The data set of a Part 10 file (after its meta information, whose length
-# is the UL value at byte 140, PS3.10 7.1), as a SHA-256.
-dataset_sha() {
-    $PY - "$1" <<'EOF'
-import hashlib, struct, sys
-b = open(sys.argv[1], "rb").read()
-assert b[128:132] == b"DICM" and b[132:136] == b"\x02\x00\x00\x00"
-gl = struct.unpack("<I", b[140:144])[0]
-print(hashlib.sha256(b[144 + gl:]).hexdigest())
-EOF
-}
 count() { sqlite3 "$T/store/index.sqlite" "$1"; }
 
 "$COVCT" phantom -o "$T/ph" --slice 10 >/dev/null 2>&1
 NPH=$(ls "$T/ph/dicom" | wc -l)
 check "phantom written" test "$NPH" -gt 10
 
-P2=$($PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+P2=$(free_port)
 check "covct serve starts" start_server --allow ECHOSCU --allow STORESCU \
     --allow COVCT-TEST@127.0.0.1 --allow FINDSCU --allow MOVESCU --allow GETSCU \
     --peer STORESCP@127.0.0.1:"$P2"
@@ -181,7 +170,7 @@ check "C-FIND patient root, PATIENT level" bash -c \
 check "C-FIND IMAGE level: $NPH instances of the phantom series" test \
     "$(find -S -k QueryRetrieveLevel=IMAGE -k StudyInstanceUID="$STUDY" -k SeriesInstanceUID="$(count "select series_uid from series where study_uid='$STUDY'")" -k SOPInstanceUID | grep -c 'I: (0008,0018)')" -eq "$NPH"
 check "C-FIND without a level: refused (A900/C000), server alive" bash -c \
-    "$(declare -f find); PORT=$PORT; find -S -k PatientName | grep -qi 'status\|fail\|error'; echoscu -aet ECHOSCU -aec COVCT 127.0.0.1 $PORT"
+    "$(declare -f find); PORT=$PORT; find -v -S -k PatientName | grep -q 'Final Find Response (Error' && echoscu -aet ECHOSCU -aec COVCT 127.0.0.1 $PORT"
 mkdir -p "$T/moved" "$T/got"
 storescp -aet STORESCP -od "$T/moved" "$P2" >"$T/scp-move.log" 2>&1 &
 SCP=$!

@@ -22,7 +22,6 @@ cleanup() {
 }
 trap cleanup EXIT
 [ -n "${KEEP:-}" ] && trap "" EXIT
-free_port() { $PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 start_server() {
     rm -f "$T/port"
     "$COVCT" serve --data "$T/store" --dicom-port 0 --port-file "$T/port" \

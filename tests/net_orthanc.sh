@@ -24,7 +24,6 @@ cleanup() {
     rm -rf "$T"
 }
 trap cleanup EXIT
-free_port() { $PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 json() { $PY -c "import json, sys; d = json.load(sys.stdin); print($1)"; }
 
 # A copy of the series; instances without a SOP Instance UID get one.

@@ -48,7 +48,7 @@ check "covct echo without TLS fails clearly" bash -c \
 check "covct send --tls to covct serve" "$COVCT" send COVCT@127.0.0.1:"$PORT" ph/dicom -q \
     --tls-cert client.crt --tls-key client.key --tls-ca ca.crt
 check "  ... stored" test "$(sqlite3 store/index.sqlite 'select count(*) from instances')" -eq "$(ls ph/dicom | wc -l)"
-P2=$($PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+P2=$(free_port)
 mkdir -p got
 storescp -aet STORESCP +tls server.key server.crt +cf ca.crt -od got "$P2" >scp.log 2>&1 &
 SCP=$!

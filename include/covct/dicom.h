@@ -96,6 +96,14 @@ covct_rc covct_dcm_file_parse(uint8_t *data, size_t len,
 
 void covct_dcm_file_free(covct_dcm_file *f);
 
+/* Peek at a Part 10 file's meta information without parsing the rest:
+ * the SOP Class, SOP Instance and Transfer Syntax UIDs (each up to 64
+ * characters + NUL) and the offset of the data set; `len` may cover only
+ * the file's start. */
+covct_rc covct_dcm_meta_peek(const uint8_t *file, size_t len,
+                             char *sop_class, char *sop_inst, char *ts,
+                             size_t *data_off, covct_error *err);
+
 /* The bytes the file was parsed from (as given to covct_dcm_file_parse or
  * read from disk). */
 const uint8_t *covct_dcm_file_bytes(const covct_dcm_file *f, size_t *len);
@@ -241,6 +249,10 @@ covct_rc covct_dcm_transcode_native(const uint8_t *file, size_t len,
 covct_rc covct_dcm_write_meta(covct_buf *out, const char *sop_class,
                               const char *sop_inst, const char *ts_uid,
                               const char *source_ae, covct_error *err);
+
+/* A UID from a 128-bit UUID (big-endian bytes): "2.25." and its decimal
+ * value (PS3.5 B.2), at most 44 characters. */
+void covct_dcm_uid_from_uuid(const uint8_t uuid[16], char out[65]);
 
 /* covct's Implementation Class UID and Version Name (PS3.7 D.3.3.2), in
  * file meta information and association requests. */

@@ -219,12 +219,6 @@ covct_rc covct_net_send_file_moved(covct_net_assoc *a, const uint8_t *file,
                                    size_t len, const char *move_originator,
                                    uint16_t move_originator_id,
                                    uint16_t *status, covct_error *err);
-/* The SOP Class, SOP Instance and Transfer Syntax UIDs (each up to 64
- * characters + NUL) from the file meta information of a Part 10 file, and
- * the offset of its data set; `len` may cover only the file's start. */
-covct_rc covct_net_file_meta(const uint8_t *file, size_t len,
-                             char *sop_class, char *sop_inst, char *ts,
-                             size_t *data_off, covct_error *err);
 /* The transfer syntaxes to propose for a file in `ts`: its own first,
  * then explicit and implicit VR little endian, to which
  * covct_net_send_file converts (decompressing) when the peer refuses the

@@ -1227,30 +1227,12 @@ static void make_uid(const uint64_t h[2], uint64_t role, uint64_t index,
     uint64_t hi = rnd_next(&s) ^ h[1], lo = rnd_next(&s);
     hi = (hi & ~0xF000ull) | 0x8000ull;          /* version 8 */
     lo = (lo & ~(3ull << 62)) | (2ull << 62);    /* variant 10 */
-    uint32_t limb[4] = {(uint32_t)(hi >> 32), (uint32_t)hi,
-                        (uint32_t)(lo >> 32), (uint32_t)lo};
-    char digits[48];
-    int nd = 0;
-    for (;;) {
-        int zero = 1;
-        uint64_t rem = 0;
-        for (int i = 0; i < 4; i++) {
-            uint64_t cur = (rem << 32) | limb[i];
-            limb[i] = (uint32_t)(cur / 10);
-            rem = cur % 10;
-            if (limb[i])
-                zero = 0;
-        }
-        digits[nd++] = (char)('0' + rem);
-        if (zero)
-            break;
+    uint8_t uuid[16];
+    for (int i = 0; i < 8; i++) {
+        uuid[i] = (uint8_t)(hi >> (56 - 8 * i));
+        uuid[8 + i] = (uint8_t)(lo >> (56 - 8 * i));
     }
-    int o = 0;
-    memcpy(out, "2.25.", 5);
-    o = 5;
-    while (nd > 0)
-        out[o++] = digits[--nd];
-    out[o] = '\0';
+    covct_dcm_uid_from_uuid(uuid, out);
 }
 
 /* A DS value (at most 16 characters, PS3.5 6.2). */

@@ -140,6 +140,25 @@ static int parse_args(int argc, char **argv, const char *help, bool files,
     return 0;
 }
 
+/* The node to talk to, with TLS set up when asked: 0, or an exit status
+ * after an error message. */
+static int open_peer(const net_args *a, covct_net_peer *peer)
+{
+    covct_error err = {0};
+    if (covct_net_peer_parse(a->peer, peer, &err)) {
+        covct_cli_error("%s", err.msg);
+        return COVCT_EXIT_USAGE;
+    }
+    if (a->tls_cert) {
+        if (covct_net_tls_init(a->tls_cert, a->tls_key, a->tls_ca, &err)) {
+            covct_cli_error("%s", err.msg);
+            return COVCT_EXIT_FAIL;
+        }
+        peer->tls = true;
+    }
+    return 0;
+}
+
 int covct_cmd_echo(int argc, char **argv)
 {
     net_args a;
@@ -151,17 +170,8 @@ int covct_cmd_echo(int argc, char **argv)
     free(a.paths);
     covct_net_peer peer;
     covct_error err = {0};
-    if (covct_net_peer_parse(a.peer, &peer, &err)) {
-        covct_cli_error("%s", err.msg);
-        return COVCT_EXIT_USAGE;
-    }
-    if (a.tls_cert) {
-        if (covct_net_tls_init(a.tls_cert, a.tls_key, a.tls_ca, &err)) {
-            covct_cli_error("%s", err.msg);
-            return COVCT_EXIT_FAIL;
-        }
-        peer.tls = true;
-    }
+    if ((rc = open_peer(&a, &peer)))
+        return rc;
     static const char *const ts[] = {"1.2.840.10008.1.2.1",
                                      "1.2.840.10008.1.2"};
     covct_net_proposal p = {"1.2.840.10008.1.1", ts, 2};
@@ -242,17 +252,9 @@ int covct_cmd_send(int argc, char **argv)
     send_item *items = NULL;
     covct_net_proposal *props = NULL;
     const char *(*ts_of)[3] = NULL;
-    if (covct_net_peer_parse(a.peer, &peer, &err)) {
-        covct_cli_error("%s", err.msg);
-        status = COVCT_EXIT_USAGE;
+    if ((rc = open_peer(&a, &peer))) {
+        status = rc;
         goto out;
-    }
-    if (a.tls_cert) {
-        if (covct_net_tls_init(a.tls_cert, a.tls_key, a.tls_ca, &err)) {
-            covct_cli_error("%s", err.msg);
-            goto out;
-        }
-        peer.tls = true;
     }
     g_walk = &files;
     for (int i = 0; i < a.n_paths; i++) {
@@ -285,7 +287,7 @@ int covct_cmd_send(int argc, char **argv)
             close(fd);
         size_t off;
         covct_error_clear(&err);
-        if (got < 0 || covct_net_file_meta(head, (size_t)got,
+        if (got < 0 || covct_dcm_meta_peek(head, (size_t)got,
                                            items[i].sop_class,
                                            items[i].sop_inst, items[i].ts,
                                            &off, &err)) {

@@ -214,7 +214,7 @@ static int send_results(serve_jobs *j, char **paths, size_t n, char *why,
         char c[65], inst[65], t[65];
         size_t off;
         if (got <= 0 ||
-            covct_net_file_meta(head, (size_t)got, c, inst, t, &off, NULL))
+            covct_dcm_meta_peek(head, (size_t)got, c, inst, t, &off, NULL))
             continue;
         size_t k = 0;
         while (k < np && (strcmp(cls[k], c) || strcmp(tsv[k], t)))

@@ -656,6 +656,68 @@ void covct_dcm_file_free(covct_dcm_file *f)
     covct_free(f);
 }
 
+/* File meta information of a Part 10 buffer: the UIDs and where the data
+ * set starts (PS3.10 7.1: explicit VR little endian, group 0002). */
+covct_rc covct_dcm_meta_peek(const uint8_t *f, size_t len, char *sop_class,
+                             char *sop_inst, char *ts, size_t *data_off,
+                             covct_error *err)
+{
+    if (len < 132 || memcmp(f + 128, "DICM", 4) != 0)
+        return COVCT_ERR(err, COVCT_ERR_CORRUPT,
+                         "not a DICOM Part 10 file (no DICM prefix)");
+    size_t off = 132;
+    sop_class[0] = sop_inst[0] = ts[0] = '\0';
+    while (off + 8 <= len) {
+        uint16_t g = (uint16_t)(f[off] | (f[off + 1] << 8));
+        uint16_t e = (uint16_t)(f[off + 2] | (f[off + 3] << 8));
+        if (g != 0x0002)
+            break;
+        char vr0 = (char)f[off + 4], vr1 = (char)f[off + 5];
+        size_t hl = 8, vl;
+        bool longvr = (vr0 == 'O' && (vr1 == 'B' || vr1 == 'W')) ||
+                      (vr0 == 'U' && (vr1 == 'N' || vr1 == 'T')) ||
+                      (vr0 == 'S' && vr1 == 'Q');
+        if (longvr) {
+            if (off + 12 > len)
+                break;
+            vl = (size_t)f[off + 8] | ((size_t)f[off + 9] << 8) |
+                 ((size_t)f[off + 10] << 16) | ((size_t)f[off + 11] << 24);
+            hl = 12;
+        } else {
+            vl = (size_t)(f[off + 6] | (f[off + 7] << 8));
+        }
+        if (vl > len - off - hl)
+            return COVCT_ERR(err, COVCT_ERR_CORRUPT,
+                             "file meta element (0002,%04X) overruns the "
+                             "file",
+                             e);
+        char *dst = e == 0x0002 ? sop_class
+                    : e == 0x0003 ? sop_inst
+                    : e == 0x0010 ? ts
+                                  : NULL;
+        if (dst) {
+            size_t m = vl;
+            while (m > 0 && (f[off + hl + m - 1] == 0 ||
+                             f[off + hl + m - 1] == ' '))
+                m--;
+            if (m > 64)
+                return COVCT_ERR(err, COVCT_ERR_CORRUPT,
+                                 "file meta element (0002,%04X) is not a "
+                                 "UID",
+                                 e);
+            memcpy(dst, f + off + hl, m);
+            dst[m] = '\0';
+        }
+        off += hl + vl;
+    }
+    if (!sop_class[0] || !sop_inst[0] || !ts[0])
+        return COVCT_ERR(err, COVCT_ERR_CORRUPT,
+                         "file meta information lacks the SOP Class, SOP "
+                         "Instance or Transfer Syntax UID");
+    *data_off = off;
+    return COVCT_OK;
+}
+
 const uint8_t *covct_dcm_file_bytes(const covct_dcm_file *f, size_t *len)
 {
     *len = f->len;

@@ -462,6 +462,36 @@ covct_rc covct_dcm_encode_dataset(const covct_dcm_dataset *ds,
     return encode_dataset(out, ds, false, implicit_vr, 0, err);
 }
 
+/* "2.25." and the decimal value of 128 bits (PS3.5 B.2). */
+void covct_dcm_uid_from_uuid(const uint8_t r[16], char out[65])
+{
+    uint32_t limb[4];
+    for (int i = 0; i < 4; i++)
+        limb[i] = (uint32_t)r[4 * i] << 24 | (uint32_t)r[4 * i + 1] << 16 |
+                  (uint32_t)r[4 * i + 2] << 8 | (uint32_t)r[4 * i + 3];
+    char digits[48];
+    int nd = 0;
+    for (;;) {
+        int zero = 1;
+        uint64_t rem = 0;
+        for (int i = 0; i < 4; i++) {
+            uint64_t cur = (rem << 32) | limb[i];
+            limb[i] = (uint32_t)(cur / 10);
+            rem = cur % 10;
+            if (limb[i])
+                zero = 0;
+        }
+        digits[nd++] = (char)('0' + rem);
+        if (zero)
+            break;
+    }
+    memcpy(out, "2.25.", 5);
+    int o = 5;
+    while (nd > 0)
+        out[o++] = digits[--nd];
+    out[o] = '\0';
+}
+
 covct_rc covct_dcm_write_meta(covct_buf *out, const char *sop_class,
                               const char *sop_inst, const char *ts_uid,
                               const char *source_ae, covct_error *err)

@@ -77,6 +77,33 @@ static covct_rc get_ae(const uint8_t *p, char out[17], const char *what,
     return COVCT_OK;
 }
 
+/* The item at *off of p[0..n) (PS3.8 9.3: type, reserved, 16-bit length,
+ * value): 1 with *type, *v and *len, *off moved past it; 0 at the end; -1
+ * when it does not fit (err names `what` and the byte offset). */
+static int next_item(const uint8_t *p, size_t n, size_t *off, uint8_t *type,
+                     const uint8_t **v, size_t *len, const char *what,
+                     covct_error *err)
+{
+    if (*off >= n)
+        return 0;
+    if (n - *off < 4) {
+        COVCT_ERR(err, COVCT_ERR_CORRUPT, "%s: truncated item at byte %zu",
+                  what, *off);
+        return -1;
+    }
+    *type = p[*off];
+    *len = be16(p + *off + 2);
+    if (*len > n - *off - 4) {
+        COVCT_ERR(err, COVCT_ERR_CORRUPT,
+                  "%s: item 0x%02X at byte %zu has length %zu past the end",
+                  what, *type, *off, *len);
+        return -1;
+    }
+    *v = p + *off + 4;
+    *off += 4 + *len;
+    return 1;
+}
+
 static covct_rc decode_pc(const uint8_t *p, size_t n, bool is_ac, net_pc *pc,
                           covct_error *err)
 {
@@ -91,23 +118,14 @@ static covct_rc decode_pc(const uint8_t *p, size_t n, bool is_ac, net_pc *pc,
         return COVCT_ERR(err, COVCT_ERR_CORRUPT,
                          "presentation context ID %u is even (must be odd)",
                          pc->id);
-    size_t off = 4;
+    size_t off = 4, len;
     unsigned n_abstract = 0;
-    while (off < n) {
-        if (n - off < 4)
-            return COVCT_ERR(err, COVCT_ERR_CORRUPT,
-                             "presentation context %u: truncated sub-item",
-                             pc->id);
-        uint8_t type = p[off];
-        size_t len = be16(p + off + 2);
-        if (len > n - off - 4)
-            return COVCT_ERR(err, COVCT_ERR_CORRUPT,
-                             "presentation context %u: sub-item 0x%02X of "
-                             "%zu bytes overruns the item",
-                             pc->id, type, len);
-        const uint8_t *v = p + off + 4;
-        char what[64];
-        snprintf(what, sizeof what, "presentation context %u", pc->id);
+    char what[64];
+    snprintf(what, sizeof what, "presentation context %u", pc->id);
+    uint8_t type;
+    const uint8_t *v;
+    int r;
+    while ((r = next_item(p, n, &off, &type, &v, &len, what, err)) > 0) {
         if (type == 0x30) {
             if (n_abstract++)
                 return COVCT_ERR(err, COVCT_ERR_CORRUPT,
@@ -126,8 +144,9 @@ static covct_rc decode_pc(const uint8_t *p, size_t n, bool is_ac, net_pc *pc,
             return COVCT_ERR(err, COVCT_ERR_CORRUPT,
                              "%s: unknown sub-item type 0x%02X", what, type);
         }
-        off += 4 + len;
     }
+    if (r < 0)
+        return COVCT_ERR_CORRUPT;
     if (!is_ac && n_abstract != 1)
         return COVCT_ERR(err, COVCT_ERR_CORRUPT,
                          "presentation context %u has no abstract syntax",
@@ -148,19 +167,12 @@ static covct_rc decode_pc(const uint8_t *p, size_t n, bool is_ac, net_pc *pc,
 static covct_rc decode_user_info(const uint8_t *p, size_t n,
                                  net_assoc_pdu *out, covct_error *err)
 {
-    size_t off = 0;
-    while (off < n) {
-        if (n - off < 4)
-            return COVCT_ERR(err, COVCT_ERR_CORRUPT,
-                             "user information: truncated sub-item");
-        uint8_t type = p[off];
-        size_t len = be16(p + off + 2);
-        if (len > n - off - 4)
-            return COVCT_ERR(err, COVCT_ERR_CORRUPT,
-                             "user information: sub-item 0x%02X of %zu bytes "
-                             "overruns the item",
-                             type, len);
-        const uint8_t *v = p + off + 4;
+    size_t off = 0, len;
+    uint8_t type;
+    const uint8_t *v;
+    int more;
+    while ((more = next_item(p, n, &off, &type, &v, &len,
+                             "user information", err)) > 0) {
         switch (type) {
         case 0x51:
             if (len != 4)
@@ -209,9 +221,8 @@ static covct_rc decode_user_info(const uint8_t *p, size_t n,
              * as PS3.7 D.3.3 allows. */
             break;
         }
-        off += 4 + len;
     }
-    return COVCT_OK;
+    return more < 0 ? COVCT_ERR_CORRUPT : COVCT_OK;
 }
 
 covct_rc net_assoc_decode(const uint8_t *p, size_t n, bool is_ac,
@@ -228,20 +239,13 @@ covct_rc net_assoc_decode(const uint8_t *p, size_t n, bool is_ac,
     if (get_ae(p + 4, out->called, "called", err) ||
         get_ae(p + 20, out->calling, "calling", err))
         return COVCT_ERR_CORRUPT;
-    size_t off = 68;
+    size_t off = 68, len;
     bool have_ui = false;
-    while (off < n) {
-        if (n - off < 4)
-            return COVCT_ERR(err, COVCT_ERR_CORRUPT,
-                             "A-ASSOCIATE: truncated item at byte %zu", off);
-        uint8_t type = p[off];
-        size_t len = be16(p + off + 2);
-        if (len > n - off - 4)
-            return COVCT_ERR(err, COVCT_ERR_CORRUPT,
-                             "A-ASSOCIATE: item 0x%02X at byte %zu has "
-                             "length %zu past the end of the PDU",
-                             type, off, len);
-        const uint8_t *v = p + off + 4;
+    uint8_t type;
+    const uint8_t *v;
+    int r;
+    while ((r = next_item(p, n, &off, &type, &v, &len, "A-ASSOCIATE",
+                          err)) > 0) {
         if (type == 0x10) {
             if (get_uid(v, len, out->app_context, "application context",
                         err))
@@ -272,10 +276,11 @@ covct_rc net_assoc_decode(const uint8_t *p, size_t n, bool is_ac,
             return COVCT_ERR(err, COVCT_ERR_CORRUPT,
                              "A-ASSOCIATE: unknown item type 0x%02X at byte "
                              "%zu",
-                             type, off);
+                             type, off - 4 - len);
         }
-        off += 4 + len;
     }
+    if (r < 0)
+        return COVCT_ERR_CORRUPT;
     if (!out->app_context[0])
         return COVCT_ERR(err, COVCT_ERR_CORRUPT,
                          "A-ASSOCIATE without application context item");

@@ -54,6 +54,34 @@ static int read_identifier(net_conn *c, uint8_t pc_id, const net_cmd *cmd,
     return NET_EV_PDV;
 }
 
+/* Read a Q/R request's identifier into *f and describe the request in *q.
+ * An identifier that cannot be read is answered (Unable to Process) and
+ * *f is NULL.  Returns NET_EV_PDV, or the event that ended the
+ * association. */
+static int read_query(net_conn *c, const covct_net_assoc_info *info,
+                      uint8_t pc_id, const net_cmd *cmd, covct_dcm_file **f,
+                      covct_net_query *q, int *abort_reason)
+{
+    char comment[65] = "";
+    int ev = read_identifier(c, pc_id, cmd, f, comment, sizeof comment,
+                             abort_reason);
+    if (ev != NET_EV_PDV)
+        return ev;
+    if (!*f) {
+        net_respond(c, pc_id, cmd, COVCT_DIMSE_UNABLE_TO_PROCESS, comment,
+                    NULL, 0, NULL);
+        return NET_EV_PDV;
+    }
+    const net_pc *pc = net_conn_pc(c, pc_id);
+    *q = (covct_net_query){
+        .assoc = info,
+        .sop_class_uid = pc->abstract,
+        .identifier = covct_dcm_file_dataset_const(*f),
+    };
+    net_qr_kind(pc->abstract, &q->patient_root);
+    return NET_EV_PDV;
+}
+
 /* Whether a C-CANCEL-RQ for message `id` is waiting: 1 yes, 0 no, -1 the
  * association broke (or another request arrived: not allowed here, the
  * asynchronous window is 1). */
@@ -112,22 +140,11 @@ int net_handle_find(const covct_net_server_config *cfg, net_conn *c,
 {
     char comment[65] = "";
     covct_dcm_file *f = NULL;
-    int ev = read_identifier(c, pc_id, cmd, &f, comment, sizeof comment,
-                             abort_reason);
-    if (ev != NET_EV_PDV)
+    covct_net_query q;
+    int ev = read_query(c, info, pc_id, cmd, &f, &q, abort_reason);
+    if (ev != NET_EV_PDV || !f)
         return ev;
     const net_pc *pc = net_conn_pc(c, pc_id);
-    if (!f) {
-        net_respond(c, pc_id, cmd, COVCT_DIMSE_UNABLE_TO_PROCESS, comment,
-                    NULL, 0, NULL);
-        return NET_EV_PDV;
-    }
-    covct_net_query q = {
-        .assoc = info,
-        .sop_class_uid = pc->abstract,
-        .identifier = covct_dcm_file_dataset_const(f),
-    };
-    net_qr_kind(pc->abstract, &q.patient_root);
     find_ctx fc = {.c = c,
                    .pc_id = pc_id,
                    .cmd = cmd,
@@ -195,7 +212,7 @@ static void read_ts(item *it)
     close(fd);
     char a[65], b[65];
     size_t off;
-    if (n > 0 && !covct_net_file_meta(head, (size_t)n, a, b, it->ts, &off,
+    if (n > 0 && !covct_dcm_meta_peek(head, (size_t)n, a, b, it->ts, &off,
                                       NULL))
         return;
     it->ts[0] = '\0';
@@ -224,7 +241,7 @@ static uint16_t store_here(net_conn *c, const item *it, uint16_t msg_id,
         return 0xA702; /* no context to send it on */
     char a[65], b[65], t[65];
     size_t off;
-    if (covct_net_file_meta(file, len, a, b, t, &off, NULL))
+    if (covct_dcm_meta_peek(file, len, a, b, t, &off, NULL))
         return 0xC000;
     covct_buf tc = {0};
     if (which > 0) {
@@ -274,16 +291,10 @@ int net_handle_retrieve(const covct_net_server_config *cfg, net_conn *c,
 {
     char comment[65] = "";
     covct_dcm_file *f = NULL;
-    int ev = read_identifier(c, pc_id, cmd, &f, comment, sizeof comment,
-                             abort_reason);
-    if (ev != NET_EV_PDV)
+    covct_net_query q;
+    int ev = read_query(c, info, pc_id, cmd, &f, &q, abort_reason);
+    if (ev != NET_EV_PDV || !f)
         return ev;
-    const net_pc *pc = net_conn_pc(c, pc_id);
-    if (!f) {
-        net_respond(c, pc_id, cmd, COVCT_DIMSE_UNABLE_TO_PROCESS, comment,
-                    NULL, 0, NULL);
-        return NET_EV_PDV;
-    }
     const covct_net_peer *dest = NULL;
     if (!is_get) {
         for (size_t i = 0; i < cfg->n_peers && !dest; i++)
@@ -299,12 +310,6 @@ int net_handle_retrieve(const covct_net_server_config *cfg, net_conn *c,
             return NET_EV_PDV;
         }
     }
-    covct_net_query q = {
-        .assoc = info,
-        .sop_class_uid = pc->abstract,
-        .identifier = covct_dcm_file_dataset_const(f),
-    };
-    net_qr_kind(pc->abstract, &q.patient_root);
     item_list l = {0};
     uint16_t st = cfg->on_select(cfg->query_user, &q, add_item, &l, comment,
                                  sizeof comment);

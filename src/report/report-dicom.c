@@ -345,36 +345,6 @@ static void put_code(bld *b, covct_dcm_dataset *ds, uint32_t seq,
 
 /* ---- UIDs, dates, names ------------------------------------------------- */
 
-/* "2.25." and the decimal value of 128 bits (PS3.5 B.2). */
-static void uid_from_bits(const uint8_t r[16], char out[65])
-{
-    uint32_t limb[4];
-    for (int i = 0; i < 4; i++)
-        limb[i] = (uint32_t)r[4 * i] << 24 | (uint32_t)r[4 * i + 1] << 16 |
-                  (uint32_t)r[4 * i + 2] << 8 | (uint32_t)r[4 * i + 3];
-    char digits[48];
-    int nd = 0;
-    for (;;) {
-        int zero = 1;
-        uint64_t rem = 0;
-        for (int i = 0; i < 4; i++) {
-            uint64_t cur = (rem << 32) | limb[i];
-            limb[i] = (uint32_t)(cur / 10);
-            rem = cur % 10;
-            if (limb[i])
-                zero = 0;
-        }
-        digits[nd++] = (char)('0' + rem);
-        if (zero)
-            break;
-    }
-    memcpy(out, "2.25.", 5);
-    int o = 5;
-    while (nd > 0)
-        out[o++] = digits[--nd];
-    out[o] = '\0';
-}
-
 /* A new UID from a random (version 4) UUID: OpenSSL's generator, or the
  * kernel's when that fails. */
 static covct_rc new_uid(char out[65], covct_error *err)
@@ -392,7 +362,7 @@ static covct_rc new_uid(char out[65], covct_error *err)
     }
     r[6] = (uint8_t)((r[6] & 0x0F) | 0x40); /* version 4 */
     r[8] = (uint8_t)((r[8] & 0x3F) | 0x80); /* variant 10 */
-    uid_from_bits(r, out);
+    covct_dcm_uid_from_uuid(r, out);
     return COVCT_OK;
 }
 
@@ -414,7 +384,7 @@ static void name_uid(const char *name, char out[65])
     }
     r[6] = (uint8_t)((r[6] & 0x0F) | 0x80); /* version 8 */
     r[8] = (uint8_t)((r[8] & 0x3F) | 0x80); /* variant 10 */
-    uid_from_bits(r, out);
+    covct_dcm_uid_from_uuid(r, out);
 }
 
 typedef struct stamp {
@@ -1437,25 +1407,6 @@ static covct_rc build_sc(const covct_report_input *in, const src *s,
     return b.rc;
 }
 
-/* Earlier key images in the same folder would mix with the new ones. */
-static void remove_old_keys(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    struct dirent *de;
-    char path[4096];
-    while ((de = readdir(d)) != NULL) {
-        size_t n = strlen(de->d_name);
-        if (n > 8 && !strncmp(de->d_name, "key-", 4) &&
-            !strcmp(de->d_name + n - 4, ".dcm") &&
-            (size_t)snprintf(path, sizeof path, "%s/%s", dir, de->d_name) <
-                sizeof path)
-            unlink(path);
-    }
-    closedir(d);
-}
-
 covct_rc covct_report_write_dicom(const char *outdir,
                                   const covct_report_input *in,
                                   const covct_series *series,
@@ -1513,7 +1464,8 @@ covct_rc covct_report_write_dicom(const char *outdir,
     }
     if ((rc = covct_report_mkdir_p(outdir, err)))
         goto out;
-    remove_old_keys(outdir);
+    /* Earlier key images in the same folder would mix with the new ones. */
+    covct_report_remove_files(outdir, "key-", ".dcm");
 
     rc = build_seg(in, &s, &now, seg, si, err);
     if (rc) {

@@ -212,20 +212,20 @@ static covct_rc write_mask(const char *dir, const char *name,
     return rc;
 }
 
-/* Key images of an earlier run into the same folder would sit beside the
- * new ones and mislead: remove key_axial_*.png first. */
-static void remove_old_key_images(const char *outdir)
+void covct_report_remove_files(const char *dir, const char *prefix,
+                               const char *suffix)
 {
-    DIR *d = opendir(outdir);
+    DIR *d = opendir(dir);
     if (!d)
         return;
+    size_t np = strlen(prefix), ns = strlen(suffix);
     struct dirent *de;
     char path[4096];
     while ((de = readdir(d)) != NULL) {
         size_t n = strlen(de->d_name);
-        if (n > 14 && !strncmp(de->d_name, "key_axial_", 10) &&
-            !strcmp(de->d_name + n - 4, ".png") &&
-            (size_t)snprintf(path, sizeof path, "%s/%s", outdir, de->d_name) <
+        if (n > np + ns && !strncmp(de->d_name, prefix, np) &&
+            !strcmp(de->d_name + n - ns, suffix) &&
+            (size_t)snprintf(path, sizeof path, "%s/%s", dir, de->d_name) <
                 sizeof path)
             unlink(path);
     }
@@ -274,7 +274,9 @@ covct_rc covct_report_write(const char *outdir, const covct_report_input *in,
     covct_rc rc = covct_report_mkdir_p(outdir, err);
     if (rc)
         return rc;
-    remove_old_key_images(outdir);
+    /* Key images of an earlier run into the same folder would sit beside
+     * the new ones and mislead. */
+    covct_report_remove_files(outdir, "key_axial_", ".png");
 
     char *json = NULL, *page = NULL;
     covct_report_images im = {0};

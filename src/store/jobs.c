@@ -19,6 +19,7 @@
 
 #include "covct/core.h"
 #include "covct/store.h"
+#include "store/store_int.h"
 
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS jobs ("
@@ -42,18 +43,9 @@ static double unix_now(void)
 
 static covct_rc open_rw(covct_store *s, sqlite3 **db, covct_error *err)
 {
-    *db = NULL;
-    if (sqlite3_open_v2(covct_store_index_path(s), db,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
-                        NULL) != SQLITE_OK) {
-        covct_rc rc = COVCT_ERR(err, COVCT_ERR_IO, "cannot open %s: %s",
-                                covct_store_index_path(s),
-                                *db ? sqlite3_errmsg(*db) : "out of memory");
-        sqlite3_close(*db);
-        *db = NULL;
-        return rc;
-    }
-    sqlite3_busy_timeout(*db, 10000);
+    covct_rc rc0 = covct_store_db_open(s, true, db, err);
+    if (rc0)
+        return rc0;
     char *msg = NULL;
     if (sqlite3_exec(*db, "PRAGMA synchronous = FULL;", NULL, NULL, &msg) !=
             SQLITE_OK ||

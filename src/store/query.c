@@ -17,6 +17,7 @@
 #include "covct/core.h"
 #include "covct/dicom.h"
 #include "covct/store.h"
+#include "store/store_int.h"
 
 enum { L_PATIENT, L_STUDY, L_SERIES, L_IMAGE };
 
@@ -172,122 +173,103 @@ static char *glob_pattern(const char *v)
     return p;
 }
 
+/* "(?,?,...)" with one bound value per item of a '\'-separated list. */
+static void q_bind_list(query *q, const char *v)
+{
+    q_sql(q, "(");
+    for (const char *s = v;; q_sql(q, ",")) {
+        const char *e = strchr(s, '\\');
+        q_bind(q, s, e ? (size_t)(e - s) : strlen(s));
+        if (!e)
+            break;
+        s = e + 1;
+    }
+    q_sql(q, ")");
+}
+
+/* " AND col <op> ?" where col is the column, or its first n characters
+ * (n > 0: comparing at the precision of the query, PS3.4 C.2.2.2.5). */
+static void q_cmp(query *q, const char *col, size_t n, const char *op,
+                  const char *v, size_t nv)
+{
+    q_sql(q, " AND ");
+    if (n) {
+        char len[24];
+        snprintf(len, sizeof len, "%zu", n);
+        q_sql(q, "substr(");
+        q_sql(q, col);
+        q_sql(q, ", 1, ");
+        q_sql(q, len);
+        q_sql(q, ")");
+    } else {
+        q_sql(q, col);
+    }
+    q_sql(q, op);
+    q_bind(q, v, nv);
+}
+
+/* " AND col <op> pattern(v)" (LIKE or GLOB, with the pattern made by
+ * make from the DICOM wildcards). */
+static void q_pattern(query *q, const char *col, const char *op,
+                      char *(*make)(const char *), const char *v)
+{
+    char *p = make(v);
+    if (!p) {
+        q->rc = COVCT_ERR(q->err, COVCT_ERR_NOMEM, "out of memory");
+        return;
+    }
+    q_cmp(q, col, 0, op, p, strlen(p));
+    covct_free(p);
+}
+
 /* Append " AND <condition>" for key k with value v (non-empty). */
 static void add_filter(query *q, const qkey *k, const char *v)
 {
-    q_sql(q, " AND ");
+    const char *dash = strchr(v, '-');
     switch (k->k) {
-    case K_UI: {
+    case K_UI:
+        q_sql(q, " AND ");
         q_sql(q, k->col);
-        q_sql(q, " IN (");
-        const char *s = v;
-        for (bool first = true;; first = false) {
-            const char *e = strchr(s, '\\');
-            size_t n = e ? (size_t)(e - s) : strlen(s);
-            if (!first)
-                q_sql(q, ",");
-            q_bind(q, s, n);
-            if (!e)
-                break;
-            s = e + 1;
-        }
-        q_sql(q, ")");
+        q_sql(q, " IN ");
+        q_bind_list(q, v);
         break;
-    }
-    case K_PN: {
-        char *p = like_pattern(v);
-        if (!p) {
-            q->rc = COVCT_ERR(q->err, COVCT_ERR_NOMEM, "out of memory");
-            return;
-        }
-        q_sql(q, k->col);
-        q_sql(q, " LIKE ");
-        q_bind(q, p, strlen(p));
+    case K_PN:
+        q_pattern(q, k->col, " LIKE ", like_pattern, v);
         q_sql(q, " ESCAPE '\\'");
-        covct_free(p);
         break;
-    }
     case K_DA:
-    case K_TM: {
-        const char *dash = strchr(v, '-');
+    case K_TM:
         if (!dash) {
-            if (has_wild(v))
-                goto text;
-            q_sql(q, k->col);
-            q_sql(q, " = ");
-            q_bind(q, v, strlen(v));
+            k = &(qkey){k->tag, k->level, K_STR, k->col};
+            add_filter(q, k, v); /* single value or wildcard */
             break;
         }
-        /* Compare at the precision the query gives (PS3.4 C.2.2.2.5). */
-        const char *lo = v, *hi = dash + 1;
-        size_t nlo = (size_t)(dash - v), nhi = strlen(hi);
-        q_sql(q, "(1");
-        if (nlo) {
-            char n[24];
-            snprintf(n, sizeof n, "%zu", nlo);
-            q_sql(q, " AND substr(");
-            q_sql(q, k->col);
-            q_sql(q, ", 1, ");
-            q_sql(q, n);
-            q_sql(q, ") >= ");
-            q_bind(q, lo, nlo);
-        }
-        if (nhi) {
-            char n[24];
-            snprintf(n, sizeof n, "%zu", nhi);
-            q_sql(q, " AND substr(");
-            q_sql(q, k->col);
-            q_sql(q, ", 1, ");
-            q_sql(q, n);
-            q_sql(q, ") <= ");
-            q_bind(q, hi, nhi);
-        }
-        q_sql(q, ")");
+        if (dash > v)
+            q_cmp(q, k->col, (size_t)(dash - v), " >= ", v,
+                  (size_t)(dash - v));
+        if (dash[1])
+            q_cmp(q, k->col, strlen(dash + 1), " <= ", dash + 1,
+                  strlen(dash + 1));
         break;
-    }
     case K_INT:
-        q_sql(q, "CAST(");
+        q_sql(q, " AND CAST(");
         q_sql(q, k->col);
         q_sql(q, " AS TEXT) = ");
         q_bind(q, v, strlen(v));
         break;
-    case K_MODS: {
-        q_sql(q, "EXISTS (SELECT 1 FROM series m WHERE m.study_uid = "
-                 "s.study_uid AND m.modality IN (");
-        const char *s = v;
-        for (bool first = true;; first = false) {
-            const char *e = strchr(s, '\\');
-            size_t n = e ? (size_t)(e - s) : strlen(s);
-            if (!first)
-                q_sql(q, ",");
-            q_bind(q, s, n);
-            if (!e)
-                break;
-            s = e + 1;
-        }
-        q_sql(q, "))");
+    case K_MODS:
+        q_sql(q, " AND EXISTS (SELECT 1 FROM series m WHERE m.study_uid = "
+                 "s.study_uid AND m.modality IN ");
+        q_bind_list(q, v);
+        q_sql(q, ")");
         break;
-    }
     case K_STR:
-    text:
-        if (has_wild(v)) {
-            char *p = glob_pattern(v);
-            if (!p) {
-                q->rc = COVCT_ERR(q->err, COVCT_ERR_NOMEM, "out of memory");
-                return;
-            }
-            q_sql(q, k->col);
-            q_sql(q, " GLOB ");
-            q_bind(q, p, strlen(p));
-            covct_free(p);
-        } else {
-            q_sql(q, k->col);
-            q_sql(q, " = ");
-            q_bind(q, v, strlen(v));
-        }
+        if (has_wild(v))
+            q_pattern(q, k->col, " GLOB ", glob_pattern, v);
+        else
+            q_cmp(q, k->col, 0, " = ", v, strlen(v));
         break;
     case K_COUNT:
-        q_sql(q, "1");
         break;
     }
 }
@@ -398,22 +380,6 @@ static void q_free(query *q)
         covct_free(q->bind[i]);
 }
 
-static covct_rc open_ro(covct_store *s, sqlite3 **db, covct_error *err)
-{
-    if (sqlite3_open_v2(covct_store_index_path(s), db,
-                        SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
-                        NULL) != SQLITE_OK) {
-        covct_rc rc = COVCT_ERR(err, COVCT_ERR_IO, "cannot open index %s: %s",
-                                covct_store_index_path(s),
-                                *db ? sqlite3_errmsg(*db) : "out of memory");
-        sqlite3_close(*db);
-        *db = NULL;
-        return rc;
-    }
-    sqlite3_busy_timeout(*db, 10000);
-    return COVCT_OK;
-}
-
 static const char *level_name(int level)
 {
     static const char *const n[] = {"PATIENT", "STUDY", "SERIES", "IMAGE"};
@@ -457,7 +423,7 @@ covct_rc covct_store_find(covct_store *s, bool patient_root,
     sqlite3_stmt *st = NULL;
     covct_rc rc = q.rc;
     if (!rc)
-        rc = open_ro(s, &db, err);
+        rc = covct_store_db_open(s, false, &db, err);
     if (!rc)
         rc = prepare(db, &q, &st, err);
     while (!rc) {
@@ -546,7 +512,7 @@ covct_rc covct_store_select(covct_store *s, bool patient_root,
     sqlite3_stmt *st = NULL;
     covct_rc rc = q.rc;
     if (!rc)
-        rc = open_ro(s, &db, err);
+        rc = covct_store_db_open(s, false, &db, err);
     if (!rc)
         rc = prepare(db, &q, &st, err);
     char path[PATH_MAX];

@@ -435,18 +435,13 @@ static covct_rc make_dirs(const char *path, covct_error *err)
     return make_dir(buf, &created, err);
 }
 
-/* Where the data set of a Part 10 file starts: after the file meta
- * information, whose length is the (0002,0000) value at bytes 140..143
- * (PS3.10 7.1; covct and every common writer put it first).  0 when the
- * file does not start that way (then the whole file is compared). */
+/* Where the data set of a Part 10 file starts (after its meta
+ * information); 0 when the file has none (the whole file is compared). */
 static size_t dataset_offset(const uint8_t *p, size_t len)
 {
-    if (len < 144 || memcmp(p + 128, "DICM", 4) != 0 ||
-        memcmp(p + 132, "\x02\x00\x00\x00UL", 6) != 0)
-        return 0;
-    uint32_t gl = (uint32_t)p[140] | ((uint32_t)p[141] << 8) |
-                  ((uint32_t)p[142] << 16) | ((uint32_t)p[143] << 24);
-    return gl <= len - 144 ? 144 + (size_t)gl : 0;
+    char cls[65], inst[65], ts[65];
+    size_t off = 0;
+    return covct_dcm_meta_peek(p, len, cls, inst, ts, &off, NULL) ? 0 : off;
 }
 
 /* Whether two Part 10 files hold the same data set.  The file meta
@@ -1746,15 +1741,30 @@ static covct_rc open_index(covct_store *s, covct_error *err)
     return COVCT_OK;
 }
 
+covct_rc covct_store_db_open(const covct_store *s, bool rw, sqlite3 **db,
+                             covct_error *err)
+{
+    *db = NULL;
+    if (sqlite3_open_v2(s->index_path, db,
+                        (rw ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY) |
+                            SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
+        covct_rc rc = COVCT_ERR(err, COVCT_ERR_IO,
+                                "cannot open index %s: %s", s->index_path,
+                                *db ? sqlite3_errmsg(*db) : "out of memory");
+        sqlite3_close(*db);
+        *db = NULL;
+        return rc;
+    }
+    sqlite3_busy_timeout(*db, 10000);
+    return COVCT_OK;
+}
+
 static covct_rc open_reader(covct_store *s, covct_error *err)
 {
-    if (sqlite3_open_v2(s->index_path, &s->rdb,
-                        SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
-                        NULL) != SQLITE_OK)
-        return COVCT_ERR(err, COVCT_ERR_IO, "cannot open index %s: %s",
-                         s->index_path,
-                         s->rdb ? sqlite3_errmsg(s->rdb) : "out of memory");
-    sqlite3_busy_timeout(s->rdb, 10000);
+    covct_rc rc = covct_store_db_open(s, false, &s->rdb, err);
+    if (rc)
+        return rc;
     if (sqlite3_prepare_v3(s->rdb, "SELECT count(*) FROM instances", -1,
                            SQLITE_PREPARE_PERSISTENT, &s->rd_count,
                            NULL) != SQLITE_OK ||

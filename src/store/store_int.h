@@ -11,7 +11,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sqlite3.h>
+
 #include "covct/store.h"
+
+/* A connection of its own to the store's index (read-only or not), with
+ * the store's busy timeout: for the queries (query.c) and the job table
+ * (jobs.c).  The caller closes it with sqlite3_close. */
+covct_rc covct_store_db_open(const covct_store *s, bool rw, sqlite3 **db,
+                             covct_error *err);
 
 typedef struct covct_store_stats {
     uint64_t batches;   /* committer rounds (each one index transaction) */
