@@ -175,8 +175,21 @@ static const char *q_text(covct_store *s, const char *sql, const char *arg)
     return out;
 }
 
+/* The store open_store() last opened, until close_store(): the helpers
+ * below look at files on disk, which a put writes just after its
+ * acknowledgement, so they first wait for pending files as every reader
+ * by path does (covct_store_flush). */
+static covct_store *g_store;
+
+static void settle(void)
+{
+    if (g_store)
+        covct_store_flush(g_store);
+}
+
 static int count_files(const char *sub)
 {
+    settle();
     char path[600];
     snprintf(path, sizeof path, "%s/%s", g_dir, sub);
     DIR *d = opendir(path);
@@ -192,6 +205,7 @@ static int count_files(const char *sub)
 
 static bool exists(const char *sub)
 {
+    settle();
     char path[600];
     struct stat st;
     snprintf(path, sizeof path, "%s/%s", g_dir, sub);
@@ -200,6 +214,7 @@ static bool exists(const char *sub)
 
 static bool file_is(const char *path, const uint8_t *p, size_t n)
 {
+    settle();
     uint8_t *data;
     size_t len;
     covct_error err = {0};
@@ -226,7 +241,15 @@ static covct_store *open_store(void)
     CHECKF(rc == COVCT_OK && s, "open: %s", err.msg);
     if (!s)
         exit(1);
+    g_store = s;
     return s;
+}
+
+static void close_store(covct_store *s)
+{
+    if (s == g_store)
+        g_store = NULL;
+    covct_store_close(s);
 }
 
 /* ---- the tests ----------------------------------------------------------- */
@@ -755,7 +778,7 @@ static void test_second_open(void)
     covct_rc rc = covct_store_open(g_dir, &s2, &err);
     CHECKF(rc == COVCT_ERR_IO && !s2, "second open: rc %d", rc);
     CHECKF(strstr(err.msg, "already open") != NULL, "%s", err.msg);
-    covct_store_close(s2);
+    close_store(s2);
     CHECK(exists(".open")); /* the first open's marker is untouched */
 }
 
@@ -768,7 +791,7 @@ static void test_reopen(uint64_t expect)
     covct_store_debug_stats(s, &st);
     CHECK(st.recovered == 0);
     CHECK(count(s) == expect);
-    covct_store_close(s);
+    close_store(s);
 }
 
 static void test_recovery(uint64_t expect)
@@ -863,7 +886,7 @@ static void test_recovery(uint64_t expect)
     covct_store_result res = COVCT_STORE_NEW;
     CHECK(put_spec(s, &k1, &res, NULL, &err) == COVCT_OK &&
           res == COVCT_STORE_ALREADY);
-    covct_store_close(s);
+    close_store(s);
     CHECK(!exists(".open"));
 
     /* The next open is clean. */
@@ -871,7 +894,7 @@ static void test_recovery(uint64_t expect)
     covct_store_debug_stats(s, &st);
     CHECK(st.recovered == 0);
     CHECK(count(s) == expect + 2);
-    covct_store_close(s);
+    close_store(s);
 }
 
 /* ---- the journal --------------------------------------------------------- */
@@ -928,7 +951,7 @@ static int journal_magic(uint64_t *offs, int max)
     int n = 0;
     char b[8];
     for (uint64_t off = 8192; pread(fd, b, 8, (off_t)off) == 8; off += 4096)
-        if (!memcmp(b, "COVCTJR1", 8)) {
+        if (!memcmp(b, "COVCTJR2", 8)) {
             if (n < max)
                 offs[n] = off;
             n++;
@@ -939,7 +962,8 @@ static int journal_magic(uint64_t *offs, int max)
 
 /* A child process opens the store in g_dir, puts n instances from each
  * of `threads` threads (work_spec(root, ...)) and dies without closing. */
-static void crash_after_puts(const char *root, int threads, int n)
+static void crash_after_puts(const char *root, int threads, int n,
+                             bool flush)
 {
     fflush(NULL);
     pid_t pid = fork();
@@ -959,6 +983,11 @@ static void crash_after_puts(const char *root, int threads, int n)
             pthread_join(t[i], NULL);
             failed += w[i].failed;
         }
+        /* flush: the files acknowledged puts leave are all written (the
+         * test then damages some); otherwise some may still be pending,
+         * and replay must write them. */
+        if (flush)
+            covct_store_flush(s);
         _exit(failed ? 4 : 0); /* killed: no close */
     }
     int status = 0;
@@ -967,7 +996,7 @@ static void crash_after_puts(const char *root, int threads, int n)
            status);
 }
 
-/* How many instances of crash_after_puts(root, threads, n) are missing
+/* How many instances of crash_after_puts(root, threads, n, ...) are missing
  * from the index or whose file is not byte for byte what was sent. */
 static int verify_all(covct_store *s, const char *root, int threads, int n)
 {
@@ -1004,7 +1033,7 @@ static void test_replay(void)
 {
     use_dir("replay");
     covct_store_debug_journal(1 << 20, 0);
-    crash_after_puts(R10, 1, 6);
+    crash_after_puts(R10, 1, 6, true);
     CHECK(exists(".open"));
     char series[64], sa[64], sb[64], sc[64];
     work_spec(R10, 1, 0, series, sa);
@@ -1054,7 +1083,7 @@ static void test_replay(void)
                             "sop_uid=?", sb), "MODALITY1"));
     CHECK(q_int(s, "SELECT count(*) FROM duplicates", NULL) == 0);
     CHECK(count_files("duplicates") == 0);
-    covct_store_close(s);
+    close_store(s);
 
     /* Records of a checkpointed generation are never replayed, even by a
      * recovery (forced here with a marker): the records are still in the
@@ -1075,19 +1104,19 @@ static void test_replay(void)
     CHECK(count(s) == 6);
     CHECK(q_int(s, "SELECT count(*) FROM duplicates", NULL) == 0);
     CHECK(verify_all(s, R10, 1, 6) == 0);
-    covct_store_close(s);
+    close_store(s);
     CHECK(!exists(".open"));
 }
 
 #define R11 ROOT ".11"
 
 /* The process died while writing its last record: the torn record (bad
- * CRC) is skipped, the ones before it are replayed. */
+ * checksum) is skipped, the ones before it are replayed. */
 static void test_torn(void)
 {
     use_dir("torn");
     covct_store_debug_journal(1 << 20, 0);
-    crash_after_puts(R11, 1, 3);
+    crash_after_puts(R11, 1, 3, true);
     uint64_t offs[16];
     int n = journal_magic(offs, 16);
     CHECKF(n == 3, "%d records", n);
@@ -1097,9 +1126,10 @@ static void test_torn(void)
     snprintf(path, sizeof path, "%s/journal", g_dir);
     int fd = open(path, O_RDWR);
     uint8_t b = 0;
-    CHECK(fd >= 0 && pread(fd, &b, 1, (off_t)offs[2] + 300) == 1);
+    /* A byte of its payload (which starts a page after the header). */
+    CHECK(fd >= 0 && pread(fd, &b, 1, (off_t)offs[2] + 4096 + 300) == 1);
     b ^= 0x5A;
-    CHECK(pwrite(fd, &b, 1, (off_t)offs[2] + 300) == 1);
+    CHECK(pwrite(fd, &b, 1, (off_t)offs[2] + 4096 + 300) == 1);
     close(fd);
     /* Its file and rows never happened. */
     char series[64], sop[64], p3[700], sql[600];
@@ -1126,13 +1156,13 @@ static void test_torn(void)
     char buf[4096];
     CHECK(covct_store_instance_path(s, sop, buf, sizeof buf, NULL) ==
           COVCT_ERR_NOT_FOUND);
-    covct_store_close(s);
+    close_store(s);
 }
 
 #define R12 ROOT ".12"
 #define R13 ROOT ".13"
 
-/* A 64 KiB journal (7 one-block records per half) under 8 concurrent
+/* A 128 KiB journal (7 two-block records per half) under 8 concurrent
  * putters: it switches halves and checkpoints dozens of times; every
  * instance arrives intact.  An instance too big for it takes the
  * temporary-file way.  Then a crash while it wraps. */
@@ -1140,7 +1170,7 @@ static void test_wrap(void)
 {
     enum { THREADS = 8, PUTS = 40 };
     use_dir("wrap");
-    covct_store_debug_journal(64 << 10, 0);
+    covct_store_debug_journal(128 << 10, 0);
     covct_store *s = open_store();
     worker w[THREADS];
     pthread_t t[THREADS];
@@ -1191,11 +1221,11 @@ static void test_wrap(void)
                           &err) == COVCT_OK &&
           res == COVCT_STORE_ALREADY);
     covct_free(bf);
-    covct_store_close(s);
+    close_store(s);
 
     /* 4 putters x 30 in a child that dies: every instance it was told
      * about is there after the replay. */
-    crash_after_puts(R13, 4, 30);
+    crash_after_puts(R13, 4, 30, false);
     s = open_store();
     st = stats_of(s);
     printf("wrap, crash: %llu records replayed (%llu stored again, %llu "
@@ -1206,7 +1236,7 @@ static void test_wrap(void)
     CHECK(count(s) == THREADS * PUTS + 1 + 4 * 30);
     CHECK(verify_all(s, R13, 4, 30) == 0);
     CHECK(verify_all(s, R12, THREADS, PUTS) == 0);
-    covct_store_close(s);
+    close_store(s);
 }
 
 /* A generation idle for idle_s is checkpointed without a close. */
@@ -1224,7 +1254,7 @@ static void test_idle_checkpoint(void)
     for (int i = 0; i < 300 && stats_of(s).checkpoints == 0; i++)
         usleep(10000);
     CHECK(stats_of(s).checkpoints == 1);
-    covct_store_close(s);
+    close_store(s);
 }
 
 /* An index of schema version 1 (before the journal) gains the journal
@@ -1240,7 +1270,7 @@ static void test_migration(void)
     covct_store_result res;
     covct_error err = {0};
     CHECKF(put_spec(s, &a, &res, NULL, &err) == COVCT_OK, "%s", err.msg);
-    covct_store_close(s);
+    close_store(s);
     idx_exec("ALTER TABLE instances DROP COLUMN journal_gen;"
              "ALTER TABLE instances DROP COLUMN journal_seq;"
              "ALTER TABLE duplicates DROP COLUMN journal_gen;"
@@ -1259,7 +1289,7 @@ static void test_migration(void)
     CHECK(q_int(s, "SELECT journal_seq > 0 FROM instances WHERE sop_uid=?",
                 b.sop) == 1);
     CHECK(count(s) == 2);
-    covct_store_close(s);
+    close_store(s);
 }
 
 static void quiet(covct_log_level level, const char *msg, void *user)
@@ -1279,7 +1309,7 @@ int main(void)
     }
     snprintf(g_dir, sizeof g_dir, "%s/store", g_root);
 
-    covct_store_close(NULL);
+    close_store(NULL);
     covct_store *s = open_store();
     test_new(s);
     test_duplicates(s);
@@ -1290,7 +1320,7 @@ int main(void)
     test_partial_failure(s);
     test_concurrent(s);
     uint64_t n = count(s);
-    covct_store_close(s);
+    close_store(s);
     test_reopen(n);
     test_recovery(n);
     test_replay();

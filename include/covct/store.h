@@ -105,6 +105,14 @@ covct_rc covct_store_put(covct_store *s, uint8_t *file, size_t len,
                          const char *source_ae, covct_store_result *result,
                          covct_store_info *info, covct_error *err);
 
+/* Wait until the files of all instances acknowledged so far are in
+ * place under DIR/instances or DIR/duplicates.  A put returns once its
+ * instance is durable (in the journal) and indexed; its file is written
+ * just after, so a reader that opens stored files by path (C-MOVE,
+ * C-GET, analysis jobs) calls this first.  covct_store_instance_path()
+ * does. */
+void covct_store_flush(covct_store *s);
+
 /* Number of instances in the index (for tests and status lines). */
 covct_rc covct_store_count(covct_store *s, uint64_t *instances,
                            covct_error *err);

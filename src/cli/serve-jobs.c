@@ -285,6 +285,7 @@ static void run_job(serve_jobs *j, covct_job *job)
               (long long)job->id, job->series_uid, job->attempts);
     char **paths = NULL;
     size_t n = 0;
+    covct_store_flush(j->cfg.store); /* every file of the series written */
     bool ok = run_analysis(j, job->series_dir, out, log, why, sizeof why) ==
                   0 &&
               import_results(j, out, &paths, &n, why, sizeof why) == 0;

@@ -13,21 +13,27 @@
  * generation can run while puts go on in the other half.
  *
  * A record starts at a 4096-byte boundary and is padded to the next one:
- *   0   "COVCTJR1"
- *   8   salt of its generation (random, never 0)
- *   16  sequence number in its generation (1, 2, ...)
- *   24  payload length
- *   32  received: Unix time in microseconds
- *   40  calling AE title, NUL-padded (64 bytes)
- *   104 zeros (20 bytes)
- *   124 CRC-32 (zlib) of bytes 0..123 and the payload
- *   128 payload: the Part 10 file as given to covct_store_put
+ *   0    "COVCTJR2"
+ *   8    salt of its generation (random, never 0)
+ *   16   sequence number in its generation (1, 2, ...)
+ *   24   payload length
+ *   32   received: Unix time in microseconds
+ *   40   calling AE title, NUL-padded (64 bytes)
+ *   104  zeros (16 bytes)
+ *   120  XXH3-64 of bytes 0..119 and the payload
+ *   128  zeros to 4096
+ *   4096 payload: the Part 10 file as given to covct_store_put
+ * The payload starts on a page so that the record and the instance file
+ * can both be written from one page-aligned buffer with direct I/O.
+ * Format 1 ("COVCTJR1", still replayed) had a CRC-32 (zlib) of bytes
+ * 0..123 and the payload at 124 and the payload at 128.
  *
  * Only src/store/ includes this header.
  */
 #ifndef COVCT_STORE_JOURNAL_H
 #define COVCT_STORE_JOURNAL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -38,6 +44,9 @@
  * never makes the kernel read the rest of a page first. */
 #define JOURNAL_BLOCK 4096u
 #define JOURNAL_HEADER_BYTES (2u * JOURNAL_BLOCK)
+/* A record is a header block (the 128-byte header, then zeros) followed
+ * by the payload; format 1 ("COVCTJR1") had the payload right after the
+ * 128 bytes and is still read. */
 #define JOURNAL_REC_HDR 128u
 #define JOURNAL_AE_MAX 64u
 /* 512 MiB: two halves of 256 MiB, about 500 CT slices of 512 KiB each.
@@ -74,8 +83,19 @@ typedef struct journal_record {
     char source_ae[JOURNAL_AE_MAX + 1]; /* "" when none */
 } journal_record;
 
+#define JOURNAL_POOL 8
+
 typedef struct covct_store_journal {
     int fd;
+    /* The same file opened O_DIRECT | O_DSYNC for records, or -1 where
+     * the file system refuses direct I/O (tmpfs): a record then goes
+     * through the page cache and an fdatasync. */
+    int dfd;
+    /* Page-aligned bounce buffers for direct writes, reused. */
+    pthread_mutex_t pool_mu;
+    void *pool[JOURNAL_POOL];
+    size_t pool_cap[JOURNAL_POOL];
+    unsigned pool_n;
     char *path;
     uint64_t size;      /* file size */
     uint64_t half_size; /* bytes per half */
@@ -105,17 +125,34 @@ covct_rc covct_store_journal_write_header(covct_store_journal *j,
                                           const journal_header *h,
                                           covct_error *err);
 
-/* Bytes a record of `len` payload bytes occupies (header, padding); 0 if
- * that overflows. */
+/* Bytes a record of `len` payload bytes occupies (header block, payload,
+ * padding); 0 if that overflows. */
 uint64_t covct_store_journal_record_size(size_t len);
 
-/* Write one record at `off` (reserved by the caller) and fdatasync. */
-covct_rc covct_store_journal_write_record(covct_store_journal *j,
-                                          uint64_t off, uint64_t salt,
-                                          uint64_t seq, const uint8_t *p,
-                                          size_t len, double received,
-                                          const char *source_ae,
-                                          covct_error *err);
+/* A record encoded in memory: `total` bytes at `p` (page-aligned), the
+ * payload at p + JOURNAL_BLOCK (also page-aligned, zero-padded to a
+ * whole page, so that the instance file can be written from it with
+ * direct I/O too). */
+typedef struct journal_buf {
+    uint8_t *p;
+    size_t total, cap;
+} journal_buf;
+
+/* Encode a record (header, CRC, payload copy) into a buffer from the
+ * journal's pool.  COVCT_ERR_NOMEM when no buffer can be had. */
+covct_rc covct_store_journal_prepare(covct_store_journal *j, uint64_t salt,
+                                     uint64_t seq, const uint8_t *p,
+                                     size_t len, double received,
+                                     const char *source_ae, journal_buf *b,
+                                     covct_error *err);
+
+/* Write a prepared record at `off` (reserved by the caller); it is
+ * durable when this returns COVCT_OK. */
+covct_rc covct_store_journal_write(covct_store_journal *j, uint64_t off,
+                                   const journal_buf *b, covct_error *err);
+
+/* Give b's memory back to the pool (b may be empty). */
+void covct_store_journal_buf_release(covct_store_journal *j, journal_buf *b);
 
 /* Every valid record of generation g, in the order written (sequence
  * numbers increase).  A record is valid when its magic, salt and CRC

@@ -508,6 +508,7 @@ covct_rc covct_store_select(covct_store *s, bool patient_root,
     q_sql(&q, from_clause(L_IMAGE));
     add_where(&q, id, level);
     q_sql(&q, " ORDER BY se.series_uid, CAST(i.instance_number AS INTEGER)");
+    covct_store_flush(s); /* the files of instances just acknowledged */
     sqlite3 *db = NULL;
     sqlite3_stmt *st = NULL;
     covct_rc rc = q.rc;

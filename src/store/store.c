@@ -1,24 +1,25 @@
 /*
  * covct store (include/covct/store.h, docs/internals/store.md): received
  * instances as Part 10 files under DIR/instances, their index in SQLite,
- * the write-ahead journal that makes a put durable with one sync
- * (journal.c), the committer thread that writes files and index rows for
- * concurrent puts together, and the checkpointer thread that retires
- * journal generations.
+ * the write-ahead journal that makes a put durable with one synchronous
+ * write (journal.c), the committer thread that writes index rows for
+ * concurrent puts together, the stager threads that write the files, and
+ * the checkpointer thread that retires journal generations.
  *
  * Order of a put, and why: the received bytes go to a record of DIR/journal
- * and are made durable there (one overwrite of preallocated blocks, one
- * fdatasync) while the committer writes them to a new file in DIR/tmp and
- * the index rows into an open transaction, none of it synced.  Only when
- * the record is durable does the committer rename the file into place and
- * commit (synchronous=NORMAL).  So a file under its final name, or a
- * committed row, always has a durable source: its record, or, once a
- * checkpoint has synced the file system, itself.  After a power failure
- * the next open replays the journal: it rewrites the files whose content
- * was lost and indexes again the instances whose rows were lost.  A
- * checkpoint (syncfs of the data folder) makes a whole generation of the
- * journal durable in place, after which its records are never replayed
- * and its half of the journal is reused.
+ * and are made durable there (one direct, synchronous overwrite of
+ * preallocated blocks) while the committer writes the index rows into an
+ * open transaction.  Only when the record is durable does the committer
+ * commit (synchronous=NORMAL) and the put return; a stager then writes
+ * the file to DIR/tmp and renames it into place, none of it synced.  So a
+ * file under its final name, or a committed row, always has a durable
+ * source: its record, or, once a checkpoint has synced the file system,
+ * itself.  After a power failure the next open replays the journal: it
+ * rewrites the files whose content was lost and indexes again the
+ * instances whose rows were lost.  A checkpoint (syncfs of the data
+ * folder) makes a whole generation of the journal durable in place, after
+ * which its records are never replayed and its half of the journal is
+ * reused.
  *
  * Instances too big for the journal (over a quarter of a half) take the
  * old way: a synced temporary file written by the putter, renamed into
@@ -67,6 +68,11 @@
 /* A journal generation that has records and has seen no new put for this
  * long is checkpointed, so that an idle store has nothing to replay. */
 #define CHECKPOINT_IDLE_S 5.0
+/* Threads that write journaled puts' files (stager_main). */
+#define STAGERS 4u
+/* Acknowledged instances whose files are not yet written hold at most
+ * this much memory; further puts wait. */
+#define PENDING_MAX_BYTES ((size_t)64 << 20)
 
 /* ---- what the index keeps of an instance --------------------------------- */
 
@@ -240,6 +246,19 @@ typedef struct entry {
     bool journaled;
     int jhalf;
     uint64_t joff, jsalt, jseq;
+    journal_buf rec;       /* the encoded record; its payload is aligned */
+    /* Written by a stager after the put is acknowledged (its record is
+     * durable and its rows committed, file_pending): the stager writes
+     * the file from rec and renames it into place.  refs (under the
+     * store's lock) counts the putter and the stager; the last one frees
+     * the entry.  pending_no orders covct_store_flush(). */
+    bool file_async;
+    bool file_pending;
+    unsigned refs;
+    uint64_t pending_no;
+    struct entry *snext;   /* the stagers' queue */
+    struct entry *pnext, *pprev; /* the pending list */
+    bool cond_ok, meta_ok;
     bool tmp_live;         /* DIR/tmp/... exists and is ours */
     char tmp[REL_MAX];
     char rel[REL_MAX];     /* where it was placed, relative to DIR */
@@ -300,9 +319,20 @@ struct covct_store {
     bool thread_started;
     pthread_t thread;
     bool dirty;           /* a file was placed but not indexed */
-    int spare_fd;         /* make_spare(): -1 when none */
-    bool spare_tried;     /* since the last batch (under lock) */
-    char spare_rel[REL_MAX];
+    /* Stager threads: write acknowledged puts' files (under lock). */
+    entry *shead, *stail;
+    entry *pending;        /* every entry whose file is not yet in place */
+    size_t pending_bytes;
+    uint64_t pending_seq;  /* pending_no of the last entry handed over */
+    pthread_cond_t swork;  /* something queued for the stagers */
+    pthread_cond_t placed; /* a pending file is in place */
+    bool swork_ok;
+    bool sstop;
+    bool files_failed;     /* a stager could not write a file */
+    char files_failed_msg[COVCT_ERROR_MSG_MAX];
+    unsigned n_stagers;
+    struct stager *stagers;
+    bool direct_io;        /* unless COVCT_STORE_NO_DIRECT_IO is set */
     atomic_uint tmp_counter;
     covct_store_stats stats;
     jstate j;
@@ -1062,6 +1092,43 @@ static covct_rc write_chunked(int fd, const uint8_t *p, size_t n,
     return rc;
 }
 
+/* Write n bytes from page-aligned memory (zero-padded to a whole page)
+ * to the empty file fd: the whole pages with direct I/O, the last partial
+ * page through the page cache.  Direct I/O keeps the instance out of the
+ * page cache, so a put copies it once (into the journal record's buffer)
+ * instead of once more into cache pages it may never read again; on the
+ * virtual machines measured, filling fresh cache pages cost more CPU than
+ * receiving the instance (docs/internals/store.md).  Where the file
+ * system refuses direct I/O (tmpfs), everything goes through the cache. */
+static covct_rc write_aligned(int fd, const uint8_t *p, size_t n, bool direct,
+                              const char *path, covct_error *err)
+{
+    size_t head = n & ~(size_t)(JOURNAL_BLOCK - 1), done = 0;
+    int fl = direct ? fcntl(fd, F_GETFL) : -1;
+    if (head && fl >= 0 && fcntl(fd, F_SETFL, fl | O_DIRECT) == 0) {
+        while (done < head) {
+            ssize_t w = pwrite(fd, p + done, head - done, (off_t)done);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0 || (size_t)w % JOURNAL_BLOCK)
+                break; /* an error, or a short write: the rest buffered */
+            done += (size_t)w;
+        }
+        fcntl(fd, F_SETFL, fl);
+    }
+    while (done < n) {
+        size_t k = n - done < WRITE_CHUNK ? n - done : WRITE_CHUNK;
+        ssize_t w = pwrite(fd, p + done, k, (off_t)done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return COVCT_ERR(err, COVCT_ERR_IO, "cannot write %s: %s", path,
+                             w < 0 ? strerror(errno) : "no progress");
+        done += (size_t)w;
+    }
+    return COVCT_OK;
+}
+
 /* Write n bytes to a new (or truncated) file, not synced: the journal
  * record they come from stays durable until a checkpoint has synced the
  * file.  A failed write leaves no file. */
@@ -1109,44 +1176,49 @@ static int create_tmp(covct_store *s, char rel[REL_MAX], bool spare,
     }
 }
 
-/* After a batch, the committer creates its next staging file while it has
- * nothing to do, so that creating it is not part of a put's time:
- * creating a file costs 20-60 us on ext4, but on the test machine's ext4
- * (no journal) it took 0.5 ms for a minute after a folder of files was
- * deleted (ext4 skips recently freed inodes one by one).  A store that
- * has received nothing holds no spare.  Committer thread only. */
-static void make_spare(covct_store *s)
-{
-    if (s->spare_fd < 0)
-        s->spare_fd = create_tmp(s, s->spare_rel, true, NULL);
-}
+/* A stager thread, and the staging file it creates while it has nothing
+ * to do, so that creating it is not part of a put's time: creating a
+ * file costs 20-60 us on ext4, but on the test machine's ext4 (no
+ * journal) it took 0.5 ms for a minute after a folder of files was
+ * deleted (ext4 skips recently freed inodes one by one).  A stager that
+ * has staged nothing yet holds no spare. */
+typedef struct stager {
+    covct_store *s;
+    pthread_t thread;
+    int spare_fd; /* -1 when none */
+    char spare_rel[REL_MAX];
+} stager;
 
-static void drop_spare(covct_store *s)
+static void drop_spare(covct_store *s, stager *g)
 {
-    if (s->spare_fd < 0)
+    if (g->spare_fd < 0)
         return;
     char path[PATH_MAX];
-    path_of(s, s->spare_rel, path);
-    close(s->spare_fd);
+    path_of(s, g->spare_rel, path);
+    close(g->spare_fd);
     unlink(path);
-    s->spare_fd = -1;
+    g->spare_fd = -1;
 }
 
-static covct_rc write_tmp(covct_store *s, entry *e, bool sync, bool spare,
+/* Write e's bytes to a new file in DIR/tmp (e->tmp), synced or not; the
+ * stager's spare file is used when there is one. */
+static covct_rc write_tmp(covct_store *s, entry *e, bool sync, stager *g,
                           covct_error *err)
 {
     char path[PATH_MAX];
     int fd;
-    if (spare && s->spare_fd >= 0) {
-        fd = s->spare_fd;
-        s->spare_fd = -1;
-        copy_trunc(e->tmp, sizeof e->tmp, s->spare_rel);
+    if (g && g->spare_fd >= 0) {
+        fd = g->spare_fd;
+        g->spare_fd = -1;
+        copy_trunc(e->tmp, sizeof e->tmp, g->spare_rel);
     } else if ((fd = create_tmp(s, e->tmp, false, err)) < 0) {
         return COVCT_ERR_IO;
     }
     path_of(s, e->tmp, path);
     e->tmp_live = true;
-    covct_rc rc = write_chunked(fd, e->bytes, e->len, path, err);
+    covct_rc rc = e->rec.p ? write_aligned(fd, e->rec.p + JOURNAL_BLOCK,
+                                           e->len, s->direct_io, path, err)
+                           : write_chunked(fd, e->bytes, e->len, path, err);
     if (!rc && sync && fdatasync(fd) != 0)
         rc = COVCT_ERR(err, COVCT_ERR_IO, "cannot sync %s: %s", path,
                        strerror(errno));
@@ -1156,12 +1228,126 @@ static covct_rc write_tmp(covct_store *s, entry *e, bool sync, bool spare,
     return rc;
 }
 
+static covct_rc publish(covct_store *s, entry *e, covct_error *err);
+
+/* Free an entry: its record buffer, staging file, metadata, bytes.  The
+ * caller has released its journal count (journal_release). */
+static void entry_free(covct_store *s, entry *e)
+{
+    if (s->journal_open)
+        covct_store_journal_buf_release(&s->j.f, &e->rec);
+    entry_drop_tmp(s, e);
+    if (e->cond_ok)
+        pthread_cond_destroy(&e->cond);
+    if (e->meta_ok)
+        meta_free(&e->m);
+    covct_dcm_file_free(e->f);
+    covct_free(e);
+}
+
+static void pending_remove(covct_store *s, entry *e)
+{
+    if (e->pprev)
+        e->pprev->pnext = e->pnext;
+    else
+        s->pending = e->pnext;
+    if (e->pnext)
+        e->pnext->pprev = e->pprev;
+    e->pnext = e->pprev = NULL;
+    e->file_pending = false;
+    s->pending_bytes -= e->rec.cap;
+}
+
+/* An acknowledged put's file, written after the acknowledgement: its
+ * bytes are durable in the journal and its rows are committed, so the
+ * file is only where they will live.  Writing it (direct I/O, 0.3 ms for a
+ * 512 KiB slice) after the response takes it off the sender's path: the
+ * sender's next instance arrives while it is written.  Readers in this
+ * process wait for pending files (covct_store_flush); the journal
+ * generation is not retired before its files are in place.  A file that
+ * cannot be written stops the store (puts refused, no checkpoint): the
+ * record stays in the journal and the next open writes the file. */
+static void *stager_main(void *arg)
+{
+    stager *g = arg;
+    covct_store *s = g->s;
+    bool idle_done = true; /* no spare before the first file */
+    pthread_mutex_lock(&s->lock);
+    for (;;) {
+        while (!s->shead && !s->sstop) {
+            if (!idle_done && g->spare_fd < 0) {
+                idle_done = true;
+                pthread_mutex_unlock(&s->lock);
+                g->spare_fd = create_tmp(s, g->spare_rel, true, NULL);
+                pthread_mutex_lock(&s->lock);
+                continue;
+            }
+            pthread_cond_wait(&s->swork, &s->lock);
+        }
+        entry *e = s->shead;
+        if (!e)
+            break; /* stopping, and nothing queued */
+        if (!(s->shead = e->snext))
+            s->stail = NULL;
+        pthread_mutex_unlock(&s->lock);
+        covct_error werr = {0};
+        covct_rc rc = write_tmp(s, e, false, g, &werr);
+        if (!rc)
+            rc = publish(s, e, &werr);
+        if (rc)
+            entry_drop_tmp(s, e);
+        idle_done = false;
+        pthread_mutex_lock(&s->lock);
+        if (rc) {
+            if (!s->files_failed) {
+                s->files_failed = true;
+                snprintf(s->files_failed_msg, sizeof s->files_failed_msg,
+                         "%s", werr.msg);
+            }
+            covct_log(COVCT_LOG_ERROR,
+                      "store %s: instance %s is in the journal but its file "
+                      "could not be written: %s",
+                      s->dir, e->m.sop, werr.msg);
+            journal_fail(s, &werr);
+        }
+        pending_remove(s, e);
+        journal_release(s, e);
+        pthread_cond_broadcast(&s->placed);
+        if (--e->refs == 0) {
+            pthread_mutex_unlock(&s->lock);
+            entry_free(s, e);
+            pthread_mutex_lock(&s->lock);
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+/* Is an instance whose file is still pending identical to e (same SOP
+ * Instance UID, same result, same data set)?  *found: there is a pending
+ * copy of e's SOP instance with that result. */
+static bool pending_same(covct_store *s, const entry *e,
+                         covct_store_result result, bool *found)
+{
+    bool same = false;
+    *found = false;
+    pthread_mutex_lock(&s->lock);
+    for (entry *p = s->pending; p && !same; p = p->pnext) {
+        if (p->result != result || strcmp(p->m.sop, e->m.sop) != 0)
+            continue;
+        *found = true;
+        same = same_dataset(p->bytes, p->len, e->bytes, e->len);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return same;
+}
+
 /* Stage a journaled put: its bytes to DIR/tmp, not synced.  (A put too
  * big for the journal arrives with its synced temporary file.) */
 static covct_rc stage(covct_store *s, entry *e, covct_error *err)
 {
-    if (e->journaled) {
-        covct_rc rc = write_tmp(s, e, false, true, err);
+    if (e->journaled && !e->file_async) {
+        covct_rc rc = write_tmp(s, e, false, NULL, err);
         if (rc)
             return rc;
     }
@@ -1270,7 +1456,9 @@ static covct_rc decide(covct_store *s, entry *batch, entry *e, bool *known,
             return COVCT_OK;
         }
         (void)size;
-        {
+        bool found = false;
+        same = pending_same(s, e, COVCT_STORE_NEW, &found);
+        if (!found) {
             covct_rc rc = file_same(s, rel, e->bytes, e->len, &same,
                                     &missing, err);
             if (rc)
@@ -1297,6 +1485,9 @@ static covct_rc decide(covct_store *s, entry *batch, entry *e, bool *known,
             e->same_as = o;
             return COVCT_OK;
         }
+    bool found = false;
+    if ((*known = pending_same(s, e, COVCT_STORE_DUPLICATE, &found)))
+        return COVCT_OK;
     sqlite3_stmt *st = s->st[ST_FIND_DUP];
     bind_text(st, 1, e->m.sop);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)e->len);
@@ -1359,22 +1550,18 @@ static void commit_batch(covct_store *s, entry *batch)
 
     /* 1. Decide each put's fate; stage the files to keep. */
     for (entry *e = batch; e; e = e->next) {
+        /* (Step 3 removes the staging files of puts not kept.) */
         bool known = false;
         if ((rc = decide(s, batch, e, &known, &e->err))) {
             entry_fail(e, rc);
-            entry_drop_tmp(s, e);
             continue;
         }
-        if (e->result == COVCT_STORE_ALREADY || known) {
-            entry_drop_tmp(s, e);
+        if (e->result == COVCT_STORE_ALREADY || known)
             continue;
-        }
         rc = e->result == COVCT_STORE_NEW ? place_new(s, e, &e->err)
                                           : place_dup(s, batch, e, &e->err);
-        if (rc) {
+        if (rc)
             entry_fail(e, rc);
-            entry_drop_tmp(s, e);
-        }
     }
 
     /* 2. The rows of every staged put, in one transaction that is not
@@ -1398,12 +1585,13 @@ static void commit_batch(covct_store *s, entry *batch)
                             e->werr.src_line, "%s", e->werr.msg);
             entry_fail(e, e->sync_rc);
         }
-        if (!e->rc && e->staged && (rc = publish(s, e, &e->err)))
+        if (!e->rc && e->staged && !e->file_async &&
+            (rc = publish(s, e, &e->err)))
             entry_fail(e, rc);
-        if (e->rc) {
+        if (e->rc || !e->staged)
             entry_drop_tmp(s, e);
+        if (e->rc)
             redo |= e->indexed;
-        }
     }
 
     /* 4. Commit.  Rows of a put that failed since are taken back by
@@ -1465,21 +1653,12 @@ static void *committer(void *arg)
     covct_store *s = arg;
     pthread_mutex_lock(&s->lock);
     for (;;) {
-        while (!s->stopping && (!s->head || s->hold)) {
-            if (s->spare_fd < 0 && !s->spare_tried) {
-                s->spare_tried = true;
-                pthread_mutex_unlock(&s->lock);
-                make_spare(s);
-                pthread_mutex_lock(&s->lock);
-                continue;
-            }
+        while (!s->stopping && (!s->head || s->hold))
             pthread_cond_wait(&s->work, &s->lock);
-        }
         if (!s->head)
             break; /* stopping, and the queue is drained */
         entry *batch = s->head;
         s->head = s->tail = NULL;
-        s->spare_tried = false;
         pthread_mutex_unlock(&s->lock);
 
         commit_batch(s, batch);
@@ -1490,7 +1669,26 @@ static void *committer(void *arg)
          * can only do after this lock is released. */
         for (entry *e = batch, *next; e; e = next) {
             next = e->next;
-            journal_release(s, e);
+            if (e->file_async && !e->rc && e->staged && e->indexed) {
+                /* Acknowledged: a stager writes the file (stager_main)
+                 * and, with the putter, owns the entry. */
+                e->file_pending = true;
+                e->refs = 2;
+                e->pending_no = ++s->pending_seq;
+                e->pnext = s->pending;
+                if (s->pending)
+                    s->pending->pprev = e;
+                s->pending = e;
+                s->pending_bytes += e->rec.cap;
+                if (s->stail)
+                    s->stail->snext = e;
+                else
+                    s->shead = e;
+                s->stail = e;
+                pthread_cond_signal(&s->swork);
+            } else {
+                journal_release(s, e);
+            }
             if (!e->journaled)
                 s->stats.direct++;
             e->done = true;
@@ -1523,7 +1721,6 @@ covct_rc covct_store_put(covct_store *s, uint8_t *file, size_t len,
         return COVCT_ERR(err, COVCT_ERR_NOMEM, "out of memory");
     }
     e->jhalf = -1;
-    bool meta_ok = false, cond_ok = false;
     covct_rc rc = covct_dcm_file_parse(
         file, len, &(covct_dcm_read_opts){.stop_before_pixels = true},
         &e->f, err);
@@ -1534,15 +1731,26 @@ covct_rc covct_store_put(covct_store *s, uint8_t *file, size_t len,
     e->bytes = covct_dcm_file_bytes(e->f, &e->len);
     if ((rc = read_meta(e->f, &e->m, err)))
         goto out;
-    meta_ok = true;
+    e->meta_ok = true;
     e->source_ae = source_ae && source_ae[0] ? source_ae : NULL;
     e->received = unix_now();
     uint64_t need = covct_store_journal_record_size(e->len);
     e->journaled = need != 0 && need <= s->j.max_record;
     if (e->journaled) {
         rc = journal_reserve(s, e, need, err);
+        if (!rc)
+            rc = covct_store_journal_prepare(&s->j.f, e->jsalt, e->jseq,
+                                             e->bytes, e->len, e->received,
+                                             e->source_ae, &e->rec, err);
+        if (!rc) {
+            /* From here on the record's copy is the put's only copy. */
+            e->bytes = e->rec.p + JOURNAL_BLOCK;
+            covct_dcm_file_free(e->f);
+            e->f = NULL;
+            e->file_async = s->n_stagers > 0;
+        }
     } else {
-        rc = write_tmp(s, e, true, false, err);
+        rc = write_tmp(s, e, true, NULL, err);
         e->synced = true;
     }
     if (rc) {
@@ -1553,13 +1761,23 @@ covct_rc covct_store_put(covct_store *s, uint8_t *file, size_t len,
         rc = COVCT_ERR(err, COVCT_ERR_INTERNAL, "pthread_cond_init failed");
         goto out;
     }
-    cond_ok = true;
+    e->cond_ok = true;
 
     pthread_mutex_lock(&s->lock);
-    if (s->stopping) {
+    /* Files not yet written hold their record's memory: past
+     * PENDING_MAX_BYTES, wait for the stagers. */
+    while (e->file_async && s->pending_bytes > PENDING_MAX_BYTES &&
+           !s->stopping && !s->files_failed)
+        pthread_cond_wait(&s->placed, &s->lock);
+    if (s->stopping || s->files_failed) {
         pthread_mutex_unlock(&s->lock);
-        rc = COVCT_ERR(err, COVCT_ERR_ARG, "instance %s: the store is closing",
-                       e->m.sop);
+        rc = s->stopping
+                 ? COVCT_ERR(err, COVCT_ERR_ARG,
+                             "instance %s: the store is closing", e->m.sop)
+                 : COVCT_ERR(err, COVCT_ERR_IO,
+                             "instance %s: the store stopped accepting "
+                             "instances after a failed write: %s",
+                             e->m.sop, s->files_failed_msg);
         goto out;
     }
     if (s->tail)
@@ -1570,13 +1788,12 @@ covct_rc covct_store_put(covct_store *s, uint8_t *file, size_t len,
     pthread_cond_signal(&s->work);
     if (e->journaled) {
         /* The record, written and synced in this thread while the
-         * committer decides and stages the put: concurrent putters' syncs
-         * also overlap each other.  The committer moves the file into
-         * place and indexes it only once `synced` is set. */
+         * committer decides and indexes the put: concurrent putters'
+         * syncs also overlap each other.  The committer commits only once
+         * `synced` is set. */
         pthread_mutex_unlock(&s->lock);
-        covct_rc wrc = covct_store_journal_write_record(
-            &s->j.f, e->joff, e->jsalt, e->jseq, e->bytes, e->len,
-            e->received, e->source_ae, &e->werr);
+        covct_rc wrc = covct_store_journal_write(&s->j.f, e->joff, &e->rec,
+                                                 &e->werr);
         pthread_mutex_lock(&s->lock);
         e->sync_rc = wrc;
         e->synced = true;
@@ -1607,19 +1824,33 @@ covct_rc covct_store_put(covct_store *s, uint8_t *file, size_t len,
                    e->m.text[T_MODALITY]);
     }
 out:
-    if (e->jhalf >= 0) {
-        pthread_mutex_lock(&s->lock);
-        journal_release(s, e);
-        pthread_mutex_unlock(&s->lock);
-    }
-    entry_drop_tmp(s, e);
-    if (cond_ok)
-        pthread_cond_destroy(&e->cond);
-    if (meta_ok)
-        meta_free(&e->m);
-    covct_dcm_file_free(e->f);
-    covct_free(e);
+    pthread_mutex_lock(&s->lock);
+    if (e->refs == 0)
+        journal_release(s, e); /* otherwise the stager does */
+    bool last = e->refs == 0 || --e->refs == 0;
+    pthread_mutex_unlock(&s->lock);
+    if (last)
+        entry_free(s, e);
     return rc;
+}
+
+/* Wait until the file of every instance acknowledged so far is in place
+ * (files are written just after the acknowledgement, stager_main). */
+void covct_store_flush(covct_store *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->lock);
+    uint64_t upto = s->pending_seq;
+    for (;;) {
+        bool older = false;
+        for (entry *p = s->pending; p && !older; p = p->pnext)
+            older = p->pending_no <= upto;
+        if (!older || s->n_stagers == 0)
+            break;
+        pthread_cond_wait(&s->placed, &s->lock);
+    }
+    pthread_mutex_unlock(&s->lock);
 }
 
 /* ---- open: marker, index, recovery --------------------------------------- */
@@ -2247,7 +2478,18 @@ static void stop_threads(covct_store *s)
         pthread_join(s->thread, NULL);
         s->thread_started = false;
     }
-    drop_spare(s);
+    /* After the committer: it waits for the files they write. */
+    if (s->n_stagers) {
+        pthread_mutex_lock(&s->lock);
+        s->sstop = true;
+        pthread_cond_broadcast(&s->swork);
+        pthread_mutex_unlock(&s->lock);
+        for (unsigned i = 0; i < s->n_stagers; i++) {
+            pthread_join(s->stagers[i].thread, NULL);
+            drop_spare(s, &s->stagers[i]);
+        }
+        s->n_stagers = 0;
+    }
     if (s->ck_started) {
         pthread_mutex_lock(&s->lock);
         s->ck_stop = true;
@@ -2328,6 +2570,11 @@ static void destroy(covct_store *s, bool remove_marker)
         pthread_mutex_destroy(&s->lock);
         pthread_cond_destroy(&s->work);
     }
+    if (s->swork_ok) {
+        pthread_cond_destroy(&s->swork);
+        pthread_cond_destroy(&s->placed);
+    }
+    covct_free(s->stagers);
     if (s->rd_lock_ok)
         pthread_mutex_destroy(&s->rd_lock);
     covct_free(s->dir);
@@ -2386,8 +2633,9 @@ covct_rc covct_store_open(const char *dir, covct_store **out,
         return COVCT_ERR(err, COVCT_ERR_NOMEM, "out of memory");
     s->marker_fd = -1;
     s->dir_fd = -1;
-    s->spare_fd = -1;
-    s->spare_tried = true; /* none before the first put: see make_spare */
+    /* For tests of the buffered fallback (file systems without direct
+     * I/O, such as tmpfs before Linux 6.6). */
+    s->direct_io = !getenv("COVCT_STORE_NO_DIRECT_IO");
     double idle = atomic_load(&g_idle_s);
     s->idle_s = idle > 0 ? idle : CHECKPOINT_IDLE_S;
     covct_rc rc = COVCT_OK;
@@ -2404,6 +2652,13 @@ covct_rc covct_store_open(const char *dir, covct_store **out,
         goto fail_sync;
     }
     s->sync_ok = true;
+    if (pthread_cond_init(&s->swork, NULL) != 0)
+        goto fail_sync;
+    if (pthread_cond_init(&s->placed, NULL) != 0) {
+        pthread_cond_destroy(&s->swork);
+        goto fail_sync;
+    }
+    s->swork_ok = true;
     if (pthread_mutex_init(&s->rd_lock, NULL) != 0)
         goto fail_sync;
     s->rd_lock_ok = true;
@@ -2442,6 +2697,21 @@ covct_rc covct_store_open(const char *dir, covct_store **out,
         goto fail;
     }
     s->thread_started = true;
+    if (!(s->stagers = covct_calloc(STAGERS, sizeof *s->stagers))) {
+        rc = COVCT_ERR(err, COVCT_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    for (unsigned i = 0; i < STAGERS; i++) {
+        stager *g = &s->stagers[i];
+        g->s = s;
+        g->spare_fd = -1;
+        if (pthread_create(&g->thread, NULL, stager_main, g) != 0) {
+            rc = COVCT_ERR(err, COVCT_ERR_INTERNAL,
+                           "cannot start the store's stager threads");
+            goto fail;
+        }
+        s->n_stagers++;
+    }
     if (pthread_create(&s->ck_thread, NULL, checkpointer, s) != 0) {
         rc = COVCT_ERR(err, COVCT_ERR_INTERNAL,
                        "cannot start the store's checkpointer thread");
@@ -2502,6 +2772,7 @@ covct_rc covct_store_instance_path(covct_store *s, const char *sop_uid,
         return COVCT_ERR(err, COVCT_ERR_ARG,
                          "covct_store_instance_path: missing argument");
     buf[0] = '\0';
+    covct_store_flush(s);
     pthread_mutex_lock(&s->rd_lock);
     covct_rc rc = COVCT_OK;
     sqlite3_stmt *st = s->rd_path;
