@@ -24,6 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <zlib.h>
+
 #include "covct/core.h"
 #include "covct/dicom.h"
 #include "covct/store.h"
@@ -187,20 +189,36 @@ static void settle(void)
         covct_store_flush(g_store);
 }
 
-static int count_files(const char *sub)
+/* Files (not starting with '.') in DIR/sub and its folders (the
+ * stagers' DIR/tmp/sN), -1 if DIR/sub cannot be read. */
+static int count_in(const char *path, int depth)
 {
-    settle();
-    char path[600];
-    snprintf(path, sizeof path, "%s/%s", g_dir, sub);
     DIR *d = opendir(path);
     if (!d)
         return -1;
     int n = 0;
     struct dirent *de;
-    while ((de = readdir(d)))
-        n += de->d_name[0] != '.';
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        char p[900];
+        struct stat st;
+        snprintf(p, sizeof p, "%s/%s", path, de->d_name);
+        if (depth < 1 && stat(p, &st) == 0 && S_ISDIR(st.st_mode))
+            n += count_in(p, depth + 1);
+        else
+            n++;
+    }
     closedir(d);
     return n;
+}
+
+static int count_files(const char *sub)
+{
+    settle();
+    char path[600];
+    snprintf(path, sizeof path, "%s/%s", g_dir, sub);
+    return count_in(path, 0);
 }
 
 static bool exists(const char *sub)
@@ -1110,6 +1128,73 @@ static void test_replay(void)
 
 #define R11 ROOT ".11"
 
+#define R14 ROOT ".14"
+
+/* A record of journal format 1 (written by covct before 2026-11-27:
+ * payload right after the 128-byte header, zlib CRC-32 at 124) is still
+ * replayed: the last of three records is rewritten in that format, its
+ * file and rows removed, and the next open stores it again. */
+static void test_format1(void)
+{
+    use_dir("format1");
+    covct_store_debug_journal(1 << 20, 0);
+    crash_after_puts(R14, 1, 3, true);
+    uint64_t offs[16];
+    int n = journal_magic(offs, 16);
+    CHECKF(n == 3, "%d records", n);
+    if (n != 3)
+        return;
+    char path[600];
+    snprintf(path, sizeof path, "%s/journal", g_dir);
+    int fd = open(path, O_RDWR);
+    CHECK(fd >= 0);
+    uint8_t hdr[128];
+    CHECK(pread(fd, hdr, sizeof hdr, (off_t)offs[2]) == (ssize_t)sizeof hdr);
+    uint64_t len = 0;
+    for (int i = 7; i >= 0; i--)
+        len = (len << 8) | hdr[24 + i];
+    CHECK(len > 0 && len < (1u << 20));
+    uint8_t *rec = calloc(1, (size_t)len + 128 + 4096);
+    CHECK(rec != NULL);
+    if (fd < 0 || !rec || len == 0 || len >= (1u << 20)) {
+        free(rec);
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    CHECK(pread(fd, rec + 128, (size_t)len, (off_t)offs[2] + 4096) ==
+          (ssize_t)len);
+    memcpy(rec, hdr, 120);
+    memcpy(rec, "COVCTJR1", 8);
+    uLong crc = crc32(crc32(0, rec, 124), rec + 128, (uInt)len);
+    for (int i = 0; i < 4; i++)
+        rec[124 + i] = (uint8_t)(crc >> (8 * i));
+    size_t total = ((size_t)len + 128 + 4095) & ~(size_t)4095;
+    CHECK(pwrite(fd, rec, total, (off_t)offs[2]) == (ssize_t)total);
+    close(fd);
+    free(rec);
+    char series[64], sop[64], p3[700], sql[600];
+    work_spec(R14, 1, 2, series, sop);
+    idx_path(sop, p3);
+    CHECK(unlink(p3) == 0);
+    snprintf(sql, sizeof sql,
+             "DELETE FROM instances WHERE sop_uid='%s';"
+             "UPDATE series SET instance_count = instance_count - 1 "
+             "WHERE series_uid='%s'",
+             sop, series);
+    idx_exec(sql);
+
+    covct_store *s = open_store();
+    covct_store_stats rs = stats_of(s);
+    CHECKF(rs.journal_records == 3 && rs.torn == 0 && rs.replayed == 1,
+           "records %llu torn %llu replayed %llu",
+           (unsigned long long)rs.journal_records,
+           (unsigned long long)rs.torn, (unsigned long long)rs.replayed);
+    CHECK(count(s) == 3);
+    CHECK(verify_all(s, R14, 1, 3) == 0);
+    close_store(s);
+}
+
 /* The process died while writing its last record: the torn record (bad
  * checksum) is skipped, the ones before it are replayed. */
 static void test_torn(void)
@@ -1325,6 +1410,7 @@ int main(void)
     test_recovery(n);
     test_replay();
     test_torn();
+    test_format1();
     test_wrap();
     test_idle_checkpoint();
     test_migration();
