@@ -14,10 +14,10 @@
 # instances received are then counted (covct: its index; Orthanc: REST
 # /statistics; storescp: files written) and must equal N.
 # Every receiver gets a fresh store for every run, all stores on one file
-# system (BENCH_WORK); before each run the old store is removed, `sync` is
-# run, the caches are dropped (as root; see drop_caches) and the files are
-# read once (cat > /dev/null), so every receiver starts with the same warm
-# page cache for the files sent and no dirty pages.  Each
+# system (BENCH_WORK), each run a new one (kept until the end: see
+# KEEP_STORES); before each run `sync` is run and the files are read once
+# (cat > /dev/null), so every receiver starts with the same warm page
+# cache for the files sent and no dirty pages.  Each
 # measurement is run REPS times, alternating receivers; the best is shown.
 # Usage: bench/net_ingest.sh [BUILD_DIR]
 # Environment:
@@ -92,7 +92,7 @@ stop_receiver() {
         wait "$RPID" 2>/dev/null
     fi
     RPID=""
-    [ -n "$R_DIR" ] && rm -rf "$R_DIR"
+    [ -n "$R_DIR" ] && [ "$KEEP_STORES" = no ] && rm -rf "$R_DIR"
     R_DIR=""
 }
 cleanup() { stop_receiver; rm -rf "$W"; }
@@ -112,8 +112,10 @@ wait_echo() { # wait_echo AET PORT: until the receiver answers C-ECHO
 }
 
 # start_receiver KIND: sets RPID, R_DIR, AEC, PORT; the store is new.
+RUN_NO=0
 start_receiver() {
-    R_DIR="$W/store-$1"
+    RUN_NO=$((RUN_NO + 1))
+    R_DIR="$W/store-$1-$RUN_NO"
     rm -rf "$R_DIR"
     case "$1" in
     covct)
@@ -126,7 +128,8 @@ start_receiver() {
         [ -n "$PORT" ] || { echo "bench: covct serve did not start:" >&2; tail "$W/covct.log" >&2; return 1; } ;;
     orthanc)
         local out
-        out=$("$HERE/../scripts/orthanc-temp.sh" start --dir "$W" --aet ORTHANC) || return 1
+        out=$(ORTHANC_KEEP=$([ "$KEEP_STORES" = yes ] && echo 1 || echo 0) \
+              "$HERE/../scripts/orthanc-temp.sh" start --dir "$W" --aet ORTHANC) || return 1
         eval "$out" # sets ORTHANC_PID and the others
         # shellcheck disable=SC2153
         RPID=$ORTHANC_PID; AEC=$ORTHANC_AET; PORT=$ORTHANC_DICOM_PORT
@@ -164,20 +167,20 @@ probe_ts() {
         sed -n 's/.*Accepted Transfer Syntax: *=*//p' | head -1
 }
 
-# After the previous receiver's store is removed: for a minute, ext4
-# without a journal (this test machine's) makes every file creation skip,
-# one by one, the inodes freed in the last minute whose inode-table block
-# is still cached (fs/ext4/ialloc.c, recently_deleted), so the receiver
-# that follows a deletion of 2,000 files pays up to a millisecond of CPU
-# per file, holding its folder's lock.  A server does not delete a whole
-# store before each study: the caches are dropped (root only), so every
-# receiver starts from the same cold cache without that penalty.
-DROP_CACHES=no
-[ -w /proc/sys/vm/drop_caches ] && DROP_CACHES=yes
-drop_caches() {
-    [ "$DROP_CACHES" = yes ] && echo 3 >/proc/sys/vm/drop_caches
-    return 0
-}
+# Stores are kept until the end of the section when the disk has room
+# (about 1.5 GB per covct run with its journal, 1 GB per other run): a
+# receiver started right after the previous one's store was removed pays
+# for that deletion, not for its own work.  For a minute after 2,000
+# files are deleted, ext4 without a journal (this test machine's) makes
+# every file creation skip, one by one, the recently freed inodes of any
+# inode-table block in the cache (fs/ext4/ialloc.c, recently_deleted),
+# up to a millisecond per file while holding the folder's lock.  A
+# server does not delete a whole store before each study.
+runs_total=$(( REPS * (3 * $(echo $ASSOCS | wc -w) + 1) + 3 ))
+need_mb=$(( runs_total * (mb + 600) + 4096 ))
+avail_mb=$(df -Pm "$W" | awk 'NR == 2 {print $4}')
+KEEP_STORES=no
+[ "${avail_mb:-0}" -gt "$need_mb" ] && KEEP_STORES=yes
 
 # One run of KIND over A associations; sets R_T (seconds), R_GOT (instances
 # received), R_RSS (peak RSS, MB) and R_RC (0, or storescu's exit status).
@@ -189,7 +192,6 @@ run_once() {
         awk -v a="$a" -v i="$i" 'NR % a == i' "$FILES" >"$W/parts/$i"
     done
     sync
-    drop_caches
     xargs -a "$FILES" -d '\n' cat >/dev/null
     start_receiver "$kind" || { R_RC=1; stop_receiver; return; }
     local pids=()
@@ -221,7 +223,12 @@ dcmtk_v=$(storescu --version 2>/dev/null | sed -n 's/.*storescu v\([0-9.]*\).*/\
 echo "== 6. DICOM ingest: $N CT instances 512x512 ($mb MB, explicit VR little endian)"
 echo "     sent with storescu (dcmtk ${dcmtk_v:-?}, TCP_NODELAY=1) over loopback, best of $REPS;"
 echo "     stores on $(df -PT "$W" | awk 'NR == 2 {print $2 " (" $1 ")"}') under $W; $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "     caches dropped before each run: $DROP_CACHES$([ $DROP_CACHES = no ] && echo " (not root: runs after a deletion pay ext4's recently-deleted inode scan)")"
+if [ "$KEEP_STORES" = yes ]; then
+    echo "     every run writes a new store; all are removed at the end"
+else
+    echo "     NOTE: ${avail_mb} MB free, ${need_mb} MB needed to keep every store: each store is removed"
+    echo "     before the next run, which then pays ext4's recently-deleted inode scan"
+fi
 awk -v l="$(cut -d' ' -f1 /proc/loadavg)" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }' &&
     echo "     WARNING: the machine is busy (load average above half the cores): numbers are not meaningful"
 

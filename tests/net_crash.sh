@@ -231,7 +231,7 @@ check "B: recovery ran" grep -q "was not closed cleanly" "$T/serve.log"
 check "B: ... and finished" grep -q "recovery done" "$T/serve.log"
 check "B: echoscu: Success after the restart" \
     echoscu -aet ECHOSCU -aec COVCT 127.0.0.1 "$PORT"
-check "B: tmp/ emptied" test -z "$(ls -A "$T/B/tmp")"
+check "B: no staging file left in tmp/" test -z "$(find "$T/B/tmp" -type f)"
 verify "$T/B" B
 MISSING=$(comm -23 "$T/acked.uids" <(cut -f1 "$T/B.idx") | wc -l)
 if [ "$MISSING" -gt 0 ]; then
