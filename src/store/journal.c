@@ -437,15 +437,17 @@ void covct_store_journal_close(covct_store_journal *j)
 
 /* ---- records --------------------------------------------------------------- */
 
-/* Format 2's checksum: XXH3 (64 bits) of header bytes 0..119 and the
- * payload.  XXH3 reads at memory speed, about eight times zlib's CRC-32
- * here, where a CRC would cost a tenth of a put's CPU time. */
+/* Format 2's checksum: XXH3 (64 bits) of the payload, then header bytes
+ * 0..119 (payload first, so that a record received in pieces can be
+ * hashed as it arrives, before its length is known).  XXH3 reads at
+ * memory speed, about eight times zlib's CRC-32 here, where a CRC would
+ * cost a tenth of a put's CPU time. */
 static uint64_t record_hash(const uint8_t *hdr, const uint8_t *p, size_t len)
 {
     XXH3_state_t st;
     XXH3_64bits_reset(&st);
-    XXH3_64bits_update(&st, hdr, 120);
     XXH3_64bits_update(&st, p, len);
+    XXH3_64bits_update(&st, hdr, 120);
     return (uint64_t)XXH3_64bits_digest(&st);
 }
 

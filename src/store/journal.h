@@ -20,7 +20,7 @@
  *   32   received: Unix time in microseconds
  *   40   calling AE title, NUL-padded (64 bytes)
  *   104  zeros (16 bytes)
- *   120  XXH3-64 of bytes 0..119 and the payload
+ *   120  XXH3-64 of the payload, then of bytes 0..119
  *   128  zeros to 4096
  *   4096 payload: the Part 10 file as given to covct_store_put
  * The payload starts on a page so that the record and the instance file

@@ -1621,53 +1621,23 @@ static void commit_batch(covct_store *s, entry *batch)
         }
 }
 
-/* Under the lock: is a queued put's record durable? */
-static bool any_synced(const covct_store *s)
-{
-    for (const entry *e = s->head; e; e = e->next)
-        if (e->synced)
-            return true;
-    return false;
-}
-
-/* Under the lock: take the queued puts whose records are durable, in
- * queue order; the others stay queued. */
-static entry *take_synced(covct_store *s)
-{
-    entry *batch = NULL, **bt = &batch, *rest = NULL, **rt = &rest;
-    s->tail = NULL;
-    for (entry *e = s->head, *next; e; e = next) {
-        next = e->next;
-        e->next = NULL;
-        if (e->synced) {
-            *bt = e;
-            bt = &e->next;
-        } else {
-            *rt = e;
-            rt = &e->next;
-            s->tail = e;
-        }
-    }
-    s->head = rest;
-    return batch;
-}
-
-/* The committer takes only puts whose records are durable: a batch never
- * waits for its slowest record (at four associations, taking every queued
- * put and then waiting for all their records cost a put 0.7 ms on
- * average).  Deciding and indexing a batch of durable puts takes about
- * 0.05 ms. */
+/* The committer takes every queued put, durable or not: it decides and
+ * indexes them while their records are being written, and commits once
+ * all are durable.  (Taking only the durable ones, so that a batch never
+ * waits for its slowest record, measured 7 % slower at one association,
+ * where the indexing then follows the record instead of overlapping it,
+ * and no faster at four.) */
 static void *committer(void *arg)
 {
     covct_store *s = arg;
     pthread_mutex_lock(&s->lock);
     for (;;) {
-        while (!(s->head && !s->hold && any_synced(s)) &&
-               !(s->stopping && !s->head))
+        while (!s->stopping && (!s->head || s->hold))
             pthread_cond_wait(&s->work, &s->lock);
         if (!s->head)
             break; /* stopping, and the queue is drained */
-        entry *batch = take_synced(s);
+        entry *batch = s->head;
+        s->head = s->tail = NULL;
         pthread_mutex_unlock(&s->lock);
         commit_batch(s, batch);
 
@@ -1806,7 +1776,6 @@ covct_rc covct_store_put(covct_store *s, uint8_t *file, size_t len,
         e->sync_rc = wrc;
         e->synced = true;
         pthread_cond_signal(&s->synced);
-        pthread_cond_signal(&s->work);
     }
     while (!e->done)
         pthread_cond_wait(&e->cond, &s->lock);
@@ -2875,7 +2844,7 @@ size_t covct_store_debug_queued(covct_store *s)
     pthread_mutex_lock(&s->lock);
     size_t n = 0;
     for (const entry *e = s->head; e; e = e->next)
-        n += e->synced;
+        n++;
     pthread_mutex_unlock(&s->lock);
     return n;
 }

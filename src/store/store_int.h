@@ -46,8 +46,7 @@ void covct_store_debug_stats(covct_store *s, covct_store_stats *st);
  * it commits everything queued as one batch.  Closing ignores the hold. */
 void covct_store_debug_hold(covct_store *s, bool hold);
 
-/* Puts queued, durable in the journal, and not yet taken by the
- * committer (which takes only those). */
+/* Puts queued and not yet taken by the committer. */
 size_t covct_store_debug_queued(covct_store *s);
 
 /* Stores opened from now on (in this process) create a journal of `size`
