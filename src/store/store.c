@@ -259,6 +259,7 @@ typedef struct entry {
     unsigned refs;
     uint64_t pending_no;
     struct entry *snext;   /* the stagers' queue */
+    struct batch *batch;   /* the committer's batch it is in (under lock) */
     struct entry *pnext, *pprev; /* the pending list */
     bool cond_ok, meta_ok;
     bool tmp_live;         /* DIR/tmp/... exists and is ours */
@@ -1516,9 +1517,9 @@ static void index_staged(covct_store *s, entry *batch, bool placed)
     }
 }
 
-static void commit_batch(covct_store *s, entry *batch)
+/* Steps 1-2 of a batch, while its records are being written. */
+static void commit_batch_start(covct_store *s, entry *batch)
 {
-    covct_error berr = {0};
     covct_rc rc;
 
     /* 1. Decide each put's fate; stage the files to keep. */
@@ -1541,17 +1542,19 @@ static void commit_batch(covct_store *s, entry *batch)
      * synced (synchronous=NORMAL): the journal records are durable, and
      * replay writes the rows again if a power failure loses them.  They
      * are written while the putters' syncs run, and committed after. */
-    bool redo = false;
     index_staged(s, batch, false);
+}
 
-    /* 3. Wait until every record of the batch is durable: the putters
-     * wrote and synced them meanwhile.  Then move the staged files into
-     * place: a file under its final name always has a durable source. */
-    pthread_mutex_lock(&s->lock);
-    for (entry *e = batch; e; e = e->next)
-        while (!e->synced)
-            pthread_cond_wait(&s->synced, &s->lock);
-    pthread_mutex_unlock(&s->lock);
+/* The rest of a batch, once every record of it is durable (see
+ * batch_ready): files of puts the committer writes itself move into
+ * place, COMMIT, the puts too big for the journal are synced. */
+static void commit_batch_end(covct_store *s, entry *batch)
+{
+    covct_error berr = {0};
+    covct_rc rc;
+    bool redo = false;
+    /* 3. Move the staged files into place: a file under its final name
+     * always has a durable source. */
     for (entry *e = batch; e; e = e->next) {
         if (e->sync_rc) {
             covct_error_set(&e->err, e->werr.rc, e->werr.src_file,
@@ -1627,6 +1630,96 @@ static void commit_batch(covct_store *s, entry *batch)
  * waits for its slowest record, measured 7 % slower at one association,
  * where the indexing then follows the record instead of overlapping it,
  * and no faster at four.) */
+/* A committer round: its puts, and which thread ends it.  The committer
+ * runs steps 1-2 while the records are being written; the rest (the
+ * COMMIT, handing the files to the stagers, the answers) runs in whichever
+ * thread sees the round ready and every record durable: the committer,
+ * or the putter whose record was the last to become durable.  At one
+ * association that is the putter, which then answers its sender without
+ * waiting for two thread wake-ups (about 0.1 ms a put here). */
+typedef struct batch {
+    entry *head;
+    bool started;  /* steps 1-2 done */
+    bool claimed;  /* a thread runs commit_batch_end */
+    bool finished; /* every put answered */
+} batch;
+
+static bool batch_synced(const batch *b)
+{
+    for (const entry *e = b->head; e; e = e->next)
+        if (!e->synced)
+            return false;
+    return true;
+}
+
+/* Under the lock, after commit_batch_end: acknowledged puts go to the
+ * stagers, every waiter gets its answer. */
+static void batch_finish(covct_store *s, batch *b)
+{
+    uint64_t n = 0;
+    /* The waiter frees its entry as soon as it sees `done`, which it can
+     * only do after this lock is released. */
+    for (entry *e = b->head, *next; e; e = next) {
+        next = e->next;
+        if (e->file_async && !e->rc && e->staged && e->indexed) {
+            /* Acknowledged: a stager writes the file (stager_main) and,
+             * with the putter, owns the entry. */
+            e->file_pending = true;
+            e->refs = 2;
+            e->pending_no = ++s->pending_seq;
+            e->pnext = s->pending;
+            if (s->pending)
+                s->pending->pprev = e;
+            s->pending = e;
+            s->pending_bytes += e->rec.cap;
+            if (s->stail)
+                s->stail->snext = e;
+            else
+                s->shead = e;
+            s->stail = e;
+            pthread_cond_signal(&s->swork);
+        } else {
+            journal_release(s, e);
+        }
+        if (!e->journaled)
+            s->stats.direct++;
+        e->done = true;
+        pthread_cond_signal(&e->cond);
+        n++;
+    }
+    s->stats.batches++;
+    s->stats.entries += n;
+    if (n > s->stats.max_batch)
+        s->stats.max_batch = n;
+    b->finished = true;
+    pthread_cond_broadcast(&s->synced);
+}
+
+/* Under the lock: end the round if it is ready, every record is durable
+ * and no other thread does it.  Returns with the lock held. */
+static void batch_try_end(covct_store *s, batch *b)
+{
+    if (!b || !b->started || b->claimed || !batch_synced(b))
+        return;
+    b->claimed = true;
+    pthread_mutex_unlock(&s->lock);
+    commit_batch_end(s, b->head);
+    pthread_mutex_lock(&s->lock);
+    batch_finish(s, b);
+}
+
+/* A whole round in this thread (journal replay: its puts are synced). */
+static void commit_batch(covct_store *s, entry *head)
+{
+    commit_batch_start(s, head);
+    pthread_mutex_lock(&s->lock);
+    for (entry *e = head; e; e = e->next)
+        while (!e->synced)
+            pthread_cond_wait(&s->synced, &s->lock);
+    pthread_mutex_unlock(&s->lock);
+    commit_batch_end(s, head);
+}
+
 static void *committer(void *arg)
 {
     covct_store *s = arg;
@@ -1636,47 +1729,17 @@ static void *committer(void *arg)
             pthread_cond_wait(&s->work, &s->lock);
         if (!s->head)
             break; /* stopping, and the queue is drained */
-        entry *batch = s->head;
+        batch b = {.head = s->head};
+        for (entry *e = b.head; e; e = e->next)
+            e->batch = &b;
         s->head = s->tail = NULL;
         pthread_mutex_unlock(&s->lock);
-        commit_batch(s, batch);
-
+        commit_batch_start(s, b.head);
         pthread_mutex_lock(&s->lock);
-        uint64_t n = 0;
-        /* The waiter frees its entry as soon as it sees `done`, which it
-         * can only do after this lock is released. */
-        for (entry *e = batch, *next; e; e = next) {
-            next = e->next;
-            if (e->file_async && !e->rc && e->staged && e->indexed) {
-                /* Acknowledged: a stager writes the file (stager_main)
-                 * and, with the putter, owns the entry. */
-                e->file_pending = true;
-                e->refs = 2;
-                e->pending_no = ++s->pending_seq;
-                e->pnext = s->pending;
-                if (s->pending)
-                    s->pending->pprev = e;
-                s->pending = e;
-                s->pending_bytes += e->rec.cap;
-                if (s->stail)
-                    s->stail->snext = e;
-                else
-                    s->shead = e;
-                s->stail = e;
-                pthread_cond_signal(&s->swork);
-            } else {
-                journal_release(s, e);
-            }
-            if (!e->journaled)
-                s->stats.direct++;
-            e->done = true;
-            pthread_cond_signal(&e->cond);
-            n++;
-        }
-        s->stats.batches++;
-        s->stats.entries += n;
-        if (n > s->stats.max_batch)
-            s->stats.max_batch = n;
+        b.started = true;
+        batch_try_end(s, &b);
+        while (!b.finished)
+            pthread_cond_wait(&s->synced, &s->lock);
     }
     pthread_mutex_unlock(&s->lock);
     return NULL;
@@ -1775,7 +1838,7 @@ covct_rc covct_store_put(covct_store *s, uint8_t *file, size_t len,
         pthread_mutex_lock(&s->lock);
         e->sync_rc = wrc;
         e->synced = true;
-        pthread_cond_signal(&s->synced);
+        batch_try_end(s, e->batch); /* the last record of a started round */
     }
     while (!e->done)
         pthread_cond_wait(&e->cond, &s->lock);
