@@ -1129,6 +1129,65 @@ static void test_replay(void)
 #define R11 ROOT ".11"
 
 #define R14 ROOT ".14"
+#define R16 ROOT ".16"
+
+/* A file that cannot be written after its put was acknowledged (each
+ * stager's folder replaced by a plain file): the instance stays in the
+ * journal, later puts are refused, close leaves the marker, and the next
+ * open writes the file from the journal. */
+static void test_file_fail(void)
+{
+    use_dir("filefail");
+    covct_store_debug_journal(1 << 20, 0);
+    covct_store *s = open_store();
+    char sub[700];
+    int blocked = 0;
+    for (int i = 0; i < 16; i++) {
+        snprintf(sub, sizeof sub, "%s/tmp/s%d", g_dir, i);
+        if (rmdir(sub) != 0)
+            break;
+        CHECK(covct_file_write_bytes(sub, "x", 1, NULL) == COVCT_OK);
+        blocked++;
+    }
+    CHECK(blocked >= 1);
+    spec a = {.sop = R16 ".1.1", .study = R16, .series = R16 ".1",
+              .patient_id = "P16", .instance_number = 1};
+    spec b = a;
+    b.sop = R16 ".1.2";
+    b.instance_number = 2;
+    covct_store_result res;
+    covct_error err = {0};
+    CHECKF(put_spec(s, &a, &res, NULL, &err) == COVCT_OK &&
+               res == COVCT_STORE_NEW,
+           "%s", err.msg);
+    covct_store_flush(s); /* the stager has failed by now */
+    char pa[700];
+    idx_path(a.sop, pa);
+    struct stat st;
+    CHECK(stat(pa, &st) != 0);
+    err = (covct_error){0};
+    CHECK(put_spec(s, &b, &res, NULL, &err) == COVCT_ERR_IO);
+    CHECKF(strstr(err.msg, "stopped accepting") || strstr(err.msg, "journal"),
+           "%s", err.msg);
+    close_store(s);
+    CHECK(exists(".open")); /* the next open must replay */
+    for (int i = 0; i < blocked; i++) {
+        snprintf(sub, sizeof sub, "%s/tmp/s%d", g_dir, i);
+        CHECK(unlink(sub) == 0);
+    }
+    s = open_store();
+    covct_store_stats rs = stats_of(s);
+    CHECKF(rs.restored == 1, "restored %llu", (unsigned long long)rs.restored);
+    size_t la;
+    uint8_t *fa = make_file(&a, &la);
+    CHECK(file_is(pa, fa, la));
+    covct_free(fa);
+    CHECKF(put_spec(s, &b, &res, NULL, &err) == COVCT_OK &&
+               res == COVCT_STORE_NEW,
+           "%s", err.msg);
+    close_store(s);
+    CHECK(!exists(".open"));
+}
 
 /* A record of journal format 1 (written by covct before 2026-11-27:
  * payload right after the 128-byte header, zlib CRC-32 at 124) is still
@@ -1411,6 +1470,7 @@ int main(void)
     test_replay();
     test_torn();
     test_format1();
+    test_file_fail();
     test_wrap();
     test_idle_checkpoint();
     test_migration();
