@@ -1128,6 +1128,46 @@ static void test_replay(void)
 
 #define R11 ROOT ".11"
 
+/* In a new store `name` (1 MiB journal), a process that made three puts
+ * under `root` and died: the offsets of its three records, and the
+ * journal opened for writing (-1 on failure, after a failed check). */
+static int three_records(const char *name, const char *root, uint64_t offs[3])
+{
+    use_dir(name);
+    covct_store_debug_journal(1 << 20, 0);
+    crash_after_puts(root, 1, 3, true);
+    uint64_t all[16];
+    int n = journal_magic(all, 16);
+    CHECKF(n == 3, "%d records", n);
+    if (n != 3)
+        return -1;
+    memcpy(offs, all, 3 * sizeof *offs);
+    char path[600];
+    snprintf(path, sizeof path, "%s/journal", g_dir);
+    int fd = open(path, O_RDWR);
+    CHECK(fd >= 0);
+    return fd;
+}
+
+/* Remove instance i of worker `id` of crash_after_puts(root, ...) as if
+ * it had never been stored: its file, its row, its count in the series.
+ * Its SOP Instance UID into sop (may be NULL). */
+static void forget_instance(const char *root, int id, int i, char *sop)
+{
+    char series[64], uid[64], path[700], sql[600];
+    work_spec(root, id, i, series, uid);
+    idx_path(uid, path);
+    CHECK(unlink(path) == 0);
+    snprintf(sql, sizeof sql,
+             "DELETE FROM instances WHERE sop_uid='%s';"
+             "UPDATE series SET instance_count = instance_count - 1 "
+             "WHERE series_uid='%s'",
+             uid, series);
+    idx_exec(sql);
+    if (sop)
+        snprintf(sop, 64, "%s", uid);
+}
+
 #define R14 ROOT ".14"
 #define R16 ROOT ".16"
 
@@ -1195,18 +1235,10 @@ static void test_file_fail(void)
  * file and rows removed, and the next open stores it again. */
 static void test_format1(void)
 {
-    use_dir("format1");
-    covct_store_debug_journal(1 << 20, 0);
-    crash_after_puts(R14, 1, 3, true);
-    uint64_t offs[16];
-    int n = journal_magic(offs, 16);
-    CHECKF(n == 3, "%d records", n);
-    if (n != 3)
+    uint64_t offs[3];
+    int fd = three_records("format1", R14, offs);
+    if (fd < 0)
         return;
-    char path[600];
-    snprintf(path, sizeof path, "%s/journal", g_dir);
-    int fd = open(path, O_RDWR);
-    CHECK(fd >= 0);
     uint8_t hdr[128];
     CHECK(pread(fd, hdr, sizeof hdr, (off_t)offs[2]) == (ssize_t)sizeof hdr);
     uint64_t len = 0;
@@ -1232,16 +1264,7 @@ static void test_format1(void)
     CHECK(pwrite(fd, rec, total, (off_t)offs[2]) == (ssize_t)total);
     close(fd);
     free(rec);
-    char series[64], sop[64], p3[700], sql[600];
-    work_spec(R14, 1, 2, series, sop);
-    idx_path(sop, p3);
-    CHECK(unlink(p3) == 0);
-    snprintf(sql, sizeof sql,
-             "DELETE FROM instances WHERE sop_uid='%s';"
-             "UPDATE series SET instance_count = instance_count - 1 "
-             "WHERE series_uid='%s'",
-             sop, series);
-    idx_exec(sql);
+    forget_instance(R14, 1, 2, NULL);
 
     covct_store *s = open_store();
     covct_store_stats rs = stats_of(s);
@@ -1258,17 +1281,10 @@ static void test_format1(void)
  * checksum) is skipped, the ones before it are replayed. */
 static void test_torn(void)
 {
-    use_dir("torn");
-    covct_store_debug_journal(1 << 20, 0);
-    crash_after_puts(R11, 1, 3, true);
-    uint64_t offs[16];
-    int n = journal_magic(offs, 16);
-    CHECKF(n == 3, "%d records", n);
-    if (n != 3)
+    uint64_t offs[3];
+    int fd = three_records("torn", R11, offs);
+    if (fd < 0)
         return;
-    char path[600];
-    snprintf(path, sizeof path, "%s/journal", g_dir);
-    int fd = open(path, O_RDWR);
     uint8_t b = 0;
     /* A byte of its payload (which starts a page after the header). */
     CHECK(fd >= 0 && pread(fd, &b, 1, (off_t)offs[2] + 4096 + 300) == 1);
@@ -1276,16 +1292,8 @@ static void test_torn(void)
     CHECK(pwrite(fd, &b, 1, (off_t)offs[2] + 4096 + 300) == 1);
     close(fd);
     /* Its file and rows never happened. */
-    char series[64], sop[64], p3[700], sql[600];
-    work_spec(R11, 1, 2, series, sop);
-    idx_path(sop, p3);
-    CHECK(unlink(p3) == 0);
-    snprintf(sql, sizeof sql,
-             "DELETE FROM instances WHERE sop_uid='%s';"
-             "UPDATE series SET instance_count = instance_count - 1 "
-             "WHERE series_uid='%s'",
-             sop, series);
-    idx_exec(sql);
+    char sop[64];
+    forget_instance(R11, 1, 2, sop);
 
     covct_store *s = open_store();
     covct_store_stats rs = stats_of(s);

@@ -2662,6 +2662,18 @@ static char *join_alloc(const char *dir, const char *name)
 
 /* jcond, synced, and ckcond on the monotonic clock (its waits are
  * timed). */
+/* Two condition variables, both or neither. */
+static bool init_cond_pair(pthread_cond_t *a, pthread_cond_t *b)
+{
+    if (pthread_cond_init(a, NULL) != 0)
+        return false;
+    if (pthread_cond_init(b, NULL) != 0) {
+        pthread_cond_destroy(a);
+        return false;
+    }
+    return true;
+}
+
 static bool init_jconds(covct_store *s)
 {
     pthread_condattr_t attr;
@@ -2720,13 +2732,8 @@ covct_rc covct_store_open(const char *dir, covct_store **out,
         goto fail_sync;
     }
     s->sync_ok = true;
-    if (pthread_cond_init(&s->swork, NULL) != 0)
+    if (!(s->swork_ok = init_cond_pair(&s->swork, &s->placed)))
         goto fail_sync;
-    if (pthread_cond_init(&s->placed, NULL) != 0) {
-        pthread_cond_destroy(&s->swork);
-        goto fail_sync;
-    }
-    s->swork_ok = true;
     if (pthread_mutex_init(&s->rd_lock, NULL) != 0)
         goto fail_sync;
     s->rd_lock_ok = true;
