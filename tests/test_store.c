@@ -621,26 +621,36 @@ static void *work(void *arg)
     return NULL;
 }
 
-static void test_concurrent(covct_store *s)
+/* Run n workers (w[i] filled in) on threads of their own: the number of
+ * puts that failed, each worker's last error on stderr. */
+static int run_workers(worker *w, int n)
 {
-    enum { THREADS = 8, PUTS = 50 };
-    worker w[THREADS];
-    pthread_t t[THREADS];
-    uint64_t before = count(s);
-    covct_store_stats st0, st1;
-    covct_store_debug_stats(s, &st0);
-    double t0 = covct_now();
-    for (int i = 0; i < THREADS; i++) {
-        w[i] = (worker){.s = s, .id = i + 1, .n = PUTS};
-        CHECK(pthread_create(&t[i], NULL, work, &w[i]) == 0);
-    }
-    int failed = 0;
-    for (int i = 0; i < THREADS; i++) {
+    pthread_t t[8];
+    int started = 0, failed = 0;
+    for (int i = 0; i < n && i < 8; i++, started++)
+        if (pthread_create(&t[i], NULL, work, &w[i]) != 0)
+            break;
+    CHECK(started == n);
+    for (int i = 0; i < started; i++) {
         pthread_join(t[i], NULL);
         failed += w[i].failed;
         if (w[i].failed)
             fprintf(stderr, "worker %d: %s\n", i, w[i].msg);
     }
+    return failed;
+}
+
+static void test_concurrent(covct_store *s)
+{
+    enum { THREADS = 8, PUTS = 50 };
+    worker w[THREADS];
+    uint64_t before = count(s);
+    covct_store_stats st0, st1;
+    covct_store_debug_stats(s, &st0);
+    double t0 = covct_now();
+    for (int i = 0; i < THREADS; i++)
+        w[i] = (worker){.s = s, .id = i + 1, .n = PUTS};
+    int failed = run_workers(w, THREADS);
     double dt = covct_now() - t0;
     CHECK(failed == 0);
     CHECK(count(s) == before + THREADS * PUTS);
@@ -991,16 +1001,9 @@ static void crash_after_puts(const char *root, int threads, int n,
         if (covct_store_open(g_dir, &s, &err))
             _exit(3);
         worker w[8];
-        pthread_t t[8];
-        int failed = 0;
-        for (int i = 0; i < threads && i < 8; i++) {
+        for (int i = 0; i < threads && i < 8; i++)
             w[i] = (worker){.s = s, .id = i + 1, .n = n, .root = root};
-            pthread_create(&t[i], NULL, work, &w[i]);
-        }
-        for (int i = 0; i < threads && i < 8; i++) {
-            pthread_join(t[i], NULL);
-            failed += w[i].failed;
-        }
+        int failed = run_workers(w, threads < 8 ? threads : 8);
         /* flush: the files acknowledged puts leave are all written (the
          * test then damages some); otherwise some may still be pending,
          * and replay must write them. */
@@ -1325,19 +1328,9 @@ static void test_wrap(void)
     covct_store_debug_journal(128 << 10, 0);
     covct_store *s = open_store();
     worker w[THREADS];
-    pthread_t t[THREADS];
-    for (int i = 0; i < THREADS; i++) {
+    for (int i = 0; i < THREADS; i++)
         w[i] = (worker){.s = s, .id = i + 1, .n = PUTS, .root = R12};
-        CHECK(pthread_create(&t[i], NULL, work, &w[i]) == 0);
-    }
-    int failed = 0;
-    for (int i = 0; i < THREADS; i++) {
-        pthread_join(t[i], NULL);
-        failed += w[i].failed;
-        if (w[i].failed)
-            fprintf(stderr, "worker %d: %s\n", i, w[i].msg);
-    }
-    CHECK(failed == 0);
+    CHECK(run_workers(w, THREADS) == 0);
     covct_store_stats st = stats_of(s);
     printf("wrap: %d puts, %llu checkpoints, %llu waits for journal "
            "space, %llu batches (largest %llu)\n",
@@ -1391,18 +1384,26 @@ static void test_wrap(void)
     close_store(s);
 }
 
+/* A new store `name` (1 MiB journal, checkpointed after idle_s without
+ * puts; 0: the default) holding instance a. */
+static covct_store *store_with(const char *name, double idle_s, const spec *a)
+{
+    use_dir(name);
+    covct_store_debug_journal(1 << 20, idle_s);
+    covct_store *s = open_store();
+    covct_store_result res;
+    covct_error err = {0};
+    CHECKF(put_spec(s, a, &res, NULL, &err) == COVCT_OK, "%s", err.msg);
+    return s;
+}
+
 /* A generation idle for idle_s is checkpointed without a close. */
 static void test_idle_checkpoint(void)
 {
-    use_dir("idle");
-    covct_store_debug_journal(1 << 20, 0.2);
-    covct_store *s = open_store();
     spec a = {.sop = ROOT ".15.1.1", .study = ROOT ".15",
               .series = ROOT ".15.1", .patient_id = "P15",
               .instance_number = 1};
-    covct_store_result res;
-    covct_error err = {0};
-    CHECKF(put_spec(s, &a, &res, NULL, &err) == COVCT_OK, "%s", err.msg);
+    covct_store *s = store_with("idle", 0.2, &a);
     for (int i = 0; i < 300 && stats_of(s).checkpoints == 0; i++)
         usleep(10000);
     CHECK(stats_of(s).checkpoints == 1);
@@ -1413,15 +1414,12 @@ static void test_idle_checkpoint(void)
  * columns at open. */
 static void test_migration(void)
 {
-    use_dir("v1");
-    covct_store_debug_journal(1 << 20, 0);
-    covct_store *s = open_store();
     spec a = {.sop = ROOT ".14.1.1", .study = ROOT ".14",
               .series = ROOT ".14.1", .patient_id = "P14",
               .instance_number = 1};
+    covct_store *s = store_with("v1", 0, &a);
     covct_store_result res;
     covct_error err = {0};
-    CHECKF(put_spec(s, &a, &res, NULL, &err) == COVCT_OK, "%s", err.msg);
     close_store(s);
     idx_exec("ALTER TABLE instances DROP COLUMN journal_gen;"
              "ALTER TABLE instances DROP COLUMN journal_seq;"

@@ -162,10 +162,11 @@ uint64_t covct_store_journal_half_end(const covct_store_journal *j,
     return covct_store_journal_half_start(j, half) + j->half_size;
 }
 
-/* Format 1's size: header and payload packed. */
-static uint64_t record_size_v1(size_t len)
+/* A record of `head` header bytes and `len` payload bytes, padded to
+ * whole blocks; 0 if that overflows. */
+static uint64_t record_size_with(size_t len, uint64_t head)
 {
-    uint64_t n = (uint64_t)len + JOURNAL_REC_HDR;
+    uint64_t n = (uint64_t)len + head;
     if (n < len || n > UINT64_MAX - JOURNAL_BLOCK)
         return 0;
     return (n + JOURNAL_BLOCK - 1) & ~(uint64_t)(JOURNAL_BLOCK - 1);
@@ -173,10 +174,7 @@ static uint64_t record_size_v1(size_t len)
 
 uint64_t covct_store_journal_record_size(size_t len)
 {
-    uint64_t n = (uint64_t)len + JOURNAL_BLOCK;
-    if (n < len || n > UINT64_MAX - JOURNAL_BLOCK)
-        return 0;
-    return (n + JOURNAL_BLOCK - 1) & ~(uint64_t)(JOURNAL_BLOCK - 1);
+    return record_size_with(len, JOURNAL_BLOCK);
 }
 
 uint64_t covct_store_journal_salt(void)
@@ -607,7 +605,7 @@ covct_rc covct_store_journal_scan(covct_store_journal *j,
         uint64_t len = get64(hdr + 24);
         uint64_t at = v1 ? JOURNAL_REC_HDR : JOURNAL_BLOCK;
         uint64_t total = len > SIZE_MAX ? 0
-                         : v1           ? record_size_v1((size_t)len)
+                         : v1           ? record_size_with((size_t)len, JOURNAL_REC_HDR)
                                         : covct_store_journal_record_size(
                                               (size_t)len);
         if (len > SIZE_MAX || total == 0 || total > end - off ||

@@ -331,8 +331,6 @@ struct covct_store {
     pthread_cond_t placed; /* a pending file is in place */
     bool swork_ok;
     bool sstop;
-    bool files_failed;     /* a stager could not write a file */
-    char files_failed_msg[COVCT_ERROR_MSG_MAX];
     unsigned n_stagers;
     struct stager *stagers;
     bool direct_io;        /* unless COVCT_STORE_NO_DIRECT_IO is set */
@@ -863,6 +861,30 @@ static void journal_fail(covct_store *s, const covct_error *why)
     pthread_cond_signal(&s->ckcond);
 }
 
+/* Write header h (after a syncfs of DIR when sync_first) with the lock
+ * released and hdr_busy set; once it is durable, h is the journal's
+ * header.  A failure fails the journal (false).  Lock held on entry and
+ * on return. */
+static bool install_header(covct_store *s, const journal_header *h,
+                           bool sync_first)
+{
+    jstate *j = &s->j;
+    j->hdr_busy = true;
+    pthread_mutex_unlock(&s->lock);
+    covct_error err = {0};
+    covct_rc rc = sync_first ? sync_all(s, &err) : COVCT_OK;
+    if (!rc)
+        rc = covct_store_journal_write_header(&j->f, h, &err);
+    pthread_mutex_lock(&s->lock);
+    j->hdr_busy = false;
+    if (rc) {
+        journal_fail(s, &err);
+        return false;
+    }
+    j->h = *h;
+    return true;
+}
+
 /* Start generation g+1 in the other half.  Lock held, !hdr_busy,
  * !prev_pending (the other half is free). */
 static void journal_switch(covct_store *s)
@@ -876,19 +898,13 @@ static void journal_switch(covct_store *s)
     h.cur = (journal_gen){.gen = h.prev.gen + 1,
                           .salt = covct_store_journal_salt(),
                           .half = 1u - h.prev.half};
-    j->switching = j->hdr_busy = true;
-    pthread_mutex_unlock(&s->lock);
-    covct_error err = {0};
     /* No record of g+1 may be acknowledged before this header is durable:
      * reservations wait for `switching` to clear. */
-    covct_rc rc = covct_store_journal_write_header(&j->f, &h, &err);
-    pthread_mutex_lock(&s->lock);
-    j->switching = j->hdr_busy = false;
-    if (rc) {
-        journal_fail(s, &err);
+    j->switching = true;
+    bool ok = install_header(s, &h, false);
+    j->switching = false;
+    if (!ok)
         return;
-    }
-    j->h = h;
     j->off[h.cur.half] = covct_store_journal_half_start(&j->f, h.cur.half);
     j->records[h.cur.half] = 0;
     j->next_seq = 1;
@@ -906,21 +922,10 @@ static void journal_retire(covct_store *s)
     h.hv++;
     h.prev_pending = false;
     uint64_t records = j->records[h.prev.half];
-    j->hdr_busy = true;
-    pthread_mutex_unlock(&s->lock);
-    covct_error err = {0};
     double t0 = covct_now();
-    covct_rc rc = sync_all(s, &err);
-    if (!rc)
-        rc = covct_store_journal_write_header(&j->f, &h, &err);
-    double dt = covct_now() - t0;
-    pthread_mutex_lock(&s->lock);
-    j->hdr_busy = false;
-    if (rc) {
-        journal_fail(s, &err);
+    if (!install_header(s, &h, true))
         return;
-    }
-    j->h = h;
+    double dt = covct_now() - t0;
     s->stats.checkpoints++;
     pthread_cond_broadcast(&s->jcond);
     covct_log(COVCT_LOG_DEBUG,
@@ -1273,11 +1278,6 @@ static void *stager_main(void *arg)
             entry_drop_tmp(s, e);
         pthread_mutex_lock(&s->lock);
         if (rc) {
-            if (!s->files_failed) {
-                s->files_failed = true;
-                snprintf(s->files_failed_msg, sizeof s->files_failed_msg,
-                         "%s", werr.msg);
-            }
             covct_log(COVCT_LOG_ERROR,
                       "store %s: instance %s is in the journal but its file "
                       "could not be written: %s",
@@ -1316,8 +1316,10 @@ static bool pending_same(covct_store *s, const entry *e,
     return same;
 }
 
-/* Stage a journaled put: its bytes to DIR/tmp, not synced.  (A put too
- * big for the journal arrives with its synced temporary file.) */
+/* Stage a journaled put the committer writes itself (journal replay):
+ * its bytes to DIR/tmp, not synced.  A stager writes the others' files
+ * after the acknowledgement; a put too big for the journal arrives with
+ * its synced temporary file. */
 static covct_rc stage(covct_store *s, entry *e, covct_error *err)
 {
     if (e->journaled && !e->file_async) {
@@ -1546,7 +1548,7 @@ static void commit_batch_start(covct_store *s, entry *batch)
 }
 
 /* The rest of a batch, once every record of it is durable (see
- * batch_ready): files of puts the committer writes itself move into
+ * batch_try_end): files of puts the committer writes itself move into
  * place, COMMIT, the puts too big for the journal are synced. */
 static void commit_batch_end(covct_store *s, entry *batch)
 {
@@ -1624,19 +1626,16 @@ static void commit_batch_end(covct_store *s, entry *batch)
         }
 }
 
-/* The committer takes every queued put, durable or not: it decides and
- * indexes them while their records are being written, and commits once
- * all are durable.  (Taking only the durable ones, so that a batch never
- * waits for its slowest record, measured 7 % slower at one association,
- * where the indexing then follows the record instead of overlapping it,
- * and no faster at four.) */
 /* A committer round: its puts, and which thread ends it.  The committer
- * runs steps 1-2 while the records are being written; the rest (the
- * COMMIT, handing the files to the stagers, the answers) runs in whichever
- * thread sees the round ready and every record durable: the committer,
- * or the putter whose record was the last to become durable.  At one
- * association that is the putter, which then answers its sender without
- * waiting for two thread wake-ups (about 0.1 ms a put here). */
+ * takes every queued put, durable or not, and runs steps 1-2 while their
+ * records are being written (taking only the durable ones, so that a
+ * round never waits for its slowest record, measured 7 % slower at one
+ * association and no faster at four).  The rest (the COMMIT, handing the
+ * files to the stagers, the answers) runs in whichever thread sees the
+ * round started and every record durable: the committer, or the putter
+ * whose record was the last to become durable.  At one association that
+ * is the putter, which then answers its sender without waiting for two
+ * thread wake-ups (about 0.1 ms a put here). */
 typedef struct batch {
     entry *head;
     bool started;  /* steps 1-2 done */
@@ -1808,9 +1807,9 @@ covct_rc covct_store_put(covct_store *s, uint8_t *file, size_t len,
     /* Files not yet written hold their record's memory: past
      * PENDING_MAX_BYTES, wait for the stagers. */
     while (e->file_async && s->pending_bytes > PENDING_MAX_BYTES &&
-           !s->stopping && !s->files_failed)
+           !s->stopping && !s->j.failed)
         pthread_cond_wait(&s->placed, &s->lock);
-    if (s->stopping || s->files_failed) {
+    if (s->stopping || s->j.failed) {
         pthread_mutex_unlock(&s->lock);
         rc = s->stopping
                  ? COVCT_ERR(err, COVCT_ERR_ARG,
@@ -1818,7 +1817,7 @@ covct_rc covct_store_put(covct_store *s, uint8_t *file, size_t len,
                  : COVCT_ERR(err, COVCT_ERR_IO,
                              "instance %s: the store stopped accepting "
                              "instances after a failed write: %s",
-                             e->m.sop, s->files_failed_msg);
+                             e->m.sop, s->j.failed_msg);
         goto out;
     }
     if (s->tail)
