@@ -15,6 +15,7 @@ PACKAGES="
 build-essential cmake pkg-config
 zlib1g-dev libjpeg62-turbo-dev libopenjp2-7-dev libcharls-dev
 libcjson-dev libpng-dev libdnnl-dev libsqlite3-dev libssl-dev sqlite3 libxxhash-dev
+libpq-dev postgresql
 dcmtk
 clang libclang-rt-14-dev
 python3 python3-numpy python3-nibabel python3-scipy python3-pil python3-sklearn python3-torch python3-pydicom
@@ -70,6 +71,16 @@ case " $missing " in
     if pgrep -x Orthanc >/dev/null 2>&1; then
         echo "covct: warning: a system Orthanc is running (pgrep -a Orthanc);" \
              "the benchmarks start their own (scripts/orthanc-temp.sh)" >&2
+    fi
+    ;;
+esac
+# PostgreSQL is a test peer only (the case database's second backend): the
+# tests start a throw-away server in a temporary folder
+# (scripts/postgres-temp.sh); Debian's system cluster is not needed.
+case " $missing " in
+*" postgresql "*)
+    if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+        $SUDO systemctl disable --now postgresql >/dev/null 2>&1 || true
     fi
     ;;
 esac

@@ -1,0 +1,18 @@
+# The case database's SQL layer (src/db) on SQLite, and the same test on a
+# throw-away PostgreSQL (tests/with-postgres.sh starts and stops it).
+# covct_add_pg_twin(TEST [COMMAND...]): TEST_pg runs TEST's command (or the
+# one given) against PostgreSQL.
+function(covct_add_pg_twin name)
+  if(ARGN)
+    set(cmd ${ARGN})
+  else()
+    set(cmd $<TARGET_FILE:${name}>)
+  endif()
+  add_test(NAME ${name}_pg
+           COMMAND bash ${CMAKE_SOURCE_DIR}/tests/with-postgres.sh ${cmd})
+  set_tests_properties(${name}_pg PROPERTIES SKIP_RETURN_CODE 77
+                       ENVIRONMENT "${COVCT_TEST_ENV}")
+endfunction()
+
+covct_add_test(test_db ${CMAKE_CURRENT_SOURCE_DIR}/test_db.c)
+covct_add_pg_twin(test_db)
