@@ -21,6 +21,8 @@ int covct_cmd_eval(int argc, char **argv);
 int covct_cmd_serve(int argc, char **argv);
 int covct_cmd_echo(int argc, char **argv);
 int covct_cmd_send(int argc, char **argv);
+int covct_cmd_deid(int argc, char **argv);
+int covct_cmd_audit(int argc, char **argv);
 
 /* The lesion network that ships with covct (CMake points it at the
  * source tree's models/). */

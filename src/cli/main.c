@@ -105,6 +105,10 @@ int main(int argc, char **argv)
         return covct_cmd_echo(argc - 1, argv + 1);
     if (!strcmp(cmd, "send"))
         return covct_cmd_send(argc - 1, argv + 1);
+    if (!strcmp(cmd, "deid"))
+        return covct_cmd_deid(argc - 1, argv + 1);
+    if (!strcmp(cmd, "audit"))
+        return covct_cmd_audit(argc - 1, argv + 1);
     covct_cli_error("unknown command '%s'; run 'covct --help' for the list",
                     cmd);
     return COVCT_EXIT_USAGE;

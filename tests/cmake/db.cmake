@@ -16,3 +16,8 @@ endfunction()
 
 covct_add_test(test_db ${CMAKE_CURRENT_SOURCE_DIR}/test_db.c)
 covct_add_pg_twin(test_db)
+
+# The audit log (src/govern/audit.c): hash chain, signatures, tampering of
+# every kind found and named; roles and refusals.
+covct_add_test(test_audit ${CMAKE_CURRENT_SOURCE_DIR}/test_audit.c)
+covct_add_pg_twin(test_audit)
