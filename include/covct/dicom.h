@@ -207,6 +207,14 @@ covct_rc covct_dcm_dataset_set_u16(covct_dcm_dataset *ds, uint32_t tag,
 covct_rc covct_dcm_dataset_add_item(covct_dcm_dataset *ds, uint32_t tag,
                                     covct_dcm_dataset **item,
                                     covct_error *err);
+/* Remove every element with this tag (a parsed data set may hold the same
+ * tag twice) with all it owns; returns how many were removed.  Pointers to
+ * elements of `ds` obtained before the call are invalid after it. */
+size_t covct_dcm_dataset_remove(covct_dcm_dataset *ds, uint32_t tag);
+/* Item i of sequence `tag` for editing in place (the item stays owned by
+ * the data set); NULL if there is no such sequence or item. */
+covct_dcm_dataset *covct_dcm_dataset_item_mut(covct_dcm_dataset *ds,
+                                              uint32_t tag, size_t i);
 /* Deep-copy every element of `src` into `dst` (replacing equal tags). */
 covct_rc covct_dcm_dataset_copy_into(covct_dcm_dataset *dst,
                                      const covct_dcm_dataset *src,

@@ -46,4 +46,12 @@
 /* Output of inflating a deflated data set or frame: the file cap again. */
 #define COVCT_LIMIT_INFLATE_MAX COVCT_LIMIT_FILE_MAX
 
+/* CSV files (covct import --labels; src/govern/csv.c).  A spreadsheet
+ * cell holds at most 32767 characters (Excel), up to 3 bytes each in
+ * UTF-8: about 96 KiB; 128 KiB leaves a margin.  Clinical label files
+ * have a handful of columns; Excel's 16384 columns are far beyond any
+ * real one, 1024 is plenty and keeps one hostile line cheap. */
+#define COVCT_LIMIT_CSV_FIELD (128 * 1024)
+#define COVCT_LIMIT_CSV_FIELDS 1024
+
 #endif

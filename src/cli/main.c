@@ -42,6 +42,8 @@ static const char usage[] =
     "  echo AE@HOST:PORT         check that a DICOM node answers (C-ECHO)\n"
     "  send AE@HOST:PORT FILE|FOLDER...\n"
     "                            send DICOM files to a node (C-STORE)\n"
+    "  deid IN OUT --key KEYFILE remove patient identity from DICOM files\n"
+    "                            (PS3.15 Basic Profile, keyed pseudonyms)\n"
     "  demo [FOLDER]             make a small synthetic CT series and run\n"
     "                            info and volume on it\n"
     "\n"
@@ -109,6 +111,12 @@ int main(int argc, char **argv)
         return covct_cmd_deid(argc - 1, argv + 1);
     if (!strcmp(cmd, "audit"))
         return covct_cmd_audit(argc - 1, argv + 1);
+    if (!strcmp(cmd, "project"))
+        return covct_cmd_project(argc - 1, argv + 1);
+    if (!strcmp(cmd, "consent"))
+        return covct_cmd_consent(argc - 1, argv + 1);
+    if (!strcmp(cmd, "export"))
+        return covct_cmd_export(argc - 1, argv + 1);
     covct_cli_error("unknown command '%s'; run 'covct --help' for the list",
                     cmd);
     return COVCT_EXIT_USAGE;

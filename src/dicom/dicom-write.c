@@ -117,6 +117,35 @@ covct_rc covct_dcm_dataset_add_item(covct_dcm_dataset *ds, uint32_t tag,
     return COVCT_OK;
 }
 
+size_t covct_dcm_dataset_remove(covct_dcm_dataset *ds, uint32_t tag)
+{
+    size_t kept = 0, removed = 0;
+    for (size_t i = 0; i < ds->n; i++) {
+        if (ds->elems[i].tag == tag) {
+            covct_dcm_element_clear(&ds->elems[i]);
+            removed++;
+            continue;
+        }
+        /* Items hold no pointer to their element, only to the data set,
+         * so moving elements down keeps every item valid. */
+        if (kept != i)
+            ds->elems[kept] = ds->elems[i];
+        kept++;
+    }
+    ds->n = kept;
+    return removed;
+}
+
+covct_dcm_dataset *covct_dcm_dataset_item_mut(covct_dcm_dataset *ds,
+                                              uint32_t tag, size_t i)
+{
+    covct_dcm_element *e =
+        (covct_dcm_element *)covct_dcm_dataset_get(ds, tag);
+    if (!e || e->vr != COVCT_VR('S', 'Q') || i >= e->n_items)
+        return NULL;
+    return e->items[i];
+}
+
 covct_rc covct_dcm_dataset_set_encapsulated(covct_dcm_dataset *ds,
                                             const uint8_t *const *frags,
                                             const size_t *lens, size_t n,

@@ -94,3 +94,26 @@ covct_rc covct_site_require(covct_site *site, const char *action,
                      "the audit log",
                      site->actor, site->role, action, object);
 }
+
+/* Begin a write: permission, then the transaction that also holds the
+ * audit chain's lock. */
+covct_rc site_begin_write(covct_site *site, const char *action,
+                            const char *object, covct_error *err)
+{
+    covct_rc rc = covct_site_require(site, action, object, err);
+    return rc ? rc : covct_db_begin(site->db, "audit_head", err);
+}
+
+covct_rc site_end_write(covct_site *site, covct_rc rc, const char *action,
+                          const char *object, const char *detail,
+                          covct_error *err)
+{
+    if (!rc)
+        rc = covct_audit_in_tx(site, action, object, detail, err);
+    if (!rc)
+        rc = covct_db_commit(site->db, err);
+    if (rc && site->db)
+        covct_db_rollback(site->db);
+    return rc;
+}
+

@@ -32,6 +32,16 @@ covct_rc site_sign(EVP_PKEY *key, const void *msg, size_t len,
 bool site_verify(EVP_PKEY *key, const void *msg, size_t len,
                  const char *sig_hex);
 
+/* A change to the case database: check the actor may do `action`, then
+ * begin the transaction (holding the audit chain's lock).  end_write adds
+ * the audit entry when rc is COVCT_OK and commits, or rolls back, and
+ * returns the outcome. */
+covct_rc site_begin_write(covct_site *site, const char *action,
+                          const char *object, covct_error *err);
+covct_rc site_end_write(covct_site *site, covct_rc rc, const char *action,
+                        const char *object, const char *detail,
+                        covct_error *err);
+
 /* Lower-case hex of n bytes into out (2n+1 bytes). */
 void site_hex(const uint8_t *p, size_t n, char *out);
 /* SHA-256 of n bytes as 64 hex digits. */

@@ -21,3 +21,8 @@ covct_add_pg_twin(test_db)
 # every kind found and named; roles and refusals.
 covct_add_test(test_audit ${CMAKE_CURRENT_SOURCE_DIR}/test_audit.c)
 covct_add_pg_twin(test_audit)
+
+# Label versions, projects, approvals, consent and the research export
+# (src/govern/cases.c, project.c, export.c), on synthetic volumes.
+covct_add_test(test_export ${CMAKE_CURRENT_SOURCE_DIR}/test_export.c)
+covct_add_pg_twin(test_export)
