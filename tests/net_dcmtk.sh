@@ -251,5 +251,12 @@ check "restart" start_server
 check "  ... sees every instance" grep -q "$((NPH + 8)) instances in" "$T/serve.log"
 check "one log line per association" grep -q "association 1 from ECHOSCU@127.0.0.1" "$T/serve.log"
 stop_server
+# What the peers read is in the site's audit log, in their names, and the
+# log verifies.
+"$COVCT" audit show --data "$T/store" >"$T/audit.txt"
+check "C-FIND audited in the peer's name" grep -q "dicom:FINDSCU@127.0.0.1.*dicom.find" "$T/audit.txt"
+check "C-MOVE audited" grep -q "dicom:MOVESCU@127.0.0.1.*dicom.retrieve" "$T/audit.txt"
+check "C-GET audited with the instance count" grep -q "dicom:GETSCU@127.0.0.1.*dicom.retrieve.*\"results\":$NPH" "$T/audit.txt"
+check "audit log intact" "$COVCT" audit verify --data "$T/store"
 if sanitizer_report "$T/serve.log"; then bad "sanitizer report in serve.log"; cat "$T/serve.log" >&2; fi
 finish

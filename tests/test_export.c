@@ -484,6 +484,34 @@ int main(void)
            ag.kappa_category, kd, kc);
     covct_agreement_free(&ag);
 
+    /* users: Argon2id passwords, roles checked, names checked */
+    CHECKF(covct_user_add(site, "alice", "radiologist", "s3cret-pass", &err) ==
+               COVCT_OK,
+           "%s", err.msg);
+    CHECK(covct_user_check_password(site, "alice", "s3cret-pass"));
+    CHECK(!covct_user_check_password(site, "alice", "s3cret-Pass"));
+    CHECK(!covct_user_check_password(site, "nobody", "s3cret-pass"));
+    CHECK(!covct_user_check_password(site, "r1", "anything")); /* none set */
+    CHECK(covct_user_add(site, "alice", "radiologist", NULL, &err) ==
+          COVCT_ERR_ARG);
+    CHECK(covct_user_add(site, "a b", "radiologist", NULL, &err) ==
+          COVCT_ERR_ARG);
+    CHECK(covct_user_add(site, "carl", "king", NULL, &err) == COVCT_ERR_ARG);
+    CHECK(covct_user_set_disabled(site, "alice", true, &err) == COVCT_OK);
+    CHECK(!covct_user_check_password(site, "alice", "s3cret-pass"));
+    covct_error_clear(&err);
+    CHECK(covct_site_act_as(site, "alice", &err) == COVCT_ERR_NOT_FOUND);
+    CHECK(covct_user_set_disabled(site, "alice", false, &err) == COVCT_OK);
+    CHECK(covct_user_set_password(site, "alice", "n3w-password", &err) ==
+          COVCT_OK);
+    CHECK(covct_user_check_password(site, "alice", "n3w-password"));
+    CHECK(covct_user_set_password(site, "zed", "n3w-password", &err) ==
+          COVCT_ERR_NOT_FOUND);
+    act("rita");
+    CHECK(covct_user_add(site, "mallory", "administrator", NULL, &err) ==
+          COVCT_ERR_ARG); /* only administrators manage users */
+    act(NULL);
+
     /* and everything above is in an intact audit log */
     covct_audit_result ar;
     CHECK(covct_audit_verify(site, &ar, &err) == COVCT_OK && ar.bad_seq == 0 &&

@@ -48,6 +48,26 @@ bool covct_role_may(const char *role, const char *action);
 /* Act as the named user of the users table from now on (their role). */
 covct_rc covct_site_act_as(covct_site *site, const char *user,
                            covct_error *err);
+/* Set the actor directly, for services acting for a remote system, e.g.
+ * the DICOM node recording a peer's query as "dicom:AE@HOST" in the role
+ * "dicom-peer" (the node's AE allow-list is its access control). */
+void covct_site_set_actor(covct_site *site, const char *actor,
+                          const char *role);
+/* Add a user with a role (user.manage).  `password` may be NULL (a user
+ * who only appears as a reader, or logs in later once one is set); it is
+ * stored as an Argon2id hash (libsodium, interactive limits), never as
+ * given.  Names: 1-64 letters, digits, '.', '_', '-'. */
+covct_rc covct_user_add(covct_site *site, const char *name, const char *role,
+                        const char *password, covct_error *err);
+/* Set or change a user's password, or disable / enable the user. */
+covct_rc covct_user_set_password(covct_site *site, const char *name,
+                                 const char *password, covct_error *err);
+covct_rc covct_user_set_disabled(covct_site *site, const char *name,
+                                 bool disabled, covct_error *err);
+/* Whether `password` is the user's (false for unknown, disabled or
+ * password-less users; the time taken does not say which). */
+bool covct_user_check_password(covct_site *site, const char *name,
+                               const char *password);
 /* Check that the current actor may do `action` on `object`.  A refusal is
  * written to the audit log ("denied", with the action asked for) and
  * returned as COVCT_ERR_ARG with a message naming role and action. */

@@ -27,6 +27,7 @@ int covct_cmd_import(int argc, char **argv);
 int covct_cmd_project(int argc, char **argv);
 int covct_cmd_consent(int argc, char **argv);
 int covct_cmd_export(int argc, char **argv);
+int covct_cmd_user(int argc, char **argv);
 
 /* The lesion network that ships with covct (CMake points it at the
  * source tree's models/). */

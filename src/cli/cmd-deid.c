@@ -9,7 +9,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "cli/cli.h"
+#include "covct/site.h"
 #include "covct/dicom.h"
 #include "covct/govern.h"
 #include "covct/limits.h"
@@ -208,13 +211,39 @@ done:
     covct_dcm_file_free(f);
 }
 
+/* The run's entry in the site's audit log: what, where to, how many. */
+static covct_rc audit_run(covct_site *site, const deid_run *run,
+                          const char *in, const char *out, covct_error *err)
+{
+    cJSON *d = cJSON_CreateObject();
+    if (!d || !cJSON_AddStringToObject(d, "to", out) ||
+        !cJSON_AddStringToObject(d, "project",
+                                 run->opts.project ? run->opts.project : "") ||
+        !cJSON_AddNumberToObject(d, "written", (double)run->done) ||
+        !cJSON_AddNumberToObject(d, "refused", (double)run->refused) ||
+        !cJSON_AddNumberToObject(d, "failed", (double)run->failed) ||
+        !cJSON_AddBoolToObject(d, "dates_shifted", run->opts.shift_dates)) {
+        cJSON_Delete(d);
+        return COVCT_ERR(err, COVCT_ERR_NOMEM, "out of memory");
+    }
+    char *text = cJSON_PrintUnformatted(d);
+    cJSON_Delete(d);
+    if (!text)
+        return COVCT_ERR(err, COVCT_ERR_NOMEM, "out of memory");
+    char obj[4200];
+    snprintf(obj, sizeof obj, "files:%s", in);
+    covct_rc rc = covct_audit(site, "deid", obj, text, err);
+    cJSON_free(text);
+    return rc;
+}
+
 int covct_cmd_deid(int argc, char **argv)
 {
     const char *in = NULL, *out = NULL, *key_path = NULL, *new_key = NULL;
-    /* The covct data folder: the export will be recorded in its audit
-     * trail once the audit module lands (issue 6); parsed and kept now so
-     * that scripts can already pass it. */
+    /* The site's data folder: when given, the run needs the "deid"
+     * permission there and is recorded in its audit log. */
     const char *data_dir = NULL;
+    covct_site *site = NULL;
     deid_run run;
     memset(&run, 0, sizeof run);
     covct_deid_opts_default(&run.opts);
@@ -257,7 +286,6 @@ int covct_cmd_deid(int argc, char **argv)
             return COVCT_EXIT_USAGE;
         }
     }
-    (void)data_dir;
     covct_error err = {0};
     if (new_key) {
         if (in || key_path) {
@@ -277,9 +305,16 @@ int covct_cmd_deid(int argc, char **argv)
                         "deid --help)");
         return COVCT_EXIT_USAGE;
     }
+    if (data_dir && (covct_site_open(data_dir, &site, &err) ||
+                     covct_site_require(site, "deid", in, &err))) {
+        covct_cli_error("%s", err.msg);
+        covct_site_close(site);
+        return COVCT_EXIT_FAIL;
+    }
     covct_deid_key *key = NULL;
     if (covct_deid_key_load(key_path, &key, &err)) {
         covct_cli_error("%s", err.msg);
+        covct_site_close(site);
         return COVCT_EXIT_FAIL;
     }
     run.key = key;
@@ -329,7 +364,12 @@ int covct_cmd_deid(int argc, char **argv)
                run.skipped ? " (DICOMDIR skipped)" : "", out);
     if (run.refused || run.failed || g_walk_failed)
         status = COVCT_EXIT_FAIL;
+    if (site && audit_run(site, &run, in, out, &err)) {
+        covct_cli_error("%s", err.msg);
+        status = COVCT_EXIT_FAIL;
+    }
 out:
+    covct_site_close(site);
     for (size_t i = 0; i < g_nfiles; i++)
         covct_free(g_files[i]);
     covct_free(g_files);

@@ -13,6 +13,7 @@
 #include "cli/cli.h"
 #include "cli/serve.h"
 #include "covct/net.h"
+#include "covct/site.h"
 #include "covct/store.h"
 
 static const char help[] =
@@ -300,16 +301,54 @@ static uint16_t on_store(void *user, covct_net_store_request *rq,
     return COVCT_DIMSE_SUCCESS;
 }
 
-typedef struct find_state {
+/* What the node's peers read is identifiable data: each C-FIND, C-MOVE
+ * and C-GET is an entry in the site's audit log, in the peer's name. */
+typedef struct query_ctx {
+    covct_store *store;
+    covct_site *site;
+    pthread_mutex_t lock; /* a covct_site is used by one thread at a time */
+} query_ctx;
+
+static void audit_query(query_ctx *qc, const covct_net_query *q,
+                        const char *action, size_t count, uint16_t status)
+{
+    char actor[128], level[17] = "", detail[256];
+    snprintf(actor, sizeof actor, "dicom:%s@%s", q->assoc->calling_ae,
+             q->assoc->peer_host);
+    covct_dcm_get_string(q->identifier, 0x00080052, 0, level, sizeof level,
+                         NULL);
+    /* the level is a code string from the peer: cleaned before it goes
+     * into JSON text */
+    for (char *c = level; *c; c++)
+        if (*c == '"' || *c == '\\' || (unsigned char)*c < 0x20)
+            *c = '_';
+    snprintf(detail, sizeof detail,
+             "{\"model\":\"%s\",\"level\":\"%s\",\"results\":%zu,"
+             "\"status\":%u}",
+             q->patient_root ? "patient" : "study", level, count,
+             (unsigned)status);
+    covct_error err = {0};
+    pthread_mutex_lock(&qc->lock);
+    covct_site_set_actor(qc->site, actor, "dicom-peer");
+    if (covct_audit(qc->site, action, "store", detail, &err))
+        covct_log(COVCT_LOG_ERROR, "association %llu: audit log: %s",
+                  (unsigned long long)q->assoc->id, err.msg);
+    pthread_mutex_unlock(&qc->lock);
+}
+
+typedef struct count_state {
     covct_net_emit_fn emit;
+    covct_net_add_fn add;
     void *ctx;
-} find_state;
+    size_t n;
+} count_state;
 
 static covct_rc find_match(void *user, covct_dcm_dataset *m, covct_error *err)
 {
-    find_state *f = user;
+    count_state *f = user;
     bool more = f->emit(f->ctx, m);
     covct_dcm_dataset_free(m);
+    f->n += more;
     /* Stopping early is not an error of the query. */
     return more ? COVCT_OK : COVCT_ERR(err, COVCT_ERR_NOT_FOUND, "stopped");
 }
@@ -318,35 +357,51 @@ static uint16_t on_find(void *user, const covct_net_query *q,
                         covct_net_emit_fn emit, void *ctx, char *comment,
                         size_t comment_size)
 {
-    covct_store *st = user;
-    find_state f = {emit, ctx};
+    query_ctx *qc = user;
+    count_state f = {emit, NULL, ctx, 0};
     covct_error err = {0};
-    covct_rc rc = covct_store_find(st, q->patient_root, q->identifier,
+    covct_rc rc = covct_store_find(qc->store, q->patient_root, q->identifier,
                                    find_match, &f, &err);
-    if (rc == COVCT_OK || rc == COVCT_ERR_NOT_FOUND)
-        return COVCT_DIMSE_SUCCESS;
-    covct_log(COVCT_LOG_WARN, "association %llu: C-FIND refused: %s",
-              (unsigned long long)q->assoc->id, err.msg);
-    snprintf(comment, comment_size, "%.64s", err.msg);
-    return rc == COVCT_ERR_ARG ? COVCT_DIMSE_IDENTIFIER_MISMATCH
-                               : COVCT_DIMSE_UNABLE_TO_PROCESS;
+    uint16_t status = COVCT_DIMSE_SUCCESS;
+    if (rc != COVCT_OK && rc != COVCT_ERR_NOT_FOUND) {
+        covct_log(COVCT_LOG_WARN, "association %llu: C-FIND refused: %s",
+                  (unsigned long long)q->assoc->id, err.msg);
+        snprintf(comment, comment_size, "%.64s", err.msg);
+        status = rc == COVCT_ERR_ARG ? COVCT_DIMSE_IDENTIFIER_MISMATCH
+                                     : COVCT_DIMSE_UNABLE_TO_PROCESS;
+    }
+    audit_query(qc, q, "dicom.find", f.n, status);
+    return status;
+}
+
+static covct_rc count_add(void *ctx, const char *path, const char *sop_class,
+                          const char *sop_uid, covct_error *err)
+{
+    count_state *c = ctx;
+    covct_rc rc = c->add(c->ctx, path, sop_class, sop_uid, err);
+    c->n += rc == COVCT_OK;
+    return rc;
 }
 
 static uint16_t on_select(void *user, const covct_net_query *q,
                           covct_net_add_fn add, void *ctx, char *comment,
                           size_t comment_size)
 {
-    covct_store *st = user;
+    query_ctx *qc = user;
+    count_state c = {NULL, add, ctx, 0};
     covct_error err = {0};
-    covct_rc rc = covct_store_select(st, q->patient_root, q->identifier, add,
-                                     ctx, &err);
-    if (rc == COVCT_OK)
-        return COVCT_DIMSE_SUCCESS;
-    covct_log(COVCT_LOG_WARN, "association %llu: retrieve refused: %s",
-              (unsigned long long)q->assoc->id, err.msg);
-    snprintf(comment, comment_size, "%.64s", err.msg);
-    return rc == COVCT_ERR_ARG ? COVCT_DIMSE_IDENTIFIER_MISMATCH
-                               : COVCT_DIMSE_UNABLE_TO_PROCESS;
+    covct_rc rc = covct_store_select(qc->store, q->patient_root,
+                                     q->identifier, count_add, &c, &err);
+    uint16_t status = COVCT_DIMSE_SUCCESS;
+    if (rc != COVCT_OK) {
+        covct_log(COVCT_LOG_WARN, "association %llu: retrieve refused: %s",
+                  (unsigned long long)q->assoc->id, err.msg);
+        snprintf(comment, comment_size, "%.64s", err.msg);
+        status = rc == COVCT_ERR_ARG ? COVCT_DIMSE_IDENTIFIER_MISMATCH
+                                     : COVCT_DIMSE_UNABLE_TO_PROCESS;
+    }
+    audit_query(qc, q, "dicom.retrieve", c.n, status);
+    return status;
 }
 
 int covct_cmd_serve(int argc, char **argv)
@@ -476,10 +531,19 @@ int covct_cmd_serve(int argc, char **argv)
 
     covct_error err = {0};
     covct_store *store = NULL;
+    query_ctx qc = {.store = NULL, .site = NULL};
+    pthread_mutex_init(&qc.lock, NULL);
     if (covct_store_open(o.data, &store, &err)) {
         covct_cli_error("%s", err.msg);
         goto out;
     }
+    /* the case database's audit log records what peers read */
+    if (covct_site_open(o.data, &qc.site, &err)) {
+        covct_cli_error("%s", err.msg);
+        covct_store_close(store);
+        goto out;
+    }
+    qc.store = store;
     covct_net_server_config cfg = {
         .ae_title = o.ae,
         .bind_host = o.bind,
@@ -493,7 +557,7 @@ int covct_cmd_serve(int argc, char **argv)
         .store_user = store,
         .on_find = on_find,
         .on_select = on_select,
-        .query_user = store,
+        .query_user = &qc,
         .peers = o.peers,
         .n_peers = o.n_peers,
         .tls = o.tls_cert != NULL,
@@ -554,6 +618,8 @@ int covct_cmd_serve(int argc, char **argv)
               (unsigned long long)count, o.data);
     status = COVCT_EXIT_OK;
 out:
+    covct_site_close(qc.site);
+    pthread_mutex_destroy(&qc.lock);
     covct_net_tls_cleanup();
     free(config_text);
     return status;

@@ -44,6 +44,22 @@ static const char usage[] =
     "                            send DICOM files to a node (C-STORE)\n"
     "  deid IN OUT --key KEYFILE remove patient identity from DICOM files\n"
     "                            (PS3.15 Basic Profile, keyed pseudonyms)\n"
+    "  import FILE|FOLDER... --data DIR\n"
+    "                            bring DICOM files, NIfTI volumes with masks\n"
+    "                            (--nifti) or CSV clinical labels (--labels)\n"
+    "                            into a site's data folder and case database\n"
+    "  project ACTION NAME --data DIR\n"
+    "                            research projects: ethics approvals, data\n"
+    "                            use agreements, included patients\n"
+    "  consent PATIENT_ID --project NAME --given|--withdrawn|--waived\n"
+    "                            record a patient's consent for a project\n"
+    "  export --project NAME -o OUTDIR --data DIR\n"
+    "                            a project's de-identified research data set\n"
+    "                            (NIfTI, masks, CSV, split, datasheet)\n"
+    "  audit verify|show --data DIR\n"
+    "                            check that the audit log is untouched; read it\n"
+    "  user add|passwd|list ... --data DIR\n"
+    "                            the people of the case database and roles\n"
     "  demo [FOLDER]             make a small synthetic CT series and run\n"
     "                            info and volume on it\n"
     "\n"
@@ -111,12 +127,16 @@ int main(int argc, char **argv)
         return covct_cmd_deid(argc - 1, argv + 1);
     if (!strcmp(cmd, "audit"))
         return covct_cmd_audit(argc - 1, argv + 1);
+    if (!strcmp(cmd, "import"))
+        return covct_cmd_import(argc - 1, argv + 1);
     if (!strcmp(cmd, "project"))
         return covct_cmd_project(argc - 1, argv + 1);
     if (!strcmp(cmd, "consent"))
         return covct_cmd_consent(argc - 1, argv + 1);
     if (!strcmp(cmd, "export"))
         return covct_cmd_export(argc - 1, argv + 1);
+    if (!strcmp(cmd, "user"))
+        return covct_cmd_user(argc - 1, argv + 1);
     covct_cli_error("unknown command '%s'; run 'covct --help' for the list",
                     cmd);
     return COVCT_EXIT_USAGE;

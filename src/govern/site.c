@@ -78,6 +78,13 @@ covct_rc covct_site_act_as(covct_site *site, const char *user,
     return COVCT_OK;
 }
 
+void covct_site_set_actor(covct_site *site, const char *actor,
+                          const char *role)
+{
+    snprintf(site->actor, sizeof site->actor, "%s", actor);
+    snprintf(site->role, sizeof site->role, "%s", role);
+}
+
 covct_rc covct_site_require(covct_site *site, const char *action,
                             const char *object, covct_error *err)
 {

@@ -26,3 +26,9 @@ covct_add_pg_twin(test_audit)
 # (src/govern/cases.c, project.c, export.c), on synthetic volumes.
 covct_add_test(test_export ${CMAKE_CURRENT_SOURCE_DIR}/test_export.c)
 covct_add_pg_twin(test_export)
+
+# The governance "done when" through the commands: export refused without
+# an approval, withdrawn patients left out, both audited; tampering with
+# the audit log through sqlite3 / psql found by covct audit verify.
+covct_add_script_test(governance ${CMAKE_CURRENT_SOURCE_DIR}/governance.sh)
+covct_add_pg_twin(governance bash ${CMAKE_CURRENT_SOURCE_DIR}/governance.sh)

@@ -1,0 +1,138 @@
+/* covct user: the people of the case database and their roles. */
+#include <stdio.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "cli/cli.h"
+#include "covct/site.h"
+
+static const char help[] =
+    "Usage: covct user add NAME --role ROLE [--password-stdin] --data DIR\n"
+    "       covct user passwd NAME --data DIR      (new password on stdin)\n"
+    "       covct user disable|enable NAME --data DIR\n"
+    "       covct user list --data DIR\n"
+    "\n"
+    "Users log in to the web pages and are named as readers of labels.\n"
+    "Their role decides what they may do:\n"
+    "  administrator   everything\n"
+    "  radiologist     read identifiable data, label, adjudicate, record\n"
+    "                  clinical labels and consent\n"
+    "  annotator       label de-identified images\n"
+    "  researcher      see de-identified data, ask for exports\n"
+    "  ethics-officer  projects, approvals, consent, the audit log\n"
+    "  site-it         import, de-identify, run exports, the audit log\n"
+    "(the full table: docs/internals/casedb.md, src/govern/roles.c).\n"
+    "\n"
+    "A password is read from the first line of standard input (at least 8\n"
+    "characters) and stored only as an Argon2id hash.  Every change is in\n"
+    "the site's audit log.\n"
+    "Exit status: 0 done, 1 refused or failed, 2 usage.\n";
+
+/* The first line of standard input, without its line end. */
+static bool read_password(char *buf, size_t cap)
+{
+    if (!fgets(buf, (int)cap, stdin))
+        return false;
+    size_t n = strlen(buf);
+    if (n && buf[n - 1] != '\n' && !feof(stdin)) {
+        covct_cli_error("the password is longer than %zu characters",
+                        cap - 2);
+        return false;
+    }
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        buf[--n] = 0;
+    return true;
+}
+
+int covct_cmd_user(int argc, char **argv)
+{
+    const char *action = NULL, *name = NULL, *role = NULL, *data = NULL;
+    bool pw_stdin = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (covct_cli_is_help(a)) {
+            fputs(help, stdout);
+            return COVCT_EXIT_OK;
+        } else if (!strcmp(a, "--role") && i + 1 < argc) {
+            role = argv[++i];
+        } else if (!strcmp(a, "--data") && i + 1 < argc) {
+            data = argv[++i];
+        } else if (!strcmp(a, "--password-stdin")) {
+            pw_stdin = true;
+        } else if (a[0] != '-' && !action) {
+            action = a;
+        } else if (a[0] != '-' && !name) {
+            name = a;
+        } else {
+            covct_cli_error("user: unexpected argument '%s' (see covct user "
+                            "--help)",
+                            a);
+            return COVCT_EXIT_USAGE;
+        }
+    }
+    if (!action || !data || (strcmp(action, "list") && !name)) {
+        covct_cli_error("user: ACTION, NAME and --data DIR are needed (see "
+                        "covct user --help)");
+        return COVCT_EXIT_USAGE;
+    }
+    covct_site *site = NULL;
+    covct_error err = { 0 };
+    if (covct_site_open(data, &site, &err)) {
+        covct_cli_error("%s", err.msg);
+        return COVCT_EXIT_FAIL;
+    }
+    char pw[1100];
+    int code = COVCT_EXIT_OK;
+    covct_rc rc = COVCT_OK;
+    if (!strcmp(action, "add")) {
+        if (!role) {
+            covct_cli_error("user add: --role ROLE is needed");
+            code = COVCT_EXIT_USAGE;
+        } else if (pw_stdin && !read_password(pw, sizeof pw)) {
+            covct_cli_error("user add: no password on standard input");
+            code = COVCT_EXIT_FAIL;
+        } else if (!(rc = covct_user_add(site, name, role,
+                                         pw_stdin ? pw : NULL, &err))) {
+            printf("user %s added as %s\n", name, role);
+        }
+    } else if (!strcmp(action, "passwd")) {
+        if (!read_password(pw, sizeof pw)) {
+            covct_cli_error("user passwd: no password on standard input");
+            code = COVCT_EXIT_FAIL;
+        } else if (!(rc = covct_user_set_password(site, name, pw, &err))) {
+            printf("password of %s changed\n", name);
+        }
+    } else if (!strcmp(action, "disable") || !strcmp(action, "enable")) {
+        bool off = !strcmp(action, "disable");
+        if (!(rc = covct_user_set_disabled(site, name, off, &err)))
+            printf("user %s %s\n", name, off ? "disabled" : "enabled");
+    } else if (!strcmp(action, "list")) {
+        covct_db_result *r = NULL;
+        if (!(rc = covct_site_require(site, "user.manage", "users", &err)) &&
+            !(rc = covct_db_query(covct_site_db(site),
+                                  "SELECT name, role, disabled, CASE WHEN"
+                                  " password_hash IS NULL THEN 0 ELSE 1 END"
+                                  " FROM users ORDER BY name",
+                                  NULL, 0, &r, &err))) {
+            for (size_t i = 0; i < covct_db_rows(r); i++)
+                printf("%s\t%s%s%s\n", covct_db_get(r, i, 0),
+                       covct_db_get(r, i, 1),
+                       covct_db_get_int(r, i, 2, 0) ? "\tdisabled" : "",
+                       covct_db_get_int(r, i, 3, 0) ? "" : "\tno password");
+            covct_db_result_free(r);
+        }
+    } else {
+        covct_cli_error("user: unknown action '%s' (add, passwd, disable, "
+                        "enable, list)",
+                        action);
+        code = COVCT_EXIT_USAGE;
+    }
+    sodium_memzero(pw, sizeof pw);
+    if (rc) {
+        covct_cli_error("%s", err.msg);
+        code = COVCT_EXIT_FAIL;
+    }
+    covct_site_close(site);
+    return code;
+}
