@@ -152,4 +152,12 @@ check "restored log verifies again" grep -q "audit log intact" "$tmp/v"
 "$B" audit show --data "$D" --last 3 >"$tmp/show"
 check "audit show lists the verification" grep -q "audit.verify" "$tmp/show"
 sql "DROP TABLE audit_save" >/dev/null
+
+# covct agreement reads the readers' versions (values: test_export).
+for r in 1 2; do
+    sql "INSERT INTO clinical_labels (case_id, diagnosis, severity, status, author, created_at) VALUES (1, 'covid-19-confirmed', $((10 + r)), 'reader-$r', 'user:r$r', '2026-11-27T00:00:00.000Z')" >/dev/null
+done
+"$B" agreement --data "$D" >"$tmp/agree"
+check "agreement over the case read twice" grep -q "clinical labels by both readers: 1 cases" "$tmp/agree"
+check "severity difference 1" grep -q "mean absolute difference: *1.0000" "$tmp/agree"
 finish

@@ -57,6 +57,13 @@ check "the series becomes a job and is analysed" \
 check "  ... one log line for the job with its score" \
     grep -q "job 1: series $SERIES done in .*CT severity score" "$T/serve.log"
 check "  ... report written" test -s "$T/store/results/$SERIES/report.json"
+cq() { sqlite3 "$T/store/covct.db" "$1" 2>/dev/null; }
+check "  ... recorded in the case database with its $NPH instances" test \
+    "$(cq "select count(*) from instances i join series s on s.id = i.series_id where s.series_uid = '$SERIES'")" = "$NPH"
+check "  ... the AI's masks as drafts for the readers" test \
+    "$(cq "select group_concat(kind, ',') from (select l.kind from image_labels l join series s on s.id = l.series_id where s.series_uid = '$SERIES' and l.status = 'ai-draft' and l.source_kind = 'model' and l.source like 'covct analyze%' order by l.kind)")" = "lesions,lobes,lungs"
+check "  ... in the service's name in the audit log" test \
+    "$(cq "select count(*) from audit_log where actor = 'service:analysis' and action = 'label.save'")" = 3
 check "SEG, SR and key images stored" test \
     "$(q "select group_concat(modality, ',') from (select modality from series where modality != 'CT' order by modality)")" = "OT,SEG,SR"
 check "  ... and their series skipped with a reason" wait_for \

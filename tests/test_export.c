@@ -168,6 +168,19 @@ int main(void)
     int64_t sc = series_of("PC", "20200401", "1.2.3.3");
     series_of("PD", "20200501", "1.2.3.4");
     CHECK(count("SELECT COUNT(*) FROM cases") == 4);
+    /* a study UID seen under another patient is refused, not moved */
+    int64_t pb_id = 0, st_x = 0, se_x = 0;
+    CHECK(covct_case_patient(site, "PB", NULL, NULL, NULL, &pb_id, &err) ==
+          COVCT_OK);
+    CHECK(covct_case_study(site, pb_id, "1.2.3.1.1", NULL, NULL, &st_x, NULL,
+                           &err) == COVCT_ERR_CORRUPT &&
+          strstr(err.msg, "another patient"));
+    covct_error_clear(&err);
+    CHECK(covct_case_study(site, pb_id, "1.2.3.2.1", NULL, NULL, &st_x, NULL,
+                           &err) == COVCT_OK);
+    CHECK(covct_case_series(site, st_x, "1.2.3.1", NULL, NULL, NULL, NULL,
+                            &se_x, &err) == COVCT_ERR_CORRUPT);
+    covct_error_clear(&err);
     CHECK(count("SELECT COUNT(DISTINCT case_id) FROM studies s JOIN patients"
                 " p ON p.id = s.patient_id WHERE p.site_patient_id = 'PA'") ==
           1);

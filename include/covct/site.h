@@ -68,6 +68,18 @@ covct_rc covct_user_set_disabled(covct_site *site, const char *name,
  * password-less users; the time taken does not say which). */
 bool covct_user_check_password(covct_site *site, const char *name,
                                const char *password);
+/* API tokens for scripts: a new random token for a user (printed once by
+ * `covct token create`; the database keeps only its SHA-256), and the
+ * user and role a token stands for (COVCT_ERR_NOT_FOUND for an unknown,
+ * revoked or disabled one). */
+#define COVCT_TOKEN_LEN 48 /* "covct_" + 42 base64url characters */
+covct_rc covct_token_create(covct_site *site, const char *user,
+                            const char *label, char token[80],
+                            covct_error *err);
+covct_rc covct_token_check(covct_site *site, const char *token,
+                           char user[65], char role[32], covct_error *err);
+covct_rc covct_token_revoke(covct_site *site, const char *user,
+                            covct_error *err);
 /* Check that the current actor may do `action` on `object`.  A refusal is
  * written to the audit log ("denied", with the action asked for) and
  * returned as COVCT_ERR_ARG with a message naming role and action. */
@@ -223,6 +235,20 @@ covct_rc covct_case_series(covct_site *site, int64_t study_id,
 covct_rc covct_case_instance(covct_site *site, int64_t series_id,
                              const char *sop_uid, const char *path,
                              const char *sha256, covct_error *err);
+
+/* Record an analysis of a stored DICOM series (the DICOM node does after
+ * each job): the series with its patient, study and instances (paths
+ * relative to DIR when under it), and each mask the analysis wrote in
+ * `results_dir` (lesions.nii.gz, lobes.nii.gz, lungs.nii.gz) as an
+ * "ai-draft" label version from `model`, for readers to confirm or
+ * correct.  A mask already recorded (same file and SHA-256) is not added
+ * twice.  `series_id` (may be NULL) receives the series. */
+covct_rc covct_case_record_analysis(covct_site *site, const char *series_dir,
+                                    const char *results_dir,
+                                    const char *model, int64_t *series_id,
+                                    covct_error *err);
+/* SHA-256 of a file as 64 hex digits. */
+covct_rc covct_sha256_file(const char *path, char out[65], covct_error *err);
 
 /* Label statuses, in workflow order: the AI's draft, the first reader's
  * version, the second reader's (made blind to the first), the

@@ -28,9 +28,12 @@ int covct_cmd_project(int argc, char **argv);
 int covct_cmd_consent(int argc, char **argv);
 int covct_cmd_export(int argc, char **argv);
 int covct_cmd_user(int argc, char **argv);
+int covct_cmd_agreement(int argc, char **argv);
 
 /* The lesion network that ships with covct (CMake points it at the
  * source tree's models/). */
+/* How the shipped network is named in label provenance. */
+#define COVCT_MODEL_NAME "lesions-unet.covctnn"
 #ifndef COVCT_MODEL_DEFAULT
 #define COVCT_MODEL_DEFAULT "models/lesions-unet.covctnn"
 #endif

@@ -26,6 +26,7 @@
 #include "cli/cli.h"
 #include "cli/serve.h"
 #include "covct/net.h"
+#include "covct/site.h"
 #include "covct/store.h"
 
 extern char **environ;
@@ -37,6 +38,7 @@ struct serve_jobs {
     atomic_int child;      /* pid of the running analysis, 0 if none */
     pthread_mutex_t lock;
     pthread_cond_t wake;
+    covct_site *site; /* the case database, used by the jobs thread only */
 };
 
 static void sleep_or_stop(serve_jobs *j, double seconds)
@@ -295,6 +297,18 @@ static void run_job(serve_jobs *j, covct_job *job)
         sent = ok;
     }
     free_paths(paths, n);
+    if (ok && j->site) {
+        /* the series and the AI's masks (drafts for the readers) in the
+         * case database; the analysis stands even if this fails */
+        covct_error cerr = {0};
+        int64_t sid = 0;
+        if (covct_case_record_analysis(j->site, job->series_dir, out,
+                                       "covct analyze, " COVCT_MODEL_NAME,
+                                       &sid, &cerr))
+            covct_log(COVCT_LOG_WARN,
+                      "job %lld: not recorded in the case database: %s",
+                      (long long)job->id, cerr.msg);
+    }
     if (atomic_load(&j->stop) && !ok)
         return; /* stopped mid-analysis: queued again at the next start */
     char summary[200];
@@ -325,6 +339,15 @@ static void *jobs_main(void *arg)
 {
     serve_jobs *j = arg;
     covct_error err = {0};
+    if (covct_site_open(covct_store_dir(j->cfg.store), &j->site, &err)) {
+        covct_log(COVCT_LOG_ERROR,
+                  "jobs: the case database cannot be opened, analyses will "
+                  "not be recorded there: %s",
+                  err.msg);
+        covct_error_clear(&err);
+    } else {
+        covct_site_set_actor(j->site, "service:analysis", "site-it");
+    }
     unsigned requeued = 0;
     if (covct_jobs_recover(j->cfg.store, &requeued, &err))
         covct_log(COVCT_LOG_ERROR, "jobs: %s", err.msg);
@@ -354,6 +377,8 @@ static void *jobs_main(void *arg)
         else
             sleep_or_stop(j, 1.0);
     }
+    covct_site_close(j->site);
+    j->site = NULL;
     return NULL;
 }
 

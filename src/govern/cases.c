@@ -76,6 +76,19 @@ covct_rc covct_case_study(covct_site *site, int64_t patient_id,
                       study_uid, study_id, err)))
         return rc;
     if (*study_id) {
+        /* the same UID under another patient is an error in the data
+         * (or a collision), never a reason to move the study */
+        int64_t owner = 0;
+        if ((rc = find_id(site, "SELECT patient_id FROM studies WHERE"
+                                " study_uid = $1",
+                          study_uid, &owner, err)))
+            return rc;
+        if (owner != patient_id)
+            return COVCT_ERR(err, COVCT_ERR_CORRUPT,
+                             "study %s is already recorded for another "
+                             "patient (#%" PRId64 ", not #%" PRId64 "): "
+                             "conflicting Patient IDs in the data",
+                             study_uid, owner, patient_id);
         if (case_id)
             rc = find_id(site, "SELECT case_id FROM studies WHERE"
                                " study_uid = $1",
@@ -133,9 +146,22 @@ covct_rc covct_case_series(covct_site *site, int64_t study_id,
     covct_rc rc;
     if ((rc = check_text("Series Instance UID", series_uid, 64, err)) ||
         (rc = find_id(site, "SELECT id FROM series WHERE series_uid = $1",
-                      series_uid, series_id, err)) ||
-        *series_id)
+                      series_uid, series_id, err)))
         return rc;
+    if (*series_id) {
+        int64_t owner = 0;
+        if ((rc = find_id(site, "SELECT study_id FROM series WHERE"
+                                " series_uid = $1",
+                          series_uid, &owner, err)))
+            return rc;
+        if (owner != study_id)
+            return COVCT_ERR(err, COVCT_ERR_CORRUPT,
+                             "series %s is already recorded in another "
+                             "study: conflicting Study Instance UIDs in the "
+                             "data",
+                             series_uid);
+        return COVCT_OK;
+    }
     if ((rc = site_begin_write(site, "import", "series", err)))
         return rc;
     char now[COVCT_DB_TIME_LEN], obj[48], detail[96];
@@ -271,9 +297,13 @@ covct_rc covct_label_image_add(covct_site *site, int64_t series_id,
                          "unknown label kind '%s' (lesions, lobes, lungs)",
                          kind ? kind : "");
     if ((rc = check_status(status, source_kind, err)) ||
-        (rc = check_text("mask path", path, 1024, err)) ||
-        (rc = check_text("mask SHA-256", sha256, 64, err)))
+        (rc = check_text("mask path", path, 1024, err)))
         return rc;
+    if (!sha256 || strlen(sha256) != 64 ||
+        strspn(sha256, "0123456789abcdef") != 64)
+        return COVCT_ERR(err, COVCT_ERR_ARG,
+                         "mask SHA-256 '%s' is not 64 lower-case hex digits",
+                         sha256 ? sha256 : "");
     bool reader = !strcmp(source_kind, "reader");
     /* a reader's version is in the reader's own name */
     const char *src = reader ? site->actor : source;

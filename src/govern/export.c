@@ -428,29 +428,6 @@ static int by_name(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static covct_rc file_sha256(const char *path, char out[65], covct_error *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return COVCT_ERR(err, COVCT_ERR_IO, "cannot read %s: %s", path,
-                         strerror(errno));
-    EVP_MD_CTX *c = EVP_MD_CTX_new();
-    EVP_DigestInit_ex(c, EVP_sha256(), NULL);
-    uint8_t buf[65536], md[EVP_MAX_MD_SIZE];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
-        EVP_DigestUpdate(c, buf, n);
-    bool bad = ferror(f);
-    fclose(f);
-    unsigned int len = 0;
-    EVP_DigestFinal_ex(c, md, &len);
-    EVP_MD_CTX_free(c);
-    if (bad)
-        return COVCT_ERR(err, COVCT_ERR_IO, "cannot read %s", path);
-    site_hex(md, len, out);
-    return COVCT_OK;
-}
-
 static covct_rc write_manifest(ctx *c, covct_error *err)
 {
     names list = { 0 };
@@ -466,7 +443,7 @@ static covct_rc write_manifest(ctx *c, covct_error *err)
         for (size_t i = 0; i < list.n && !rc; i++) {
             char full[PATH_CAP], hex[65];
             snprintf(full, sizeof full, "%s/%s", c->out, list.v[i]);
-            if (!(rc = file_sha256(full, hex, err)))
+            if (!(rc = covct_sha256_file(full, hex, err)))
                 fprintf(f, "%s  %s\n", hex, list.v[i]);
         }
         c->res->files = list.n;
@@ -477,7 +454,7 @@ static covct_rc write_manifest(ctx *c, covct_error *err)
         covct_free(list.v[i]);
     covct_free(list.v);
     if (!rc)
-        rc = file_sha256(path, c->res->manifest_sha256, err);
+        rc = covct_sha256_file(path, c->res->manifest_sha256, err);
     return rc;
 }
 

@@ -102,8 +102,17 @@ static const char schema_v1[] =
     " id BIGINT PRIMARY KEY, seq BIGINT NOT NULL, hash TEXT NOT NULL,"
     " key_id TEXT NOT NULL, sig TEXT NOT NULL);";
 
+/* API tokens for scripts (issue 7): only the SHA-256 of a token is
+ * kept, so a copy of the database does not give anyone access. */
+static const char schema_v2[] =
+    "CREATE TABLE api_tokens ("
+    " id {{id}}, user_id BIGINT NOT NULL REFERENCES users(id),"
+    " token_sha256 TEXT NOT NULL UNIQUE, label TEXT,"
+    " created_at TEXT NOT NULL, revoked_at TEXT, last_used_at TEXT);";
+
 static const covct_db_migration migrations[] = {
     { 1, "case database, governance and audit log", schema_v1 },
+    { 2, "API tokens", schema_v2 },
 };
 
 covct_rc govern_migrate(covct_db *db, covct_error *err)

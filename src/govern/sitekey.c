@@ -29,6 +29,33 @@ void site_sha256_hex(const void *p, size_t n, char out[65])
     site_hex(md, len, out);
 }
 
+covct_rc covct_sha256_file(const char *path, char out[65], covct_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return COVCT_ERR(err, COVCT_ERR_IO, "cannot read %s: %s", path,
+                         strerror(errno));
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    if (!c || EVP_DigestInit_ex(c, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(c);
+        fclose(f);
+        return COVCT_ERR(err, COVCT_ERR_NOMEM, "cannot start SHA-256");
+    }
+    uint8_t buf[65536], md[EVP_MAX_MD_SIZE];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        EVP_DigestUpdate(c, buf, n);
+    bool bad = ferror(f);
+    fclose(f);
+    unsigned int len = 0;
+    EVP_DigestFinal_ex(c, md, &len);
+    EVP_MD_CTX_free(c);
+    if (bad)
+        return COVCT_ERR(err, COVCT_ERR_IO, "cannot read %s", path);
+    site_hex(md, len, out);
+    return COVCT_OK;
+}
+
 static void ossl_reason(char *buf, size_t n)
 {
     unsigned long e = ERR_get_error();
