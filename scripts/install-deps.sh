@@ -15,7 +15,7 @@ PACKAGES="
 build-essential cmake pkg-config
 zlib1g-dev libjpeg62-turbo-dev libopenjp2-7-dev libcharls-dev
 libcjson-dev libpng-dev libdnnl-dev libsqlite3-dev libssl-dev sqlite3 libxxhash-dev
-libpq-dev postgresql libsodium-dev
+libpq-dev postgresql libsodium-dev libmicrohttpd-dev
 dcmtk
 clang libclang-rt-14-dev
 python3 python3-numpy python3-nibabel python3-scipy python3-pil python3-sklearn python3-torch python3-pydicom

@@ -57,6 +57,9 @@ check "the series becomes a job and is analysed" \
 check "  ... one log line for the job with its score" \
     grep -q "job 1: series $SERIES done in .*CT severity score" "$T/serve.log"
 check "  ... report written" test -s "$T/store/results/$SERIES/report.json"
+check "  ... its severity score kept for the worklist, as in the report" test \
+    "$(q "select severity from jobs where series_uid = '$SERIES'")" = \
+    "$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["ct_severity_score"])' "$T/store/results/$SERIES/report.json")"
 cq() { sqlite3 "$T/store/covct.db" "$1" 2>/dev/null; }
 check "  ... recorded in the case database with its $NPH instances" test \
     "$(cq "select count(*) from instances i join series s on s.id = i.series_id where s.series_uid = '$SERIES'")" = "$NPH"

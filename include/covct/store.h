@@ -188,6 +188,10 @@ covct_rc covct_jobs_finish(covct_store *s, const covct_job *job, bool ok,
                            const char *reason, const char *result_dir,
                            unsigned max_attempts, double retry_base_s,
                            bool *will_retry, covct_error *err);
+/* Record a finished analysis' CT severity score (0-25, -1 when none) and
+ * RSNA category, which the web worklist sorts by. */
+covct_rc covct_jobs_set_result(covct_store *s, int64_t job_id, int severity,
+                               const char *category, covct_error *err);
 /* At start: jobs left 'running' by a stopped or killed server are queued
  * again. */
 covct_rc covct_jobs_recover(covct_store *s, unsigned *requeued,

@@ -29,9 +29,14 @@ int covct_cmd_consent(int argc, char **argv);
 int covct_cmd_export(int argc, char **argv);
 int covct_cmd_user(int argc, char **argv);
 int covct_cmd_agreement(int argc, char **argv);
+int covct_cmd_token(int argc, char **argv);
 
 /* The lesion network that ships with covct (CMake points it at the
  * source tree's models/). */
+/* The web pages that ship with covct (CMake points it at web/). */
+#ifndef COVCT_WEB_DEFAULT
+#define COVCT_WEB_DEFAULT "web"
+#endif
 /* How the shipped network is named in label provenance. */
 #define COVCT_MODEL_NAME "lesions-unet.covctnn"
 #ifndef COVCT_MODEL_DEFAULT

@@ -13,6 +13,7 @@
 #include "cli/cli.h"
 #include "cli/serve.h"
 #include "covct/net.h"
+#include "covct/http.h"
 #include "covct/site.h"
 #include "covct/store.h"
 
@@ -61,6 +62,14 @@ static const char help[] =
     "  --tls-ca FILE            CA certificates (PEM) peers' certificates\n"
     "                           must be signed by; without it peers are not\n"
     "                           verified\n"
+    "  --http-port N            also serve the web pages, the REST API and\n"
+    "                           DICOMweb (/dicom-web/) on this port (0: any\n"
+    "                           free port); HTTPS with --tls-cert/--tls-key\n"
+    "  --http-bind ADDRESS      HTTP on this IPv4 address only (default all)\n"
+    "  --http-port-file FILE    write the HTTP port to FILE\n"
+    "  --web-dir DIR            the pages (default: covct's web/ folder)\n"
+    "  --cors-origin URL        let pages of this origin (e.g. an OHIF\n"
+    "                           viewer, https://viewer.example) call the API\n"
     "  --port-file FILE         write the port listened on to FILE (useful\n"
     "                           with --dicom-port 0: any free port)\n"
     "  --config FILE            read options from FILE: one per line,\n"
@@ -102,6 +111,8 @@ typedef struct serve_opts {
     size_t n_peers;
     long port, max_assoc, max_pdu, idle;
     int quiet;
+    long http_port; /* -1: no web service */
+    const char *http_bind, *http_port_file, *web_dir, *cors_origin;
 } serve_opts;
 
 static void log_line(covct_log_level level, const char *msg, void *user)
@@ -142,6 +153,16 @@ static int set_opt(serve_opts *o, const char *name, const char *v)
         o->bind = v;
     else if (!strcmp(name, "port-file"))
         o->port_file = v;
+    else if (!strcmp(name, "http-port"))
+        return parse_long(name, v, 0, 65535, &o->http_port);
+    else if (!strcmp(name, "http-bind"))
+        o->http_bind = v;
+    else if (!strcmp(name, "http-port-file"))
+        o->http_port_file = v;
+    else if (!strcmp(name, "web-dir"))
+        o->web_dir = v;
+    else if (!strcmp(name, "cors-origin"))
+        o->cors_origin = v;
     else if (!strcmp(name, "no-analysis")) {
         if (!strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "1"))
             o->no_analysis = 1;
@@ -412,6 +433,7 @@ int covct_cmd_serve(int argc, char **argv)
     o.port = 11112;
     o.settle = 30;
     o.min_slices = 20;
+    o.http_port = -1;
     char *config_text = NULL;
     int status = COVCT_EXIT_USAGE;
     /* The config file first, so that command-line options win. */
@@ -585,6 +607,43 @@ int covct_cmd_serve(int argc, char **argv)
             goto out;
         }
     }
+    covct_http_server *web = NULL;
+    if (o.http_port >= 0) {
+        covct_http_config hc = {
+            .bind_host = o.http_bind,
+            .port = (uint16_t)o.http_port,
+            .data_dir = o.data,
+            .store = store,
+            .web_dir = o.web_dir ? o.web_dir : COVCT_WEB_DEFAULT,
+            .tls_cert = o.tls_cert,
+            .tls_key = o.tls_key,
+            .cors_origin = o.cors_origin,
+            .ae_title = o.ae,
+        };
+        if (covct_http_start(&hc, &web, &err)) {
+            covct_cli_error("%s", err.msg);
+            covct_net_server_stop(srv, 0);
+            covct_store_close(store);
+            goto out;
+        }
+        covct_log(COVCT_LOG_INFO,
+                  "web service on %s://%s:%u/ (pages, /api/, /dicom-web/)",
+                  o.tls_cert ? "https" : "http",
+                  o.http_bind ? o.http_bind : "0.0.0.0",
+                  covct_http_port(web));
+        if (o.http_port_file) {
+            FILE *pf = fopen(o.http_port_file, "w");
+            if (!pf || fprintf(pf, "%u\n", covct_http_port(web)) < 0 ||
+                fclose(pf)) {
+                covct_cli_error("cannot write %s: %s", o.http_port_file,
+                                strerror(errno));
+                covct_http_stop(web);
+                covct_net_server_stop(srv, 0);
+                covct_store_close(store);
+                goto out;
+            }
+        }
+    }
     serve_jobs *jobs = NULL;
     if (!o.no_analysis) {
         serve_jobs_config jc = {
@@ -610,6 +669,7 @@ int covct_cmd_serve(int argc, char **argv)
     covct_log(COVCT_LOG_INFO, "%s received: finishing the instances in "
                               "flight, then stopping",
               sig == SIGINT ? "SIGINT" : "SIGTERM");
+    covct_http_stop(web);
     covct_net_server_stop(srv, 10);
     serve_jobs_stop(jobs);
     covct_store_count(store, &count, NULL);

@@ -60,6 +60,8 @@ static const char usage[] =
     "                            check that the audit log is untouched; read it\n"
     "  user add|passwd|list ... --data DIR\n"
     "                            the people of the case database and roles\n"
+    "  token create NAME --data DIR\n"
+    "                            an API token for scripts (DICOMweb, REST)\n"
     "  agreement --data DIR      how far the two readers agree (Dice per\n"
     "                            class, Cohen's kappa)\n"
     "  demo [FOLDER]             make a small synthetic CT series and run\n"
@@ -141,6 +143,8 @@ int main(int argc, char **argv)
         return covct_cmd_user(argc - 1, argv + 1);
     if (!strcmp(cmd, "agreement"))
         return covct_cmd_agreement(argc - 1, argv + 1);
+    if (!strcmp(cmd, "token"))
+        return covct_cmd_token(argc - 1, argv + 1);
     covct_cli_error("unknown command '%s'; run 'covct --help' for the list",
                     cmd);
     return COVCT_EXIT_USAGE;

@@ -125,9 +125,12 @@ static int run_analysis(serve_jobs *j, const char *series_dir,
 }
 
 /* One line for the log from report.json: severity and category. */
-static void summary_of(const char *out, char *buf, size_t size)
+static void summary_of(const char *out, char *buf, size_t size,
+                       int *severity, char *category, size_t cat_size)
 {
     snprintf(buf, size, "report written");
+    *severity = -1;
+    category[0] = 0;
     char path[4400];
     snprintf(path, sizeof path, "%s/report.json", out);
     uint8_t *data = NULL;
@@ -141,10 +144,14 @@ static void summary_of(const char *out, char *buf, size_t size)
     const cJSON *total =
         cJSON_GetObjectItemCaseSensitive(root, "ct_severity_score");
     const cJSON *cat = cJSON_GetObjectItemCaseSensitive(root, "category");
-    if (cJSON_IsNumber(total))
+    if (cJSON_IsString(cat))
+        snprintf(category, cat_size, "%s", cat->valuestring);
+    if (cJSON_IsNumber(total)) {
+        *severity = total->valueint;
         snprintf(buf, size, "CT severity score %d/25, category %s",
                  total->valueint,
                  cJSON_IsString(cat) ? cat->valuestring : "?");
+    }
     else
         snprintf(buf, size, "no lungs found (see report)");
     cJSON_Delete(root);
@@ -312,10 +319,19 @@ static void run_job(serve_jobs *j, covct_job *job)
     if (atomic_load(&j->stop) && !ok)
         return; /* stopped mid-analysis: queued again at the next start */
     char summary[200];
+    int severity = -1;
+    char category[32] = "";
     if (ok)
-        summary_of(out, summary, sizeof summary);
+        summary_of(out, summary, sizeof summary, &severity, category,
+                   sizeof category);
     covct_error err = {0};
     bool retry = false;
+    /* the score first: a job seen done has its score */
+    if (ok && covct_jobs_set_result(j->cfg.store, job->id, severity,
+                                    category[0] ? category : NULL, &err))
+        covct_log(COVCT_LOG_ERROR, "job %lld: %s", (long long)job->id,
+                  err.msg);
+    covct_error_clear(&err);
     if (covct_jobs_finish(j->cfg.store, job, ok, ok ? NULL : why, out,
                           j->cfg.max_attempts, j->cfg.retry_base_s, &retry,
                           &err))

@@ -41,6 +41,19 @@ static double unix_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* The analysis outcome the worklist sorts by (added after the first
+ * release of the table: added to an older table in place). */
+static int add_result_columns(sqlite3 *db, char **msg)
+{
+    if (sqlite3_exec(db, "SELECT severity, category FROM jobs LIMIT 0", NULL,
+                     NULL, NULL) == SQLITE_OK)
+        return SQLITE_OK;
+    return sqlite3_exec(db,
+                        "ALTER TABLE jobs ADD COLUMN severity INTEGER;"
+                        "ALTER TABLE jobs ADD COLUMN category TEXT;",
+                        NULL, NULL, msg);
+}
+
 static covct_rc open_rw(covct_store *s, sqlite3 **db, covct_error *err)
 {
     covct_rc rc0 = covct_store_db_open(s, true, db, err);
@@ -49,7 +62,8 @@ static covct_rc open_rw(covct_store *s, sqlite3 **db, covct_error *err)
     char *msg = NULL;
     if (sqlite3_exec(*db, "PRAGMA synchronous = FULL;", NULL, NULL, &msg) !=
             SQLITE_OK ||
-        sqlite3_exec(*db, schema, NULL, NULL, &msg) != SQLITE_OK) {
+        sqlite3_exec(*db, schema, NULL, NULL, &msg) != SQLITE_OK ||
+        add_result_columns(*db, &msg) != SQLITE_OK) {
         covct_rc rc = COVCT_ERR(err, COVCT_ERR_IO, "job table: %s",
                                 msg ? msg : sqlite3_errmsg(*db));
         sqlite3_free(msg);
@@ -288,5 +302,36 @@ covct_rc covct_jobs_finish(covct_store *s, const covct_job *job, bool ok,
     sqlite3_close(db);
     if (will_retry)
         *will_retry = retry;
+    return rc;
+}
+
+covct_rc covct_jobs_set_result(covct_store *s, int64_t job_id, int severity,
+                               const char *category, covct_error *err)
+{
+    sqlite3 *db;
+    covct_rc rc = open_rw(s, &db, err);
+    if (rc)
+        return rc;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "UPDATE jobs SET severity = ?1, category = ?2 "
+                           "WHERE id = ?3",
+                           -1, &st, NULL) != SQLITE_OK) {
+        rc = db_err(db, err);
+    } else {
+        if (severity >= 0)
+            sqlite3_bind_int(st, 1, severity);
+        else
+            sqlite3_bind_null(st, 1);
+        if (category)
+            sqlite3_bind_text(st, 2, category, -1, SQLITE_TRANSIENT);
+        else
+            sqlite3_bind_null(st, 2);
+        sqlite3_bind_int64(st, 3, job_id);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            rc = db_err(db, err);
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
     return rc;
 }

@@ -1,0 +1,432 @@
+/* The JSON REST API (docs/openapi.yaml): worklist, studies, reports,
+ * jobs, cases and labels, projects, users, audit log. */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http/http_int.h"
+
+#define PAGE_DEFAULT 50
+#define PAGE_MAX 500
+
+/* The {i}-th path parameter, up to its '/', into buf. */
+static const char *param(const http_req *rq, size_t i, char *buf, size_t cap)
+{
+    buf[0] = 0;
+    if (i < rq->n_params) {
+        size_t n = strcspn(rq->params[i], "/?");
+        if (n >= cap)
+            n = cap - 1;
+        memcpy(buf, rq->params[i], n);
+        buf[n] = 0;
+    }
+    return buf;
+}
+
+static long query_long(const http_req *rq, const char *key, long dflt,
+                       long lo, long hi)
+{
+    const char *v = http_query(rq, key);
+    if (!v || !*v)
+        return dflt;
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (*end)
+        return dflt;
+    return x < lo ? lo : x > hi ? hi : x;
+}
+
+/* Rows of a result as a JSON array of objects with the given keys
+ * (numbers where the column is numeric: keys starting with '#'). */
+static cJSON *rows_json(const covct_db_result *r, const char *const *keys)
+{
+    cJSON *arr = cJSON_CreateArray();
+    for (size_t i = 0; i < covct_db_rows(r); i++) {
+        cJSON *o = cJSON_CreateObject();
+        for (size_t c = 0; c < covct_db_cols(r) && keys[c]; c++) {
+            const char *k = keys[c], *v = covct_db_get(r, i, c);
+            if (!v)
+                cJSON_AddNullToObject(o, k[0] == '#' ? k + 1 : k);
+            else if (k[0] == '#')
+                cJSON_AddNumberToObject(o, k + 1, atof(v));
+            else
+                cJSON_AddStringToObject(o, k, v);
+        }
+        cJSON_AddItemToArray(arr, o);
+    }
+    return arr;
+}
+
+/* The store's index, read-only, for this request. */
+static covct_db *index_db(http_req *rq, covct_error *err)
+{
+    covct_db *db = NULL;
+    if (!rq->srv->cfg.store) {
+        COVCT_ERR(err, COVCT_ERR_NOT_FOUND, "no DICOM store on this server");
+        return NULL;
+    }
+    if (covct_db_open(covct_store_index_path(rq->srv->cfg.store), &db, err))
+        return NULL;
+    return db;
+}
+
+static bool has_jobs_table(covct_db *db)
+{
+    int64_t n = 0;
+    covct_error e = { 0 };
+    return !covct_db_query_int(db,
+                               "SELECT COUNT(*) FROM sqlite_master WHERE"
+                               " type = 'table' AND name = 'jobs'",
+                               NULL, 0, &n, &e) &&
+           n == 1;
+}
+
+int api_worklist(http_req *rq, http_resp *rs)
+{
+    covct_error err = { 0 };
+    covct_db *db = index_db(rq, &err);
+    if (!db)
+        return http_error(rs, 503, "%s", err.msg);
+    long limit = query_long(rq, "limit", PAGE_DEFAULT, 1, PAGE_MAX),
+         offset = query_long(rq, "offset", 0, 0, 1L << 30);
+    const char *q = http_query(rq, "q"), *from = http_query(rq, "from"),
+               *to = http_query(rq, "to");
+    char like[200] = "";
+    if (q && *q)
+        snprintf(like, sizeof like, "%%%s%%", q);
+    bool jobs = has_jobs_table(db);
+    /* one statement: the most severe analysed series of each study first,
+     * then studies not yet analysed, newest first */
+    char sql[3000];
+    snprintf(
+        sql, sizeof sql,
+        "SELECT st.study_uid, p.patient_id, p.patient_name, st.study_date,"
+        " st.study_description, st.accession_number,"
+        " (SELECT COUNT(*) FROM series se WHERE se.study_uid = st.study_uid),"
+        " (SELECT SUM(instance_count) FROM series se WHERE se.study_uid ="
+        "  st.study_uid),"
+        " %s AS severity, %s, %s, %s"
+        " FROM studies st JOIN patients p ON p.patient_id = st.patient_id"
+        " WHERE ($1 = '' OR p.patient_name LIKE $1 OR p.patient_id LIKE $1"
+        "  OR st.accession_number LIKE $1 OR st.study_description LIKE $1)"
+        " AND ($2 = '' OR st.study_date >= $2)"
+        " AND ($3 = '' OR st.study_date <= $3)"
+        " ORDER BY severity IS NULL, severity DESC, st.study_date DESC,"
+        " st.study_uid LIMIT $4 OFFSET $5",
+        jobs ? "(SELECT MAX(j.severity) FROM jobs j JOIN series se ON"
+               " se.series_uid = j.series_uid WHERE se.study_uid ="
+               " st.study_uid AND j.state = 'done')"
+             : "NULL",
+        jobs ? "(SELECT j.category FROM jobs j JOIN series se ON"
+               " se.series_uid = j.series_uid WHERE se.study_uid ="
+               " st.study_uid AND j.state = 'done' ORDER BY j.severity DESC"
+               " LIMIT 1)"
+             : "NULL",
+        jobs ? "(SELECT j.series_uid FROM jobs j JOIN series se ON"
+               " se.series_uid = j.series_uid WHERE se.study_uid ="
+               " st.study_uid AND j.state = 'done' ORDER BY j.severity DESC"
+               " LIMIT 1)"
+             : "NULL",
+        jobs ? "(SELECT group_concat(j.state) FROM jobs j JOIN series se ON"
+               " se.series_uid = j.series_uid WHERE se.study_uid ="
+               " st.study_uid)"
+             : "NULL");
+    covct_db_result *r = NULL;
+    covct_rc rc = covct_db_query(
+        db, sql,
+        (covct_db_param[]){ COVCT_DB_TEXT(like), COVCT_DB_TEXT(from ? from : ""),
+                            COVCT_DB_TEXT(to ? to : ""), COVCT_DB_INT(limit),
+                            COVCT_DB_INT(offset) },
+        5, &r, &err);
+    covct_db_close(db);
+    if (rc)
+        return http_error(rs, 500, "worklist: %s", err.msg);
+    static const char *const keys[] = {
+        "study_uid", "patient_id", "patient_name", "study_date",
+        "description", "accession", "#series", "#instances", "#severity",
+        "category", "analysed_series", "job_states", NULL
+    };
+    cJSON *o = cJSON_CreateObject();
+    cJSON *items = rows_json(r, keys);
+    /* the AI status in one word per study */
+    cJSON *it;
+    cJSON_ArrayForEach(it, items)
+    {
+        const char *states =
+            cJSON_GetStringValue(cJSON_GetObjectItem(it, "job_states"));
+        const char *status =
+            !states                            ? "waiting"
+            : strstr(states, "done")           ? "analysed"
+            : strstr(states, "running")        ? "running"
+            : strstr(states, "queued")         ? "queued"
+            : strstr(states, "failed")         ? "failed"
+                                               : "not a chest CT";
+        cJSON_AddStringToObject(it, "ai_status", status);
+        cJSON_DeleteItemFromObject(it, "job_states");
+    }
+    cJSON_AddItemToObject(o, "studies", items);
+    cJSON_AddNumberToObject(o, "limit", (double)limit);
+    cJSON_AddNumberToObject(o, "offset", (double)offset);
+    covct_db_result_free(r);
+    return http_json(rs, 200, o);
+}
+
+int api_study(http_req *rq, http_resp *rs)
+{
+    char uid[80];
+    param(rq, 0, uid, sizeof uid);
+    covct_error err = { 0 };
+    covct_db *db = index_db(rq, &err);
+    if (!db)
+        return http_error(rs, 503, "%s", err.msg);
+    covct_db_result *st = NULL, *se = NULL;
+    bool jobs = has_jobs_table(db);
+    covct_rc rc = covct_db_query(
+        db,
+        "SELECT st.study_uid, p.patient_id, p.patient_name, p.birth_date,"
+        " p.sex, st.study_date, st.study_time, st.study_description,"
+        " st.accession_number FROM studies st JOIN patients p ON"
+        " p.patient_id = st.patient_id WHERE st.study_uid = $1",
+        (covct_db_param[]){ COVCT_DB_TEXT(uid) }, 1, &st, &err);
+    if (!rc)
+        rc = covct_db_query(
+            db,
+            jobs ? "SELECT se.series_uid, se.modality, se.series_number,"
+                   " se.series_description, se.instance_count, j.state,"
+                   " j.severity, j.category, j.reason FROM series se LEFT"
+                   " JOIN jobs j ON j.series_uid = se.series_uid WHERE"
+                   " se.study_uid = $1 ORDER BY se.series_number"
+                 : "SELECT se.series_uid, se.modality, se.series_number,"
+                   " se.series_description, se.instance_count, NULL, NULL,"
+                   " NULL, NULL FROM series se WHERE se.study_uid = $1"
+                   " ORDER BY se.series_number",
+            (covct_db_param[]){ COVCT_DB_TEXT(uid) }, 1, &se, &err);
+    covct_db_close(db);
+    if (rc) {
+        covct_db_result_free(st);
+        covct_db_result_free(se);
+        return http_error(rs, 500, "%s", err.msg);
+    }
+    if (!covct_db_rows(st)) {
+        covct_db_result_free(st);
+        covct_db_result_free(se);
+        return http_error(rs, 404, "no study %s", uid);
+    }
+    static const char *const skeys[] = { "study_uid",  "patient_id",
+                                         "patient_name", "birth_date",
+                                         "sex",        "study_date",
+                                         "study_time", "description",
+                                         "accession",  NULL };
+    static const char *const rkeys[] = { "series_uid", "modality",
+                                         "#number",    "description",
+                                         "#instances", "ai_state",
+                                         "#severity",  "category",
+                                         "reason",     NULL };
+    cJSON *arr = rows_json(st, skeys);
+    cJSON *o = cJSON_DetachItemFromArray(arr, 0);
+    cJSON_Delete(arr);
+    cJSON_AddItemToObject(o, "series", rows_json(se, rkeys));
+    covct_db_result_free(st);
+    covct_db_result_free(se);
+    return http_json(rs, 200, o);
+}
+
+/* A series UID is digits and dots: safe in a path. */
+static bool uid_ok(const char *u)
+{
+    size_t n = strlen(u);
+    return n > 0 && n <= 64 && strspn(u, "0123456789.") == n;
+}
+
+int api_report(http_req *rq, http_resp *rs)
+{
+    char uid[80], path[4300];
+    param(rq, 0, uid, sizeof uid);
+    if (!uid_ok(uid))
+        return http_error(rs, 400, "'%s' is not a UID", uid);
+    if (!rq->srv->cfg.store)
+        return http_error(rs, 404, "no DICOM store on this server");
+    snprintf(path, sizeof path, "%s/results/%s/report.json",
+             covct_store_dir(rq->srv->cfg.store), uid);
+    uint8_t *data = NULL;
+    size_t len = 0;
+    covct_error err = { 0 };
+    if (covct_file_read(path, &data, &len, &err))
+        return http_error(rs, 404, "no report for series %s (not analysed "
+                                   "yet?)",
+                          uid);
+    rs->status = 200;
+    rs->type = "application/json";
+    covct_buf_append(&rs->body, data, len, &err);
+    covct_free(data);
+    return 0;
+}
+
+int api_jobs(http_req *rq, http_resp *rs)
+{
+    covct_error err = { 0 };
+    covct_db *db = index_db(rq, &err);
+    if (!db)
+        return http_error(rs, 503, "%s", err.msg);
+    long limit = query_long(rq, "limit", PAGE_DEFAULT, 1, PAGE_MAX);
+    covct_db_result *r = NULL;
+    covct_rc rc = has_jobs_table(db)
+                      ? covct_db_query(db,
+                                       "SELECT id, series_uid, state, reason,"
+                                       " attempts, severity, category FROM"
+                                       " jobs ORDER BY id DESC LIMIT $1",
+                                       (covct_db_param[]){
+                                           COVCT_DB_INT(limit) },
+                                       1, &r, &err)
+                      : COVCT_OK;
+    covct_db_close(db);
+    if (rc)
+        return http_error(rs, 500, "%s", err.msg);
+    static const char *const keys[] = { "#id",       "series_uid", "state",
+                                        "reason",    "#attempts",  "#severity",
+                                        "category",  NULL };
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToObject(o, "jobs", r ? rows_json(r, keys)
+                                       : cJSON_CreateArray());
+    covct_db_result_free(r);
+    return http_json(rs, 200, o);
+}
+
+int api_cases(http_req *rq, http_resp *rs)
+{
+    covct_error err = { 0 };
+    long limit = query_long(rq, "limit", PAGE_DEFAULT, 1, PAGE_MAX),
+         offset = query_long(rq, "offset", 0, 0, 1L << 30);
+    covct_db_result *r = NULL;
+    if (covct_db_query(
+            covct_site_db(rq->site),
+            "SELECT c.id, p.site_patient_id, p.name,"
+            " (SELECT COUNT(*) FROM studies s WHERE s.case_id = c.id),"
+            " (SELECT l.status FROM clinical_labels l WHERE l.case_id = c.id"
+            "  ORDER BY l.id DESC LIMIT 1),"
+            " (SELECT l.diagnosis FROM clinical_labels l WHERE l.case_id ="
+            "  c.id ORDER BY l.id DESC LIMIT 1)"
+            " FROM cases c JOIN patients p ON p.id = c.patient_id"
+            " ORDER BY c.id DESC LIMIT $1 OFFSET $2",
+            (covct_db_param[]){ COVCT_DB_INT(limit), COVCT_DB_INT(offset) }, 2,
+            &r, &err))
+        return http_error(rs, 500, "%s", err.msg);
+    static const char *const keys[] = { "#id",          "patient_id",
+                                        "patient_name", "#studies",
+                                        "label_status", "diagnosis", NULL };
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToObject(o, "cases", rows_json(r, keys));
+    covct_db_result_free(r);
+    return http_json(rs, 200, o);
+}
+
+int api_labels(http_req *rq, http_resp *rs)
+{
+    char uid[80];
+    param(rq, 0, uid, sizeof uid);
+    covct_error err = { 0 };
+    covct_db_result *r = NULL;
+    if (covct_db_query(
+            covct_site_db(rq->site),
+            "SELECT l.id, l.kind, l.status, l.source_kind, l.source,"
+            " l.parent_id, l.sha256, l.created_at FROM image_labels l JOIN"
+            " series s ON s.id = l.series_id WHERE s.series_uid = $1"
+            " ORDER BY l.id",
+            (covct_db_param[]){ COVCT_DB_TEXT(uid) }, 1, &r, &err))
+        return http_error(rs, 500, "%s", err.msg);
+    static const char *const keys[] = { "#id",     "kind",    "status",
+                                        "source_kind", "source", "#parent",
+                                        "sha256",  "created_at", NULL };
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToObject(o, "labels", rows_json(r, keys));
+    covct_db_result_free(r);
+    return http_json(rs, 200, o);
+}
+
+int api_projects(http_req *rq, http_resp *rs)
+{
+    covct_error err = { 0 };
+    covct_db_result *r = NULL;
+    if (covct_db_query(covct_site_db(rq->site),
+                       "SELECT id, name, title, purpose, investigator,"
+                       " (SELECT COUNT(*) FROM project_patients pp WHERE"
+                       "  pp.project_id = projects.id) FROM projects"
+                       " ORDER BY name",
+                       NULL, 0, &r, &err))
+        return http_error(rs, 500, "%s", err.msg);
+    static const char *const keys[] = { "#id",     "name",         "title",
+                                        "purpose", "investigator", "#patients",
+                                        NULL };
+    cJSON *arr = rows_json(r, keys), *it;
+    cJSON_ArrayForEach(it, arr)
+    {
+        int64_t approval = 0;
+        char why[256], scope[128];
+        int64_t id = (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(it, "id"));
+        if (!covct_project_approval_in_force(rq->site, id, NULL, &approval,
+                                             scope, why, &err)) {
+            cJSON_AddBoolToObject(it, "approval_in_force", approval != 0);
+            cJSON_AddStringToObject(it, approval ? "scope" : "why_not",
+                                    approval ? scope : why);
+        }
+    }
+    covct_db_result_free(r);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToObject(o, "projects", arr);
+    return http_json(rs, 200, o);
+}
+
+int api_users(http_req *rq, http_resp *rs)
+{
+    covct_error err = { 0 };
+    covct_db_result *r = NULL;
+    if (covct_db_query(covct_site_db(rq->site),
+                       "SELECT name, role, disabled, created_at FROM users"
+                       " ORDER BY name",
+                       NULL, 0, &r, &err))
+        return http_error(rs, 500, "%s", err.msg);
+    static const char *const keys[] = { "name", "role", "#disabled",
+                                        "created_at", NULL };
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToObject(o, "users", rows_json(r, keys));
+    covct_db_result_free(r);
+    return http_json(rs, 200, o);
+}
+
+int api_audit(http_req *rq, http_resp *rs)
+{
+    covct_error err = { 0 };
+    long limit = query_long(rq, "limit", PAGE_DEFAULT, 1, PAGE_MAX),
+         offset = query_long(rq, "offset", 0, 0, 1L << 30);
+    covct_db_result *r = NULL;
+    if (covct_db_query(covct_site_db(rq->site),
+                       "SELECT seq, at, actor, role, action, object, detail"
+                       " FROM audit_log ORDER BY seq DESC LIMIT $1 OFFSET $2",
+                       (covct_db_param[]){ COVCT_DB_INT(limit),
+                                           COVCT_DB_INT(offset) },
+                       2, &r, &err))
+        return http_error(rs, 500, "%s", err.msg);
+    static const char *const keys[] = { "#seq",   "at",     "actor", "role",
+                                        "action", "object", "detail", NULL };
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToObject(o, "entries", rows_json(r, keys));
+    covct_db_result_free(r);
+    return http_json(rs, 200, o);
+}
+
+int api_audit_verify(http_req *rq, http_resp *rs)
+{
+    covct_error err = { 0 };
+    covct_audit_result res;
+    if (covct_audit_verify(rq->site, &res, &err))
+        return http_error(rs, 500, "%s", err.msg);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddBoolToObject(o, "intact", res.bad_seq == 0);
+    cJSON_AddNumberToObject(o, "entries", (double)res.entries);
+    if (res.bad_seq) {
+        cJSON_AddNumberToObject(o, "first_bad", (double)res.bad_seq);
+        cJSON_AddStringToObject(o, "problem", res.problem);
+    }
+    return http_json(rs, 200, o);
+}

@@ -1,0 +1,135 @@
+/* Internals of the http module: requests, responses, routes. */
+#ifndef COVCT_HTTP_INT_H
+#define COVCT_HTTP_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "covct/http.h"
+#include "covct/site.h"
+
+#define HTTP_MAX_PARAMS 6
+#define HTTP_MAX_HEADERS 8
+
+typedef struct covct_http_server http_server;
+
+typedef struct http_req {
+    http_server *srv;
+    void *conn;             /* struct MHD_Connection */
+    const char *method;
+    const char *path;       /* without the query string */
+    const char *params[HTTP_MAX_PARAMS]; /* {name} segments, in order */
+    size_t n_params;
+    uint8_t *body;          /* NUL-terminated copy; len in body_len */
+    size_t body_len;
+    char remote[64];        /* client address */
+    /* who is asking: set by the router's authentication */
+    bool authed;
+    bool via_session;       /* cookie (needs the CSRF header to change) */
+    char user[65];
+    char role[32];
+    covct_site *site;       /* this worker thread's case database */
+} http_req;
+
+typedef struct http_resp {
+    int status;
+    covct_buf body;
+    const char *type;       /* Content-Type (static string) */
+    char type_buf[160];     /* when the type is built (multipart) */
+    const char *hdr_name[HTTP_MAX_HEADERS];
+    char *hdr_value[HTTP_MAX_HEADERS];
+    size_t n_hdr;
+    char *file;             /* serve this file instead of body */
+} http_resp;
+
+typedef int (*http_handler)(http_req *rq, http_resp *rs);
+
+typedef struct http_route {
+    covct_http_route_info info;
+    http_handler fn;
+} http_route;
+
+struct covct_http_server {
+    covct_http_config cfg;
+    void *daemon;           /* struct MHD_Daemon */
+    uint16_t port;
+    char *data_dir;
+    char *web_dir;
+    pthread_key_t site_key; /* one covct_site per worker thread */
+    pthread_mutex_t sites_lock;
+    covct_site **sites;     /* all of them, closed at stop */
+    size_t n_sites, cap_sites;
+    struct http_auth *auth; /* sessions, login throttling (auth.c) */
+};
+
+/* ---- responses ----------------------------------------------------------- */
+/* A JSON error {"error": message} with `status`; returns 0. */
+int http_error(http_resp *rs, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Add a response header (value copied). */
+void http_header(http_resp *rs, const char *name, const char *value);
+/* The body as JSON text from a cJSON tree (deleted). */
+int http_json(http_resp *rs, int status, cJSON *json);
+
+/* ---- requests ------------------------------------------------------------ */
+const char *http_query(const http_req *rq, const char *key);
+const char *http_header_in(const http_req *rq, const char *name);
+/* Every value of a repeated query key (includefield=a&includefield=b, or
+ * one value with commas), into out; returns how many. */
+size_t http_query_all(const http_req *rq, const char *key,
+                      const char **out, size_t cap);
+
+/* The case database of this worker thread (opened on first use). */
+covct_site *http_site(http_server *srv, covct_error *err);
+
+/* Audit a read of patient data (coalesced: one entry per user, route and
+ * object per minute) or a change (always). */
+void http_audit(http_req *rq, const char *action, const char *object,
+                const char *detail_json);
+
+/* ---- routing and authentication (routes.c, auth.c) ---------------------- */
+int http_dispatch(http_req *rq, http_resp *rs);
+
+struct http_auth *http_auth_new(void);
+void http_auth_free(struct http_auth *a);
+/* Identify the caller from a session cookie or a Bearer token; false when
+ * neither is valid. */
+bool http_authenticate(http_req *rq);
+/* A session request that changes something must carry the session's
+ * CSRF token in X-CSRF-Token. */
+bool http_csrf_ok(http_req *rq);
+
+int api_login(http_req *rq, http_resp *rs);
+int api_logout(http_req *rq, http_resp *rs);
+int api_me(http_req *rq, http_resp *rs);
+
+/* ---- handlers ------------------------------------------------------------ */
+int api_worklist(http_req *rq, http_resp *rs);
+int api_study(http_req *rq, http_resp *rs);
+int api_report(http_req *rq, http_resp *rs);
+int api_jobs(http_req *rq, http_resp *rs);
+int api_cases(http_req *rq, http_resp *rs);
+int api_labels(http_req *rq, http_resp *rs);
+int api_projects(http_req *rq, http_resp *rs);
+int api_audit(http_req *rq, http_resp *rs);
+int api_audit_verify(http_req *rq, http_resp *rs);
+int api_users(http_req *rq, http_resp *rs);
+
+int dw_qido_studies(http_req *rq, http_resp *rs);
+int dw_qido_series(http_req *rq, http_resp *rs);
+int dw_qido_instances(http_req *rq, http_resp *rs);
+int dw_wado_study(http_req *rq, http_resp *rs);
+int dw_wado_series(http_req *rq, http_resp *rs);
+int dw_wado_instance(http_req *rq, http_resp *rs);
+int dw_wado_metadata(http_req *rq, http_resp *rs);
+int dw_wado_frames(http_req *rq, http_resp *rs);
+int dw_wado_rendered(http_req *rq, http_resp *rs);
+int dw_stow(http_req *rq, http_resp *rs);
+
+int static_file(http_req *rq, http_resp *rs);
+
+#endif
