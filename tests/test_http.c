@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -332,6 +333,10 @@ static size_t load_slices(file *f, size_t max)
     return n;
 }
 
+static char g_study[80], g_series[80];
+static covct_site *g_site;
+static char g_dir[64];
+
 static void test_dicomweb(void)
 {
     file f[4];
@@ -469,6 +474,170 @@ static void test_dicomweb(void)
     reply_free(&r2);
     for (size_t i = 0; i < n; i++)
         free(f[i].data);
+    snprintf(g_study, sizeof g_study, "%s", study_uid);
+    snprintf(g_series, sizeof g_series, "%s", series_uid);
+}
+
+/* The study page's routes: volume, masks with blind reading, saving a
+ * version, agreement, adjudication, clinical labels. */
+static void test_viewer(void)
+{
+    char path[400], a_rad1[200], a_rad2[200], a_admin[200], a_ann[200];
+    size_t k_rad = 0, k_ann = 0;
+    for (size_t k = 0; k < covct_role_count; k++) {
+        if (!strcmp(covct_roles[k], "radiologist"))
+            k_rad = k;
+        if (!strcmp(covct_roles[k], "annotator"))
+            k_ann = k;
+    }
+    auth_for(tokens[k_rad], a_rad1, sizeof a_rad1);
+    auth_for(tokens[k_ann], a_ann, sizeof a_ann);
+    auth_for(admin_token, a_admin, sizeof a_admin);
+    covct_error err = { 0 };
+    char rad2_token[80];
+    CHECK(covct_user_add(g_site, "rad2", "radiologist", NULL, &err) ==
+          COVCT_OK);
+    CHECK(covct_token_create(g_site, "rad2", NULL, rad2_token, &err) ==
+          COVCT_OK);
+    auth_for(rad2_token, a_rad2, sizeof a_rad2);
+
+    snprintf(path, sizeof path, "/api/series/%s/volume", g_series);
+    reply r = req("GET", path, a_rad1, NULL, 0);
+    char dims[64];
+    header_of(&r, "X-Covct-Dims", dims, sizeof dims);
+    CHECKF(r.status == 200 && !strcmp(dims, "512,512,4") &&
+               r.len == 512u * 512 * 4 * 2,
+           "volume: %d dims '%s' %zu bytes", r.status, dims, r.len);
+    reply_free(&r);
+    /* not in the case database yet: no labels */
+    snprintf(path, sizeof path, "/api/series/%s/mask/lesions", g_series);
+    r = req("GET", path, a_rad1, NULL, 0);
+    CHECK(r.status == 404);
+    reply_free(&r);
+    /* recorded (as the node does after an analysis), with no AI masks */
+    char sdir[4300], none[4300];
+    snprintf(none, sizeof none, "%s/no-results", g_dir);
+    {
+        covct_db *idx = NULL;
+        covct_db_result *x = NULL;
+        char ipath[4300];
+        snprintf(ipath, sizeof ipath, "%s/index.sqlite", g_dir);
+        CHECK(covct_db_open(ipath, &idx, &err) == COVCT_OK);
+        CHECK(covct_db_query(idx, "SELECT path FROM instances LIMIT 1", NULL,
+                             0, &x, &err) == COVCT_OK);
+        snprintf(sdir, sizeof sdir, "%s/%s", g_dir, covct_db_get(x, 0, 0));
+        *strrchr(sdir, '/') = 0;
+        covct_db_result_free(x);
+        covct_db_close(idx);
+    }
+    int64_t sid = 0;
+    CHECKF(covct_case_record_analysis(g_site, sdir, none, "test", &sid,
+                                      &err) == COVCT_OK,
+           "%s", err.msg);
+    /* reader 1 saves a mask: 1 ground glass in a block */
+    size_t nvox = 512u * 512 * 4;
+    uint8_t *m = calloc(nvox, 1);
+    for (size_t y = 100; y < 140; y++)
+        for (size_t x = 100; x < 160; x++)
+            m[1 * 512 * 512 + y * 512 + x] = 1;
+    snprintf(path, sizeof path,
+             "/api/series/%s/mask/lesions?status=reader-1", g_series);
+    r = req("POST", path, a_rad1, m, nvox);
+    CHECKF(r.status == 201, "save: %d %s", r.status, r.body);
+    reply_free(&r);
+    r = req("POST", path, a_rad1, m, nvox - 1); /* wrong size */
+    CHECK(r.status == 400 && strstr((char *)r.body, "voxels"));
+    reply_free(&r);
+    r = req("POST", path, a_ann, m, nvox); /* an annotator may label */
+    CHECK(r.status == 201);
+    reply_free(&r);
+    m[0] = 9; /* not a lesion class */
+    r = req("POST", path, a_rad1, m, nvox);
+    CHECK(r.status == 400 && strstr((char *)r.body, "label 9"));
+    reply_free(&r);
+    m[0] = 0;
+    /* reader 1 gets his own version back, byte for byte */
+    snprintf(path, sizeof path, "/api/series/%s/mask/lesions", g_series);
+    char me[200];
+    snprintf(me, sizeof me, "%s", a_rad1);
+    r = req("GET", path, me, NULL, 0);
+    CHECK(r.status == 200 && r.len == nvox && !memcmp(r.body, m, nvox));
+    reply_free(&r);
+    /* reader 2 is blind to it */
+    r = req("GET", path, a_rad2, NULL, 0);
+    CHECKF(r.status == 404, "reader 2 sees reader 1: %d", r.status);
+    reply_free(&r);
+    snprintf(path, sizeof path, "/api/series/%s/labels", g_series);
+    r = req("GET", path, a_rad2, NULL, 0);
+    CHECK(r.status == 200 && !strstr((char *)r.body, "reader-1"));
+    reply_free(&r);
+    /* reader 2 saves another mask: a shifted block */
+    uint8_t *m2 = calloc(nvox, 1);
+    for (size_t y = 110; y < 150; y++)
+        for (size_t x = 100; x < 160; x++)
+            m2[1 * 512 * 512 + y * 512 + x] = 1;
+    snprintf(path, sizeof path,
+             "/api/series/%s/mask/lesions?status=reader-2", g_series);
+    r = req("POST", path, a_rad2, m2, nvox);
+    CHECK(r.status == 201);
+    reply_free(&r);
+    /* reader 1 cannot also be reader 2 */
+    r = req("POST", path, a_rad1, m2, nvox);
+    CHECK(r.status == 409);
+    reply_free(&r);
+    /* adjudication: not by a reader of the series; by the administrator,
+     * who sees both and their Dice: 2*30*60 / (40*60 + 40*60) = 0.75 */
+    snprintf(path, sizeof path, "/api/series/%s/agreement?adjudicate=1",
+             g_series);
+    r = req("GET", path, a_rad1, NULL, 0);
+    CHECK(r.status == 403);
+    reply_free(&r);
+    r = req("GET", path, a_admin, NULL, 0);
+    cJSON *j = cJSON_Parse((char *)r.body);
+    cJSON *dice = cJSON_GetObjectItem(j, "dice");
+    CHECKF(r.status == 200 &&
+               fabs(cJSON_GetNumberValue(cJSON_GetArrayItem(dice, 0)) -
+                    0.75) < 1e-12 &&
+               cJSON_IsNull(cJSON_GetArrayItem(dice, 2)),
+           "%s", r.body);
+    cJSON_Delete(j);
+    reply_free(&r);
+    snprintf(path, sizeof path,
+             "/api/series/%s/mask/lesions?status=final", g_series);
+    r = req("POST", path, a_admin, m2, nvox);
+    CHECK(r.status == 201);
+    reply_free(&r);
+    /* now everyone sees the final version */
+    snprintf(path, sizeof path, "/api/series/%s/mask/lesions", g_series);
+    r = req("GET", path, a_rad2, NULL, 0);
+    char st[40];
+    CHECK(r.status == 200 &&
+          !strcmp(header_of(&r, "X-Covct-Label-Status", st, sizeof st),
+                  "final"));
+    reply_free(&r);
+    /* the case form */
+    snprintf(path, sizeof path, "/api/studies/%s", g_study);
+    r = req("GET", path, a_rad1, NULL, 0);
+    j = cJSON_Parse((char *)r.body);
+    int case_id = (int)cJSON_GetNumberValue(cJSON_GetObjectItem(j, "case_id"));
+    CHECKF(r.status == 200 && case_id > 0, "%s", r.body);
+    cJSON_Delete(j);
+    reply_free(&r);
+    snprintf(path, sizeof path, "/api/cases/%d/clinical", case_id);
+    const char *form = "{\"diagnosis\":\"covid-19-confirmed\",\"severity\":9,"
+                       "\"category\":\"typical\",\"status\":\"reader-1\"}";
+    r = req("POST", path, a_rad1, form, strlen(form));
+    CHECKF(r.status == 201, "%d %s", r.status, r.body);
+    reply_free(&r);
+    const char *badform = "{\"diagnosis\":\"flu\"}";
+    r = req("POST", path, a_rad1, badform, strlen(badform));
+    CHECK(r.status == 400 && strstr((char *)r.body, "flu"));
+    reply_free(&r);
+    r = req("POST", path, a_ann, form, strlen(form)); /* not allowed */
+    CHECK(r.status == 403);
+    reply_free(&r);
+    free(m);
+    free(m2);
 }
 
 static void test_limits(void)
@@ -562,7 +731,10 @@ int main(void)
 
     test_router_table();
     test_sessions();
+    g_site = site;
+    snprintf(g_dir, sizeof g_dir, "%s", dir);
     test_dicomweb();
+    test_viewer();
     test_limits();
 
     /* a revoked token stops working at once */

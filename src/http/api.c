@@ -10,8 +10,7 @@
 #define PAGE_DEFAULT 50
 #define PAGE_MAX 500
 
-/* The {i}-th path parameter, up to its '/', into buf. */
-static const char *param(const http_req *rq, size_t i, char *buf, size_t cap)
+const char *http_param(const http_req *rq, size_t i, char *buf, size_t cap)
 {
     buf[0] = 0;
     if (i < rq->n_params) {
@@ -175,7 +174,7 @@ int api_worklist(http_req *rq, http_resp *rs)
 int api_study(http_req *rq, http_resp *rs)
 {
     char uid[80];
-    param(rq, 0, uid, sizeof uid);
+    http_param(rq, 0, uid, sizeof uid);
     covct_error err = { 0 };
     covct_db *db = index_db(rq, &err);
     if (!db)
@@ -227,6 +226,17 @@ int api_study(http_req *rq, http_resp *rs)
     cJSON *o = cJSON_DetachItemFromArray(arr, 0);
     cJSON_Delete(arr);
     cJSON_AddItemToObject(o, "series", rows_json(se, rkeys));
+    /* the case, when the study is in the case database */
+    int64_t case_id = 0;
+    covct_error e2 = { 0 };
+    if (!covct_db_query_int(covct_site_db(rq->site),
+                            "SELECT case_id FROM studies WHERE study_uid = $1",
+                            (covct_db_param[]){ COVCT_DB_TEXT(uid) }, 1,
+                            &case_id, &e2) &&
+        case_id)
+        cJSON_AddNumberToObject(o, "case_id", (double)case_id);
+    else
+        cJSON_AddNullToObject(o, "case_id");
     covct_db_result_free(st);
     covct_db_result_free(se);
     return http_json(rs, 200, o);
@@ -242,7 +252,7 @@ static bool uid_ok(const char *u)
 int api_report(http_req *rq, http_resp *rs)
 {
     char uid[80], path[4300];
-    param(rq, 0, uid, sizeof uid);
+    http_param(rq, 0, uid, sizeof uid);
     if (!uid_ok(uid))
         return http_error(rs, 400, "'%s' is not a UID", uid);
     if (!rq->srv->cfg.store)
@@ -317,29 +327,6 @@ int api_cases(http_req *rq, http_resp *rs)
                                         "label_status", "diagnosis", NULL };
     cJSON *o = cJSON_CreateObject();
     cJSON_AddItemToObject(o, "cases", rows_json(r, keys));
-    covct_db_result_free(r);
-    return http_json(rs, 200, o);
-}
-
-int api_labels(http_req *rq, http_resp *rs)
-{
-    char uid[80];
-    param(rq, 0, uid, sizeof uid);
-    covct_error err = { 0 };
-    covct_db_result *r = NULL;
-    if (covct_db_query(
-            covct_site_db(rq->site),
-            "SELECT l.id, l.kind, l.status, l.source_kind, l.source,"
-            " l.parent_id, l.sha256, l.created_at FROM image_labels l JOIN"
-            " series s ON s.id = l.series_id WHERE s.series_uid = $1"
-            " ORDER BY l.id",
-            (covct_db_param[]){ COVCT_DB_TEXT(uid) }, 1, &r, &err))
-        return http_error(rs, 500, "%s", err.msg);
-    static const char *const keys[] = { "#id",     "kind",    "status",
-                                        "source_kind", "source", "#parent",
-                                        "sha256",  "created_at", NULL };
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddItemToObject(o, "labels", rows_json(r, keys));
     covct_db_result_free(r);
     return http_json(rs, 200, o);
 }

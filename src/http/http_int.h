@@ -118,6 +118,14 @@ int api_projects(http_req *rq, http_resp *rs);
 int api_audit(http_req *rq, http_resp *rs);
 int api_audit_verify(http_req *rq, http_resp *rs);
 int api_users(http_req *rq, http_resp *rs);
+int api_volume(http_req *rq, http_resp *rs);
+int api_mask_get(http_req *rq, http_resp *rs);
+int api_mask_post(http_req *rq, http_resp *rs);
+int api_agreement(http_req *rq, http_resp *rs);
+int api_clinical_post(http_req *rq, http_resp *rs);
+
+/* The i-th {name} path segment, up to its '/', into buf. */
+const char *http_param(const http_req *rq, size_t i, char *buf, size_t cap);
 
 int dw_qido_studies(http_req *rq, http_resp *rs);
 int dw_qido_series(http_req *rq, http_resp *rs);

@@ -30,6 +30,21 @@ static const http_route routes[] = {
     { { "GET", "/api/series/{series}/report", READ, true,
         "the analysis report (JSON) of a series" },
       api_report },
+    { { "GET", "/api/series/{series}/volume", READ, true,
+        "the CT volume, int16 HU (X-Covct-Dims, X-Covct-Spacing)" },
+      api_volume },
+    { { "GET", "/api/series/{series}/mask/{kind}", DEID, true,
+        "a label version as a uint8 volume (lesions, lobes, lungs)" },
+      api_mask_get },
+    { { "POST", "/api/series/{series}/mask/{kind}", "label.write", true,
+        "save a new label version (uint8 volume body)" },
+      api_mask_post },
+    { { "GET", "/api/series/{series}/agreement", DEID, true,
+        "Dice of the two readers' lesion masks" },
+      api_agreement },
+    { { "POST", "/api/cases/{case}/clinical", "case.clinical", true,
+        "save a clinical label version of a case" },
+      api_clinical_post },
     { { "GET", "/api/jobs", "study.analyze", false,
         "analysis jobs and their state" },
       api_jobs },
@@ -198,8 +213,11 @@ int http_dispatch(http_req *rq, http_resp *rs)
     }
     if (!(rq->site = http_site(rq->srv, &err)))
         return http_error(rs, 503, "case database unavailable: %s", err.msg);
-    if (rq->authed)
-        covct_site_set_actor(rq->site, "", rq->role); /* set per request */
+    if (rq->authed) { /* the case database acts for this user */
+        char actor[96];
+        snprintf(actor, sizeof actor, "user:%s", rq->user);
+        covct_site_set_actor(rq->site, actor, rq->role);
+    }
     int rc = hit->fn(rq, rs);
     if (ri->patient_data && rs->status < 400) {
         char detail[200];
