@@ -337,6 +337,48 @@ static char g_study[80], g_series[80];
 static covct_site *g_site;
 static char g_dir[64];
 
+/* Frame 1 of an instance equals dcmtk's decoding of the file (dcmdjpeg
+ * writes native pixel data last: the file's final rows*cols*2 bytes);
+ * the rendered PNG has the image's size. */
+static void check_frames(const char *url, const char *src, const char *auth)
+{
+    char path[600], cmd[9000], out[] = "/tmp/covct-test-frame.XXXXXX";
+    int fd = mkstemp(out);
+    if (fd >= 0)
+        close(fd);
+    snprintf(cmd, sizeof cmd, "dcmdjpeg '%s' '%s'", src, out);
+    CHECK(system(cmd) == 0);
+    uint8_t *ref = NULL;
+    size_t rlen = 0;
+    covct_error err = { 0 };
+    CHECK(covct_file_read(out, &ref, &rlen, &err) == COVCT_OK);
+    unlink(out);
+    snprintf(path, sizeof path, "%s/frames/1", url);
+    reply r = req("GET", path, auth, NULL, 0);
+    size_t fb = 512u * 512 * 2;
+    uint8_t *start = r.body ? memmem(r.body, r.len, "\r\n\r\n", 4) : NULL;
+    CHECKF(r.status == 200 && start && ref && rlen > fb &&
+               (size_t)(r.body + r.len - start) > fb + 4 &&
+               !memcmp(start + 4, ref + rlen - fb, fb),
+           "frames: %d, not dcmdjpeg's pixels", r.status);
+    reply_free(&r);
+    covct_free(ref);
+    snprintf(path, sizeof path, "%s/frames/2", url);
+    r = req("GET", path, auth, NULL, 0);
+    CHECK(r.status == 404); /* one frame only */
+    reply_free(&r);
+    snprintf(path, sizeof path, "%s/rendered?window=-600,1500", url);
+    r = req("GET", path, auth, NULL, 0);
+    char ct[64];
+    CHECKF(r.status == 200 && r.len > 24 && !memcmp(r.body, "\x89PNG", 4) &&
+               !strcmp(header_of(&r, "Content-Type", ct, sizeof ct),
+                       "image/png") &&
+               r.body[18] == 2 && r.body[19] == 0 && /* width 512 */
+               r.body[22] == 2 && r.body[23] == 0,   /* height 512 */
+           "rendered: %d", r.status);
+    reply_free(&r);
+}
+
 static void test_dicomweb(void)
 {
     file f[4];
@@ -400,9 +442,12 @@ static void test_dicomweb(void)
                 delim[--dl] = 0;
             uint8_t *stop = memmem(start, w.len - (size_t)(start - w.body),
                                    delim, (size_t)dl);
-            for (size_t k = 0; stop && k < n && !same; k++)
+            for (size_t k = 0; stop && k < n && !same; k++) {
                 same = (size_t)(stop - start) == f[k].len &&
                        !memcmp(start, f[k].data, f[k].len);
+                if (same && i == 0)
+                    check_frames(url, f[k].path, auth);
+            }
         }
         CHECKF(same, "WADO-RS of %s: not the bytes sent", url);
         reply_free(&w);

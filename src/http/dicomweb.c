@@ -4,6 +4,7 @@
  * (docs/internals/http.md, "DICOMweb"). */
 #include <cjson/cJSON.h>
 #include <ctype.h>
+#include <math.h>
 #include <microhttpd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include <time.h>
 
 #include "covct/dicom.h"
+#include "covct/image.h"
 #include "covct/limits.h"
 #include "http/dicomweb_int.h"
 #include "http/http_int.h"
@@ -526,16 +528,210 @@ int dw_wado_metadata(http_req *rq, http_resp *rs)
     return 0;
 }
 
-int dw_wado_frames(http_req *rq, http_resp *rs)
+/* The one instance of an instance path, parsed (with pixel data). */
+static covct_dcm_file *one_instance(http_req *rq, http_resp *rs)
 {
-    (void)rq;
-    return http_error(rs, 501, "frame retrieval is not built yet");
+    pick p = { 0 };
+    if (select_path(rq, rs, &p)) {
+        pick_free(&p);
+        return NULL;
+    }
+    covct_dcm_file *f = NULL;
+    covct_error err = { 0 };
+    if (covct_dcm_file_read(p.paths[0], NULL, &f, &err))
+        http_error(rs, 500, "%s", err.msg);
+    pick_free(&p);
+    return f;
 }
 
+/* Frame numbers "1,3,5" (1-based, PS3.18 10.4.1.1.4) into out. */
+static size_t frame_list(const http_req *rq, uint32_t *out, size_t cap)
+{
+    if (rq->n_params < 4)
+        return 0;
+    const char *p = rq->params[3];
+    size_t n = 0;
+    while (*p && *p != '/' && *p != '?' && n < cap) {
+        char *end;
+        unsigned long v = strtoul(p, &end, 10);
+        if (end == p || v == 0 || v > UINT32_MAX)
+            return 0;
+        out[n++] = (uint32_t)v;
+        p = end;
+        if (*p == ',')
+            p++;
+        else if (*p && *p != '/' && *p != '?')
+            return 0;
+    }
+    return n;
+}
+
+/* Frames as uncompressed pixel data (little endian, interleaved samples),
+ * one part each: multipart/related; type="application/octet-stream". */
+int dw_wado_frames(http_req *rq, http_resp *rs)
+{
+    uint32_t frames[256];
+    size_t nf = frame_list(rq, frames, 256);
+    if (!nf)
+        return http_error(rs, 400, "frames: give 1-based frame numbers, "
+                                   "e.g. .../frames/1,2");
+    covct_dcm_file *f = one_instance(rq, rs);
+    if (!f)
+        return 0;
+    covct_error err = { 0 };
+    covct_dcm_pixel_info pi;
+    covct_rc rc = covct_dcm_pixel_info_get(f, &pi, &err);
+    if (rc) {
+        covct_dcm_file_free(f);
+        return http_error(rs, 400, "%s", err.msg);
+    }
+    for (size_t i = 0; i < nf; i++)
+        if (frames[i] > pi.frames) {
+            covct_dcm_file_free(f);
+            return http_error(rs, 404, "frame %u of an instance with %u",
+                              frames[i], pi.frames);
+        }
+    uint8_t *buf = covct_malloc(pi.frame_bytes ? pi.frame_bytes : 1);
+    char boundary[33];
+    multipart_writer w;
+    if (!buf)
+        rc = COVCT_ERR(&err, COVCT_ERR_NOMEM, "out of memory");
+    if (!rc)
+        rc = multipart_boundary_random(boundary, &err);
+    if (!rc)
+        rc = multipart_writer_init(&w, &rs->body, boundary, &err);
+    for (size_t i = 0; i < nf && !rc; i++) {
+        if (!(rc = covct_dcm_pixel_decode_frame(f, &pi, frames[i] - 1, buf,
+                                                pi.frame_bytes, &err)) &&
+            !(rc = multipart_writer_begin_part(
+                  &w, "application/octet-stream", NULL, &err)))
+            rc = multipart_writer_append(&w, buf, pi.frame_bytes, &err);
+    }
+    if (!rc)
+        rc = multipart_writer_finish(&w, &err);
+    covct_free(buf);
+    covct_dcm_file_free(f);
+    if (rc) {
+        rs->body.len = 0;
+        return http_error(rs, rc == COVCT_ERR_UNSUPPORTED ? 406 : 500, "%s",
+                          err.msg);
+    }
+    snprintf(rs->type_buf, sizeof rs->type_buf,
+             "multipart/related; type=\"application/octet-stream\"; "
+             "boundary=%s",
+             boundary);
+    rs->type = rs->type_buf;
+    rs->status = 200;
+    return 0;
+}
+
+/* The window: ?window=center,width[,linear] (PS3.18 8.3.5.1.3), else
+ * the file's first Window Center/Width, else the frame's range. */
+static void window_of(const http_req *rq, const covct_dcm_dataset *ds,
+                      const double *v, size_t n, double *lo, double *hi)
+{
+    const char *w = http_query(rq, "window");
+    double c = 0, wd = 0;
+    if (w) {
+        char *end;
+        c = strtod(w, &end);
+        if (*end == ',')
+            wd = strtod(end + 1, NULL);
+    }
+    if (wd <= 0) {
+        covct_error e = { 0 };
+        if (covct_dcm_get_double(ds, 0x00281050, 0, &c, &e) ||
+            covct_dcm_get_double(ds, 0x00281051, 0, &wd, &e))
+            wd = 0;
+    }
+    if (wd > 0) {
+        *lo = c - wd / 2;
+        *hi = c + wd / 2;
+        return;
+    }
+    *lo = n ? v[0] : 0;
+    *hi = *lo + 1;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] < *lo)
+            *lo = v[i];
+        if (v[i] > *hi)
+            *hi = v[i];
+    }
+}
+
+/* A frame as a grey PNG, rescaled (Rescale Slope/Intercept) and
+ * windowed: for viewers that cannot decode DICOM. */
 int dw_wado_rendered(http_req *rq, http_resp *rs)
 {
-    (void)rq;
-    return http_error(rs, 501, "rendered images are not built yet");
+    covct_dcm_file *f = one_instance(rq, rs);
+    if (!f)
+        return 0;
+    covct_error err = { 0 };
+    covct_dcm_pixel_info pi;
+    covct_rc rc = covct_dcm_pixel_info_get(f, &pi, &err);
+    if (!rc && (pi.samples != 1 || pi.float_bits))
+        rc = COVCT_ERR(&err, COVCT_ERR_UNSUPPORTED,
+                       "rendering is for grey integer images (this one has "
+                       "%u samples per pixel)",
+                       pi.samples);
+    size_t n = (size_t)pi.rows * pi.cols;
+    uint8_t *raw = rc ? NULL : covct_malloc(pi.frame_bytes);
+    double *v = rc ? NULL : covct_malloc(n * sizeof *v);
+    covct_image img = { 0 };
+    if (!rc && (!raw || !v))
+        rc = COVCT_ERR(&err, COVCT_ERR_NOMEM, "out of memory");
+    if (!rc)
+        rc = covct_dcm_pixel_decode_frame(f, &pi, 0, raw, pi.frame_bytes,
+                                          &err);
+    if (!rc) {
+        const covct_dcm_dataset *ds = covct_dcm_file_dataset_const(f);
+        double slope = 1, icpt = 0;
+        covct_error e = { 0 };
+        if (covct_dcm_get_double(ds, 0x00281053, 0, &slope, &e))
+            slope = 1;
+        if (covct_dcm_get_double(ds, 0x00281052, 0, &icpt, &e))
+            icpt = 0;
+        for (size_t i = 0; i < n; i++) {
+            double x;
+            if (pi.out_bytes == 1)
+                x = pi.pixel_rep ? (double)((int8_t *)raw)[i] : raw[i];
+            else if (pi.out_bytes == 2)
+                x = pi.pixel_rep ? (double)((int16_t *)raw)[i]
+                                 : (double)((uint16_t *)raw)[i];
+            else if (pi.pixel_rep)
+                x = ((int32_t *)raw)[i];
+            else
+                x = ((uint32_t *)raw)[i];
+            v[i] = x * slope + icpt;
+        }
+        double lo, hi;
+        window_of(rq, ds, v, n, &lo, &hi);
+        img.width = pi.cols;
+        img.height = pi.rows;
+        img.pixels = covct_malloc(n);
+        if (!img.pixels)
+            rc = COVCT_ERR(&err, COVCT_ERR_NOMEM, "out of memory");
+        bool invert = !strcmp(pi.out_photometric, "MONOCHROME1");
+        for (size_t i = 0; !rc && i < n; i++) {
+            double t = (v[i] - lo) / (hi - lo);
+            t = t < 0 ? 0 : t > 1 ? 1 : t;
+            img.pixels[i] = (uint8_t)lround((invert ? 1 - t : t) * 255);
+        }
+    }
+    if (!rc)
+        rc = covct_image_encode_png(&img, &rs->body, &err);
+    covct_image_free(&img);
+    covct_free(raw);
+    covct_free(v);
+    covct_dcm_file_free(f);
+    if (rc) {
+        rs->body.len = 0;
+        return http_error(rs, rc == COVCT_ERR_UNSUPPORTED ? 406 : 500, "%s",
+                          err.msg);
+    }
+    rs->type = "image/png";
+    rs->status = 200;
+    return 0;
 }
 
 /* ---- STOW-RS --------------------------------------------------------------- */
