@@ -13,7 +13,10 @@
 #  6. DICOM ingest: 2,000 synthetic 512x512 CT instances sent by dcmtk's
 #     storescu over 1 and 4 associations to `covct serve`, to Orthanc
 #     (scripts/orthanc-temp.sh) and to dcmtk's storescp
-#     (bench/net_ingest.sh; N=200 for a smoke run).
+#     (bench/net_ingest.sh; N=200 for a smoke run);
+#  7. the web service: DICOMweb series metadata (600 slices), QIDO-RS over
+#     10,000 studies and the worklist at 50 clients, with wrk, against
+#     Orthanc with its DICOMweb plugin (bench/http.sh).
 # Run from the repository root after `make`: bench/run.sh [BUILD_DIR]
 # Environment:
 #   SECTIONS  which sections to run, e.g. SECTIONS="5" or "1 3" (all)
@@ -30,7 +33,7 @@ BUILD=${1:-build}
 COVCT="$BUILD/covct"
 DATA=${COVCT_SHARED_DATA:-../shared/data}
 REPS=${REPS:-3}
-SECTIONS=${SECTIONS:-1 2 3 4 5 6}
+SECTIONS=${SECTIONS:-1 2 3 4 5 6 7}
 want() { case " $SECTIONS " in *" $1 "*) return 0 ;; esac; return 1; }
 [ -x "$COVCT" ] || { echo "bench: build first (make)" >&2; exit 1; }
 if want 1 || want 2 || want 3 || want 4; then
@@ -221,4 +224,7 @@ fi
 
 if want 6; then
     REPS=$REPS "$(dirname "$0")/net_ingest.sh" "$BUILD"
+fi
+if want 7; then
+    "$(dirname "$0")/http.sh" "$BUILD"
 fi

@@ -20,7 +20,7 @@ dcmtk
 clang libclang-rt-14-dev
 python3 python3-numpy python3-nibabel python3-scipy python3-pil python3-sklearn python3-torch python3-pydicom
 dicom3tools dcm2niix libgdcm-tools time curl
-orthanc
+orthanc orthanc-dicomweb wrk
 "
 
 missing=""

@@ -2,7 +2,7 @@
 # A private, throw-away Orthanc for tests and benchmarks (a peer, never the
 # system service): its own configuration, storage and SQLite index in a
 # temporary folder, DICOM and HTTP on free ports, HTTP on loopback only
-# (RemoteAccessAllowed false), no authentication, no plugins.
+# (RemoteAccessAllowed false), no authentication, no plugins unless --plugin names one.
 #
 #   eval "$(scripts/orthanc-temp.sh start [OPTIONS])"
 #       starts Orthanc in the background, waits until
@@ -17,6 +17,9 @@
 #                            the same file system as another receiver's
 #         --modality NAME=AET@HOST:PORT
 #                            an entry of DicomModalities (repeatable)
+#         --plugin PATH      load this plugin, e.g. the DICOMweb one
+#                            (/usr/share/orthanc/plugins/libOrthancDicomWeb.so;
+#                            repeatable)
 #         --set KEY=JSON     any other configuration option, e.g.
 #                            --set 'StorageCompression=true' (repeatable)
 #         --timeout S        how long to wait for the HTTP server (30)
@@ -45,12 +48,13 @@ _orthanc_json_str() { # a JSON string literal
 }
 
 orthanc_start() {
-    local aet=ORTHANC base=${TMPDIR:-/tmp} timeout=30 mods="" extra="" a
+    local aet=ORTHANC base=${TMPDIR:-/tmp} timeout=30 mods="" extra="" a plugins=""
     while [ $# -gt 0 ]; do
         case "$1" in
         --aet) aet=$2; shift 2 ;;
         --dir) base=$2; shift 2 ;;
         --timeout) timeout=$2; shift 2 ;;
+        --plugin) plugins="$plugins${plugins:+, }$(_orthanc_json_str "$2")"; shift 2 ;;
         --modality)
             a=$2; shift 2
             local name=${a%%=*} rest=${a#*=}
@@ -86,7 +90,7 @@ orthanc_start() {
   "StorageDirectory": $(_orthanc_json_str "$ORTHANC_DIR/storage"),
   "IndexDirectory": $(_orthanc_json_str "$ORTHANC_DIR/index"),
   "StorageCompression": false,
-  "Plugins": [],
+  "Plugins": [$plugins],
   "HttpServerEnabled": true,
   "HttpPort": $ORTHANC_HTTP_PORT,
   "RemoteAccessAllowed": false,

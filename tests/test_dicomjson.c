@@ -229,6 +229,13 @@ static void test_charset(void)
            "[{\"Alphabetic\":\"Müller^Jörg\"}]}}");
     covct_dcm_dataset_free(ds);
 
+    /* An empty (0008,0005) is relabelled too: stray high bytes were read
+     * as Latin-1 and are UTF-8 now. */
+    EXPECT(one(T(0x0008, 0x0005), VR('C', 'S'), ""),
+           "{\"00080005\":{\"vr\":\"CS\",\"Value\":[\"ISO_IR 192\"]}}");
+    /* Data Set Trailing Padding is not an attribute (PS3.10 7.2). */
+    EXPECT(one(T(0xFFFC, 0xFFFC), VR('O', 'B'), "xx"), "{}");
+
     /* Invalid UTF-8 under ISO_IR 192 becomes U+FFFD and is counted. */
     ds = covct_dcm_dataset_new();
     covct_dcm_dataset_set_string(ds, T(0x0008, 0x0005), VR('C', 'S'),

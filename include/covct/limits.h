@@ -57,7 +57,7 @@
 /* multipart/related bodies (STOW-RS requests, src/http/multipart.c).  A
  * STOW-RS request of a thin-slice CT series carries one part per instance:
  * 4000 slices is a large series, and a study may be sent at once, so 100000
- * parts leave a wide margin; the parser keeps 32 bytes per part.  A part's
+ * parts leave a wide margin; the parser keeps 16 bytes per part.  A part's
  * headers are a handful of short lines (Content-Type, Content-Location,
  * Content-ID); 16 KiB is twice the 8 KiB header line limit of Apache
  * (LimitRequestFieldSize) and nginx (large_client_header_buffers), and 64
