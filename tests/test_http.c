@@ -782,6 +782,57 @@ int main(void)
     test_viewer();
     test_limits();
 
+    /* HTTPS (libmicrohttpd with GnuTLS) with a throw-away certificate,
+     * checked with curl; CORS for an external viewer */
+    {
+        char cert[4300], key[4300], cmd[9000], out[4300];
+        snprintf(cert, sizeof cert, "%s/cert.pem", dir);
+        snprintf(key, sizeof key, "%s/key.pem", dir);
+        snprintf(out, sizeof out, "%s/curl.out", dir);
+        snprintf(cmd, sizeof cmd,
+                 "openssl req -x509 -newkey rsa:2048 -nodes -subj "
+                 "/CN=localhost -days 1 -keyout %s -out %s 2>/dev/null",
+                 key, cert);
+        CHECK(system(cmd) == 0);
+        covct_http_config tcfg = cfg;
+        tcfg.tls_cert = cert;
+        tcfg.tls_key = key;
+        tcfg.cors_origin = "https://viewer.example";
+        covct_http_server *tsrv = NULL;
+        CHECKF(covct_http_start(&tcfg, &tsrv, &err) == COVCT_OK, "%s",
+               err.msg);
+        if (tsrv) {
+            snprintf(cmd, sizeof cmd,
+                     "curl -sk -o /dev/null -w '%%{http_code}' -H "
+                     "'Authorization: Bearer %s' https://127.0.0.1:%u/api/me "
+                     ">%s",
+                     admin_token, covct_http_port(tsrv), out);
+            CHECK(system(cmd) == 0);
+            uint8_t *o = NULL;
+            size_t ol = 0;
+            CHECK(covct_file_read(out, &o, &ol, &err) == COVCT_OK && ol == 3 &&
+                  !memcmp(o, "200", 3));
+            covct_free(o);
+            /* plain HTTP to the HTTPS port gets no answer */
+            snprintf(cmd, sizeof cmd,
+                     "curl -s -m 5 -o /dev/null http://127.0.0.1:%u/api/me",
+                     covct_http_port(tsrv));
+            CHECK(system(cmd) != 0);
+            snprintf(cmd, sizeof cmd,
+                     "curl -sk -i -X OPTIONS -H 'Origin: "
+                     "https://viewer.example' https://127.0.0.1:%u/dicom-web/"
+                     "studies >%s",
+                     covct_http_port(tsrv), out);
+            CHECK(system(cmd) == 0);
+            CHECK(covct_file_read(out, &o, &ol, &err) == COVCT_OK &&
+                  memmem(o, ol, "Access-Control-Allow-Origin: "
+                                "https://viewer.example", 51) &&
+                  memmem(o, ol, "Authorization", 13));
+            covct_free(o);
+            covct_http_stop(tsrv);
+        }
+    }
+
     /* a revoked token stops working at once */
     CHECK(covct_token_revoke(site, "u0", &err) == COVCT_OK);
     char auth[200];
