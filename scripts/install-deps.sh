@@ -21,6 +21,7 @@ clang libclang-rt-14-dev
 python3 python3-numpy python3-nibabel python3-scipy python3-pil python3-sklearn python3-torch python3-pydicom
 dicom3tools dcm2niix libgdcm-tools time curl
 orthanc orthanc-dicomweb wrk
+chromium nodejs
 "
 
 missing=""
@@ -29,6 +30,11 @@ for p in $PACKAGES; do
         missing="$missing $p"
     fi
 done
+
+# npm for the pages' end-to-end test (playwright-core from its lock file):
+# Debian's npm package, unless a Node.js that brings its own npm is there
+# (NodeSource's nodejs package clashes with Debian's npm).
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
 
 if [ -z "$missing" ]; then
     echo "covct: all build and test dependencies are installed"
