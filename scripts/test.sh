@@ -24,7 +24,7 @@ CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DCOVCT_WERROR=ON \
       -DCOVCT_FUZZ=ON >/dev/null
 cmake --build build-fuzz -j "$JOBS" --target covct-fuzz-targets
 DATA=${COVCT_SHARED_DATA:-../shared/data}
-FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+FUZZ_SECONDS=${FUZZ_SECONDS:-40}
 # A fixed seed makes this run a repeatable smoke test: what passed here
 # passes in CI. Long random campaigns: FUZZ_SEED=0 FUZZ_SECONDS=3600.
 FUZZ_SEED=${FUZZ_SEED:-1}

@@ -471,6 +471,24 @@ static void test_dicomweb(void)
     snprintf(study_uid, sizeof study_uid, "%s", study ? study : "");
     cJSON_Delete(j);
     reply_free(&r);
+    r = req("GET", "/api/worklist?q=98C14734", auth, NULL, 0);
+    j = cJSON_Parse((char *)r.body);
+    cJSON *ws = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "studies"), 0);
+    CHECKF(r.status == 200 &&
+               !strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(
+                           ws, "study_uid")) ?: "",
+                       study_uid) &&
+               !strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(
+                           ws, "ai_status")) ?: "",
+                       "waiting") &&
+               cJSON_GetNumberValue(cJSON_GetObjectItem(ws, "instances")) ==
+                   (double)n,
+           "worklist: %d %s", r.status, r.body);
+    cJSON_Delete(j);
+    reply_free(&r);
+    r = req("GET", "/api/worklist?q=nobody-at-all", auth, NULL, 0);
+    CHECK(r.status == 200 && strstr((char *)r.body, "\"studies\":[]"));
+    reply_free(&r);
     r = req("GET", "/dicom-web/studies?PatientID=nobody", auth, NULL, 0);
     CHECKF(r.status == 200 && !strcmp((char *)r.body, "[]"), "%s", r.body);
     reply_free(&r);

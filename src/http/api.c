@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "http/http_int.h"
 
@@ -81,8 +82,86 @@ static bool has_jobs_table(covct_db *db)
            n == 1;
 }
 
+/* The worklist is read by every open page every few seconds and by many
+ * at once: the answer to the same query is reused for up to a second
+ * (WORKLIST_TTL_MS), so 50 clients cost one query per second, not 50 per
+ * refresh.  Nothing user-specific is in it (the route needs the same
+ * permission for everyone). */
+#define WORKLIST_TTL_MS 1000
+#define WORKLIST_SLOTS 16
+
+static struct {
+    pthread_mutex_t lock;
+    struct {
+        char key[512];
+        double at;
+        char *json;
+        size_t len;
+    } e[WORKLIST_SLOTS];
+} wl_cache = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static bool worklist_cached(const char *key, http_resp *rs)
+{
+    bool hit = false;
+    double t = now_ms();
+    pthread_mutex_lock(&wl_cache.lock);
+    for (size_t i = 0; i < WORKLIST_SLOTS && !hit; i++)
+        if (wl_cache.e[i].json && !strcmp(wl_cache.e[i].key, key) &&
+            t - wl_cache.e[i].at < WORKLIST_TTL_MS) {
+            covct_error err = { 0 };
+            hit = !covct_buf_append(&rs->body, wl_cache.e[i].json,
+                                    wl_cache.e[i].len, &err);
+        }
+    pthread_mutex_unlock(&wl_cache.lock);
+    if (hit) {
+        rs->status = 200;
+        rs->type = "application/json";
+    }
+    return hit;
+}
+
+static void worklist_keep(const char *key, const http_resp *rs)
+{
+    char *copy = covct_malloc(rs->body.len ? rs->body.len : 1);
+    if (!copy)
+        return;
+    memcpy(copy, rs->body.data, rs->body.len);
+    pthread_mutex_lock(&wl_cache.lock);
+    size_t v = 0;
+    for (size_t i = 0; i < WORKLIST_SLOTS; i++) {
+        if (!strcmp(wl_cache.e[i].key, key)) {
+            v = i;
+            break;
+        }
+        if (wl_cache.e[i].at < wl_cache.e[v].at)
+            v = i;
+    }
+    covct_free(wl_cache.e[v].json);
+    snprintf(wl_cache.e[v].key, sizeof wl_cache.e[v].key, "%s", key);
+    wl_cache.e[v].json = copy;
+    wl_cache.e[v].len = rs->body.len;
+    wl_cache.e[v].at = now_ms();
+    pthread_mutex_unlock(&wl_cache.lock);
+}
+
 int api_worklist(http_req *rq, http_resp *rs)
 {
+    char key[512];
+    snprintf(key, sizeof key, "%s|%s|%s|%s|%s",
+             http_query(rq, "q") ? http_query(rq, "q") : "",
+             http_query(rq, "from") ? http_query(rq, "from") : "",
+             http_query(rq, "to") ? http_query(rq, "to") : "",
+             http_query(rq, "limit") ? http_query(rq, "limit") : "",
+             http_query(rq, "offset") ? http_query(rq, "offset") : "");
+    if (worklist_cached(key, rs))
+        return 0;
     covct_error err = { 0 };
     covct_db *db = index_db(rq, &err);
     if (!db)
@@ -95,41 +174,50 @@ int api_worklist(http_req *rq, http_resp *rs)
     if (q && *q)
         snprintf(like, sizeof like, "%%%s%%", q);
     bool jobs = has_jobs_table(db);
-    /* one statement: the most severe analysed series of each study first,
-     * then studies not yet analysed, newest first */
+    /* The page of studies first (most severe analysed study first, then
+     * the others, newest first), from one pass over the analysed series
+     * (few) and the studies' date index; the details of the page's rows
+     * after: per-row subqueries run for 50 rows, not for every study. */
     char sql[3000];
     snprintf(
         sql, sizeof sql,
-        "SELECT st.study_uid, p.patient_id, p.patient_name, st.study_date,"
-        " st.study_description, st.accession_number,"
-        " (SELECT COUNT(*) FROM series se WHERE se.study_uid = st.study_uid),"
+        "WITH sev AS (%s),"
+        " page AS (SELECT st.study_uid, st.patient_id, st.study_date,"
+        "  st.study_description, st.accession_number, sev.severity,"
+        "  sev.category, sev.series_uid"
+        "  FROM studies st JOIN patients p ON p.patient_id = st.patient_id"
+        "  LEFT JOIN sev ON sev.study_uid = st.study_uid"
+        "  WHERE ($1 = '' OR p.patient_name LIKE $1 OR p.patient_id LIKE $1"
+        "   OR st.accession_number LIKE $1 OR st.study_description LIKE $1)"
+        "  AND ($2 = '' OR st.study_date >= $2)"
+        "  AND ($3 = '' OR st.study_date <= $3)"
+        "  ORDER BY sev.severity IS NULL, sev.severity DESC,"
+        "  st.study_date DESC, st.study_uid LIMIT $4 OFFSET $5)"
+        " SELECT pg.study_uid, pg.patient_id, p.patient_name, pg.study_date,"
+        " pg.study_description, pg.accession_number,"
+        " (SELECT COUNT(*) FROM series se WHERE se.study_uid = pg.study_uid),"
         " (SELECT SUM(instance_count) FROM series se WHERE se.study_uid ="
-        "  st.study_uid),"
-        " %s AS severity, %s, %s, %s"
-        " FROM studies st JOIN patients p ON p.patient_id = st.patient_id"
-        " WHERE ($1 = '' OR p.patient_name LIKE $1 OR p.patient_id LIKE $1"
-        "  OR st.accession_number LIKE $1 OR st.study_description LIKE $1)"
-        " AND ($2 = '' OR st.study_date >= $2)"
-        " AND ($3 = '' OR st.study_date <= $3)"
-        " ORDER BY severity IS NULL, severity DESC, st.study_date DESC,"
-        " st.study_uid LIMIT $4 OFFSET $5",
-        jobs ? "(SELECT MAX(j.severity) FROM jobs j JOIN series se ON"
-               " se.series_uid = j.series_uid WHERE se.study_uid ="
-               " st.study_uid AND j.state = 'done')"
-             : "NULL",
-        jobs ? "(SELECT j.category FROM jobs j JOIN series se ON"
-               " se.series_uid = j.series_uid WHERE se.study_uid ="
-               " st.study_uid AND j.state = 'done' ORDER BY j.severity DESC"
-               " LIMIT 1)"
-             : "NULL",
-        jobs ? "(SELECT j.series_uid FROM jobs j JOIN series se ON"
-               " se.series_uid = j.series_uid WHERE se.study_uid ="
-               " st.study_uid AND j.state = 'done' ORDER BY j.severity DESC"
-               " LIMIT 1)"
-             : "NULL",
+        "  pg.study_uid),"
+        " pg.severity, pg.category, pg.series_uid, %s"
+        " FROM page pg JOIN patients p ON p.patient_id = pg.patient_id"
+        " ORDER BY pg.severity IS NULL, pg.severity DESC, pg.study_date DESC,"
+        " pg.study_uid",
+        jobs ? "SELECT se.study_uid, MAX(j.severity) AS severity,"
+               " (SELECT j2.category FROM jobs j2 JOIN series s2 ON"
+               "  s2.series_uid = j2.series_uid WHERE s2.study_uid ="
+               "  se.study_uid AND j2.state = 'done' ORDER BY j2.severity"
+               "  DESC LIMIT 1) AS category,"
+               " (SELECT j2.series_uid FROM jobs j2 JOIN series s2 ON"
+               "  s2.series_uid = j2.series_uid WHERE s2.study_uid ="
+               "  se.study_uid AND j2.state = 'done' ORDER BY j2.severity"
+               "  DESC LIMIT 1) AS series_uid"
+               " FROM jobs j JOIN series se ON se.series_uid = j.series_uid"
+               " WHERE j.state = 'done' GROUP BY se.study_uid"
+             : "SELECT NULL AS study_uid, NULL AS severity, NULL AS category,"
+               " NULL AS series_uid WHERE 0",
         jobs ? "(SELECT group_concat(j.state) FROM jobs j JOIN series se ON"
                " se.series_uid = j.series_uid WHERE se.study_uid ="
-               " st.study_uid)"
+               " pg.study_uid)"
              : "NULL");
     covct_db_result *r = NULL;
     covct_rc rc = covct_db_query(
@@ -168,7 +256,10 @@ int api_worklist(http_req *rq, http_resp *rs)
     cJSON_AddNumberToObject(o, "limit", (double)limit);
     cJSON_AddNumberToObject(o, "offset", (double)offset);
     covct_db_result_free(r);
-    return http_json(rs, 200, o);
+    http_json(rs, 200, o);
+    if (rs->status == 200)
+        worklist_keep(key, rs);
+    return 0;
 }
 
 int api_study(http_req *rq, http_resp *rs)
