@@ -678,6 +678,22 @@ static void test_viewer(void)
           !strcmp(header_of(&r, "X-Covct-Label-Status", st, sizeof st),
                   "final"));
     reply_free(&r);
+    /* an annotator opens the study de-identified, and its volume */
+    snprintf(path, sizeof path, "/api/studies/%s", g_study);
+    r = req("GET", path, a_ann, NULL, 0);
+    j = cJSON_Parse((char *)r.body);
+    CHECKF(r.status == 200 &&
+               cJSON_IsNull(cJSON_GetObjectItem(j, "patient_name")) &&
+               cJSON_IsNull(cJSON_GetObjectItem(j, "patient_id")) &&
+               cJSON_IsTrue(cJSON_GetObjectItem(j, "deidentified")) &&
+               !strstr((char *)r.body, "98C14734"),
+           "annotator's study: %d %s", r.status, r.body);
+    cJSON_Delete(j);
+    reply_free(&r);
+    snprintf(path, sizeof path, "/api/series/%s/volume", g_series);
+    r = req("GET", path, a_ann, NULL, 0);
+    CHECK(r.status == 200 && r.len == 512u * 512 * 4 * 2);
+    reply_free(&r);
     /* the case form */
     snprintf(path, sizeof path, "/api/studies/%s", g_study);
     r = req("GET", path, a_rad1, NULL, 0);

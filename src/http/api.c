@@ -316,6 +316,15 @@ int api_study(http_req *rq, http_resp *rs)
     cJSON *arr = rows_json(st, skeys);
     cJSON *o = cJSON_DetachItemFromArray(arr, 0);
     cJSON_Delete(arr);
+    /* annotators and researchers label and study images, not people */
+    if (!covct_role_may(rq->role, "read.identifiable")) {
+        static const char *const ident[] = { "patient_id", "patient_name",
+                                             "birth_date", "accession",
+                                             "study_date", "study_time" };
+        for (size_t i = 0; i < sizeof ident / sizeof *ident; i++)
+            cJSON_ReplaceItemInObject(o, ident[i], cJSON_CreateNull());
+        cJSON_AddBoolToObject(o, "deidentified", true);
+    }
     cJSON_AddItemToObject(o, "series", rows_json(se, rkeys));
     /* the case, when the study is in the case database */
     int64_t case_id = 0;
@@ -357,11 +366,24 @@ int api_report(http_req *rq, http_resp *rs)
         return http_error(rs, 404, "no report for series %s (not analysed "
                                    "yet?)",
                           uid);
-    rs->status = 200;
-    rs->type = "application/json";
-    covct_buf_append(&rs->body, data, len, &err);
+    if (covct_role_may(rq->role, "read.identifiable")) {
+        rs->status = 200;
+        rs->type = "application/json";
+        covct_buf_append(&rs->body, data, len, &err);
+        covct_free(data);
+        return 0;
+    }
+    /* without read.identifiable: the measurements, not who or where */
+    cJSON *j = cJSON_ParseWithLength((const char *)data, len);
     covct_free(data);
-    return 0;
+    if (!j)
+        return http_error(rs, 500, "report of series %s is not JSON", uid);
+    static const char *const ident[] = { "patient_id", "study_date",
+                                         "series_description", "source" };
+    for (size_t i = 0; i < sizeof ident / sizeof *ident; i++)
+        cJSON_DeleteItemFromObjectCaseSensitive(j, ident[i]);
+    cJSON_AddBoolToObject(j, "deidentified", true);
+    return http_json(rs, 200, j);
 }
 
 int api_jobs(http_req *rq, http_resp *rs)
