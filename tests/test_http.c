@@ -717,6 +717,57 @@ static void test_viewer(void)
     reply_free(&r);
     free(m);
     free(m2);
+
+    /* export requests: a researcher asks, site IT runs it; without an
+     * approval in force it is refused */
+    char a_res[200], a_it[200];
+    size_t k_res = 0, k_it = 0;
+    for (size_t k = 0; k < covct_role_count; k++) {
+        if (!strcmp(covct_roles[k], "researcher"))
+            k_res = k;
+        if (!strcmp(covct_roles[k], "site-it"))
+            k_it = k;
+    }
+    auth_for(tokens[k_res], a_res, sizeof a_res);
+    auth_for(tokens[k_it], a_it, sizeof a_it);
+    int64_t proj = 0;
+    CHECK(covct_project_create(g_site, "web-proj", NULL, NULL, NULL, &proj,
+                               &err) == COVCT_OK);
+    CHECK(covct_project_add_patient(g_site, proj, "98C14734-ASSH", &err) ==
+          COVCT_OK);
+    CHECK(covct_consent_record(g_site, "98C14734-ASSH", proj, "given", NULL,
+                               &err) == COVCT_OK);
+    r = req("POST", "/api/projects/web-proj/exports", a_res, "", 0);
+    j = cJSON_Parse((char *)r.body);
+    int rid = (int)cJSON_GetNumberValue(cJSON_GetObjectItem(j, "id"));
+    CHECKF(r.status == 201 && rid > 0, "%d %s", r.status, r.body);
+    cJSON_Delete(j);
+    reply_free(&r);
+    snprintf(path, sizeof path, "/api/exports/%d/run", rid);
+    r = req("POST", path, a_res, "", 0);
+    CHECK(r.status == 403); /* a researcher cannot run it */
+    reply_free(&r);
+    r = req("POST", path, a_it, "", 0);
+    CHECKF(r.status == 409 && strstr((char *)r.body, "no ethics approval"),
+           "%d %s", r.status, r.body);
+    reply_free(&r);
+    covct_approval ap = { "EC", "EC-1", "2026-01-01", "2099-12-31",
+                          "research", "images" };
+    int64_t aid = 0;
+    CHECK(covct_project_approve(g_site, proj, &ap, &aid, &err) == COVCT_OK);
+    r = req("POST", path, a_it, "", 0);
+    j = cJSON_Parse((char *)r.body);
+    CHECKF(r.status == 200 &&
+               cJSON_GetNumberValue(cJSON_GetObjectItem(j, "patients")) == 1,
+           "%d %s", r.status, r.body);
+    cJSON_Delete(j);
+    reply_free(&r);
+    r = req("POST", path, a_it, "", 0);
+    CHECK(r.status == 409); /* answered already */
+    reply_free(&r);
+    r = req("GET", "/api/exports", a_res, NULL, 0);
+    CHECK(r.status == 200 && strstr((char *)r.body, "\"status\":\"done\""));
+    reply_free(&r);
 }
 
 static void test_limits(void)

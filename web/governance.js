@@ -1,7 +1,7 @@
 // governance.html: research projects with their approval and consent
 // counts, the audit log (paged) and its verification, the users.
 import { t } from './i18n.js';
-import { $, h, getJSON, whoAmI, may, say, showError, setupHeader, initPage } from './common.js';
+import { $, h, getJSON, postJSON, whoAmI, may, say, showError, setupHeader, initPage } from './common.js';
 
 const LIMIT = 50;
 let me = null;
@@ -10,12 +10,13 @@ let entries = [];
 let users = null;
 let offset = 0;
 let verified = null;
+let exportsList = null;
 
 function renderProjects() {
   const body = $('#pj-body');
   body.replaceChildren();
   if (!projects) return;
-  if (!projects.length) { body.append(h('tr', null, h('td', { colSpan: 5, text: t('gv.no_projects') }))); return; }
+  if (!projects.length) { body.append(h('tr', null, h('td', { colSpan: 6, text: t('gv.no_projects') }))); return; }
   for (const p of projects) {
     const ok = p.approval_in_force;
     body.append(h('tr', null,
@@ -23,8 +24,58 @@ function renderProjects() {
       h('td.num', { text: String(p.patients ?? 0) }),
       h('td', null, h(`span.status.${ok ? 'status-ok' : 'status-bad'}`, {
         text: ok ? t('gv.approved', { scope: p.scope || '' }) : t('gv.not_approved', { why: p.why_not || '' }),
-      }))));
+      })),
+      h('td', null, may(me, 'export.request')
+        ? h('button.btn', { type: 'button', text: t('gv.ex.request'), on: { click: () => requestExport(p.name) } })
+        : '')));
   }
+}
+
+// Export requests: a researcher asks, site IT (or an administrator) runs
+// it on the server; the approval, its scope and consent are enforced there.
+function renderExports() {
+  const body = $('#ex-body');
+  body.replaceChildren();
+  if (!exportsList) return;
+  if (!exportsList.length) { body.append(h('tr', null, h('td', { colSpan: 7, text: t('gv.ex.none') }))); return; }
+  for (const e of exportsList) {
+    const canRun = e.status === 'requested' && may(me, 'export.run');
+    body.append(h('tr', null,
+      h('td.num', { text: String(e.id) }), h('td', { text: e.project || '' }),
+      h('td', { text: e.requested_by || '' }), h('td', { text: e.requested_at || '' }),
+      h('td', { text: e.status || '' }), h('td.num', { text: e.patients == null ? '' : String(e.patients) }),
+      h('td', null, canRun ? h('button.btn', { type: 'button', text: t('gv.ex.run'), on: { click: () => runExport(e.id) } }) : '')));
+  }
+}
+
+async function loadExports() {
+  try {
+    exportsList = (await getJSON('/api/exports')).exports || [];
+    renderExports();
+  } catch (e) {
+    showError($('#ex-msg'), e);
+  }
+}
+
+async function requestExport(name) {
+  try {
+    const r = await postJSON(`/api/projects/${encodeURIComponent(name)}/exports`, {});
+    say($('#ex-msg'), t('gv.ex.requested', { id: r.id }), 'ok');
+    loadExports();
+  } catch (e) {
+    showError($('#ex-msg'), e);
+  }
+}
+
+async function runExport(id) {
+  say($('#ex-msg'), t('common.loading'), 'info');
+  try {
+    const r = await postJSON(`/api/exports/${id}/run`, {});
+    say($('#ex-msg'), t('gv.ex.done', { folder: r.folder, patients: r.patients, files: r.files }), 'ok');
+  } catch (e) {
+    showError($('#ex-msg'), e);
+  }
+  loadExports();
 }
 
 function renderAudit() {
@@ -97,14 +148,16 @@ async function main() {
   }
   if (!me) { location.href = 'index.html'; return; }
   setupHeader(me);
-  document.addEventListener('langchange', () => { renderProjects(); renderAudit(); renderUsers(); renderVerify(); });
+  document.addEventListener('langchange', () => { renderProjects(); renderExports(); renderAudit(); renderUsers(); renderVerify(); });
   $('#verify').addEventListener('click', verify);
   $('#au-prev').addEventListener('click', () => { offset = Math.max(0, offset - LIMIT); loadAudit(); });
   $('#au-next').addEventListener('click', () => { offset += LIMIT; loadAudit(); });
   if (may(me, 'read.deidentified')) {
+    loadExports();
     getJSON('/api/projects').then((r) => { projects = r.projects || []; renderProjects(); }, (e) => showError($('#pj-msg'), e));
   } else {
     $('#projects').hidden = true;
+    $('#exports').hidden = true;
   }
   if (may(me, 'audit.read')) loadAudit();
   else { $('#audit').hidden = true; say($('#page-msg'), t('gv.noaccess'), 'info'); }

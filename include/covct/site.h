@@ -159,6 +159,8 @@ typedef struct covct_export_opts {
     bool dicom;           /* also de-identified DICOM instances */
     const char *today;    /* YYYY-MM-DD to judge the approval (NULL: today,
                              UTC); for tests */
+    int64_t request_id;   /* the request this export answers (0: none):
+                             its row is completed instead of a new one */
 } covct_export_opts;
 
 typedef struct covct_export_result {
@@ -171,6 +173,12 @@ typedef struct covct_export_result {
     char manifest_sha256[65];  /* of manifest.sha256 */
     char refused[256];         /* why, when the export was refused */
 } covct_export_result;
+
+/* A researcher's request for an export (export.request), recorded and
+ * audited; someone who may run exports (export.run) answers it with
+ * covct_export and opts.request_id. */
+covct_rc covct_export_request(covct_site *site, const char *project,
+                              int64_t *request_id, covct_error *err);
 
 covct_rc covct_export(covct_site *site, const char *project,
                       const char *out_dir, const covct_export_opts *opts,

@@ -613,6 +613,31 @@ static covct_rc load_patients(ctx *c, patient **out, size_t *n,
     return COVCT_OK;
 }
 
+covct_rc covct_export_request(covct_site *site, const char *project,
+                              int64_t *request_id, covct_error *err)
+{
+    int64_t pid = 0;
+    char obj[96], now[COVCT_DB_TIME_LEN];
+    snprintf(obj, sizeof obj, "project:%s", project);
+    covct_rc rc = covct_project_find(site, project, &pid, err);
+    if (!rc)
+        rc = site_begin_write(site, "export.request", obj, err);
+    if (rc)
+        return rc;
+    covct_db_now(now);
+    rc = covct_db_query_int(
+        site->db,
+        "INSERT INTO exports (project_id, requested_by, started_at, status)"
+        " VALUES ($1, $2, $3, 'requested') RETURNING id",
+        (covct_db_param[]){ COVCT_DB_INT(pid), COVCT_DB_TEXT(site->actor),
+                            COVCT_DB_TEXT(now) },
+        3, request_id, err);
+    char detail[64];
+    snprintf(detail, sizeof detail, "{\"request\":%" PRId64 "}",
+             rc ? 0 : *request_id);
+    return site_end_write(site, rc, "export.request", obj, detail, err);
+}
+
 static covct_rc refuse(covct_site *site, const char *obj, const char *why,
                        covct_export_result *res, covct_error *err)
 {
@@ -653,6 +678,22 @@ covct_rc covct_export(covct_site *site, const char *project,
                                               opts->today, &approval, scope,
                                               why, err)))
         return rc;
+    if (opts->request_id) {
+        int64_t n = 0;
+        if ((rc = covct_db_query_int(
+                 site->db,
+                 "SELECT COUNT(*) FROM exports WHERE id = $1 AND"
+                 " project_id = $2 AND status = 'requested'",
+                 (covct_db_param[]){ COVCT_DB_INT(opts->request_id),
+                                     COVCT_DB_INT(c.project_id) },
+                 2, &n, err)))
+            return rc;
+        if (!n)
+            return COVCT_ERR(err, COVCT_ERR_ARG,
+                             "no open export request %" PRId64
+                             " for project %s",
+                             opts->request_id, project);
+    }
     if (!approval)
         return refuse(site, obj, why, res, err);
     c.scope_images = strstr(scope, "images") != NULL;
@@ -740,19 +781,36 @@ covct_rc covct_export(covct_site *site, const char *project,
                  res->series, res->masks, res->files, scope,
                  res->manifest_sha256);
         if (!(rc = covct_db_begin(site->db, "audit_head", err))) {
-            rc = covct_db_query(
-                site->db,
-                "INSERT INTO exports (project_id, requested_by, started_at,"
-                " finished_at, status, out_dir, patients, excluded,"
-                " manifest_sha256) VALUES ($1, $2, $3, $3, 'done', $4, $5,"
-                " $6, $7)",
-                (covct_db_param[]){
-                    COVCT_DB_INT(c.project_id), COVCT_DB_TEXT(site->actor),
-                    COVCT_DB_TEXT(now), COVCT_DB_TEXT(out_dir),
-                    COVCT_DB_INT((int64_t)res->patients),
-                    COVCT_DB_INT((int64_t)(res->withdrawn + res->no_consent)),
-                    COVCT_DB_TEXT(res->manifest_sha256) },
-                7, NULL, err);
+            if (opts->request_id)
+                rc = covct_db_query(
+                    site->db,
+                    "UPDATE exports SET finished_at = $1, status = 'done',"
+                    " out_dir = $2, patients = $3, excluded = $4,"
+                    " manifest_sha256 = $5 WHERE id = $6",
+                    (covct_db_param[]){
+                        COVCT_DB_TEXT(now), COVCT_DB_TEXT(out_dir),
+                        COVCT_DB_INT((int64_t)res->patients),
+                        COVCT_DB_INT(
+                            (int64_t)(res->withdrawn + res->no_consent)),
+                        COVCT_DB_TEXT(res->manifest_sha256),
+                        COVCT_DB_INT(opts->request_id) },
+                    6, NULL, err);
+            else
+                rc = covct_db_query(
+                    site->db,
+                    "INSERT INTO exports (project_id, requested_by,"
+                    " started_at, finished_at, status, out_dir, patients,"
+                    " excluded, manifest_sha256) VALUES ($1, $2, $3, $3,"
+                    " 'done', $4, $5, $6, $7)",
+                    (covct_db_param[]){
+                        COVCT_DB_INT(c.project_id),
+                        COVCT_DB_TEXT(site->actor), COVCT_DB_TEXT(now),
+                        COVCT_DB_TEXT(out_dir),
+                        COVCT_DB_INT((int64_t)res->patients),
+                        COVCT_DB_INT(
+                            (int64_t)(res->withdrawn + res->no_consent)),
+                        COVCT_DB_TEXT(res->manifest_sha256) },
+                    7, NULL, err);
             rc = site_end_write(site, rc, "export", obj, detail, err);
         }
     }

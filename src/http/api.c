@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "http/http_int.h"
@@ -529,4 +530,82 @@ int api_audit_verify(http_req *rq, http_resp *rs)
         cJSON_AddStringToObject(o, "problem", res.problem);
     }
     return http_json(rs, 200, o);
+}
+
+int api_exports(http_req *rq, http_resp *rs)
+{
+    covct_error err = { 0 };
+    covct_db_result *r = NULL;
+    if (covct_db_query(covct_site_db(rq->site),
+                       "SELECT e.id, p.name, e.requested_by, e.started_at,"
+                       " e.finished_at, e.status, e.patients, e.excluded,"
+                       " e.manifest_sha256 FROM exports e JOIN projects p ON"
+                       " p.id = e.project_id ORDER BY e.id DESC LIMIT 200",
+                       NULL, 0, &r, &err))
+        return http_error(rs, 500, "%s", err.msg);
+    static const char *const keys[] = { "#id",       "project",
+                                        "requested_by", "requested_at",
+                                        "finished_at", "status",
+                                        "#patients", "#excluded",
+                                        "manifest_sha256", NULL };
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToObject(o, "exports", rows_json(r, keys));
+    covct_db_result_free(r);
+    return http_json(rs, 200, o);
+}
+
+int api_export_request(http_req *rq, http_resp *rs)
+{
+    char project[80];
+    http_param(rq, 0, project, sizeof project);
+    covct_error err = { 0 };
+    int64_t id = 0;
+    covct_rc rc = covct_export_request(rq->site, project, &id, &err);
+    if (rc)
+        return http_error(rs, rc == COVCT_ERR_NOT_FOUND ? 404 : 500, "%s",
+                          err.msg);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "id", (double)id);
+    return http_json(rs, 201, o);
+}
+
+/* The export is written on the server, under DIR/exports/PROJECT-ID;
+ * taking it to the researchers is the site's business (a copy from that
+ * folder, checked with its manifest). */
+int api_export_run(http_req *rq, http_resp *rs)
+{
+    char ids[32], project[80] = "", out[4300];
+    http_param(rq, 0, ids, sizeof ids);
+    int64_t id = strtoll(ids, NULL, 10);
+    covct_error err = { 0 };
+    covct_db_result *r = NULL;
+    if (covct_db_query(covct_site_db(rq->site),
+                       "SELECT p.name FROM exports e JOIN projects p ON"
+                       " p.id = e.project_id WHERE e.id = $1",
+                       (covct_db_param[]){ COVCT_DB_INT(id) }, 1, &r, &err))
+        return http_error(rs, 500, "%s", err.msg);
+    if (covct_db_rows(r))
+        snprintf(project, sizeof project, "%s", covct_db_get(r, 0, 0));
+    covct_db_result_free(r);
+    if (!project[0])
+        return http_error(rs, 404, "no export request %lld", (long long)id);
+    snprintf(out, sizeof out, "%s/exports", rq->srv->data_dir);
+    mkdir(out, 0750);
+    snprintf(out, sizeof out, "%s/exports/%s-%lld", rq->srv->data_dir,
+             project, (long long)id);
+    covct_export_opts o = { .request_id = id };
+    covct_export_result res;
+    covct_rc rc = covct_export(rq->site, project, out, &o, &res, NULL, NULL,
+                               &err);
+    if (rc)
+        return http_error(rs, rc == COVCT_ERR_ARG ? 409 : 500, "%s",
+                          err.msg);
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "folder", out);
+    cJSON_AddNumberToObject(j, "patients", (double)res.patients);
+    cJSON_AddNumberToObject(j, "withdrawn", (double)res.withdrawn);
+    cJSON_AddNumberToObject(j, "no_consent", (double)res.no_consent);
+    cJSON_AddNumberToObject(j, "files", (double)res.files);
+    cJSON_AddStringToObject(j, "manifest_sha256", res.manifest_sha256);
+    return http_json(rs, 200, j);
 }
