@@ -363,6 +363,18 @@ static void check_frames(const char *url, const char *src, const char *auth)
            "frames: %d, not dcmdjpeg's pixels", r.status);
     reply_free(&r);
     covct_free(ref);
+    /* bulk data of an element by tag (the route the metadata's
+     * BulkDataURIs name): here SOP Class UID, CT Image Storage */
+    snprintf(path, sizeof path, "%s/bulk/00080016", url);
+    r = req("GET", path, auth, NULL, 0);
+    CHECKF(r.status == 200 && memmem(r.body, r.len,
+                                     "1.2.840.10008.5.1.4.1.1.2", 25),
+           "bulk: %d", r.status);
+    reply_free(&r);
+    snprintf(path, sizeof path, "%s/bulk/00991234", url);
+    r = req("GET", path, auth, NULL, 0);
+    CHECK(r.status == 404);
+    reply_free(&r);
     snprintf(path, sizeof path, "%s/frames/2", url);
     r = req("GET", path, auth, NULL, 0);
     CHECK(r.status == 404); /* one frame only */

@@ -419,7 +419,7 @@ int dw_wado_instance(http_req *rq, http_resp *rs)
 static struct {
     pthread_mutex_t lock;
     struct meta_entry {
-        char key[300];
+        char key[600];
         size_t n_files;
         time_t newest;
         uint8_t *json;
@@ -493,8 +493,13 @@ int dw_wado_metadata(http_req *rq, http_resp *rs)
     }
     time_t newest;
     files_stamp(&p, &newest);
-    char key[300];
-    snprintf(key, sizeof key, "%s", rq->path);
+    /* bulk data URIs are absolute: the cached JSON is per host name */
+    const char *host = http_header_in(rq, "Host");
+    char base[300], key[600];
+    snprintf(base, sizeof base, "%s://%s", rq->srv->cfg.tls_cert ? "https"
+                                                                  : "http",
+             host && !strpbrk(host, "\"\\ /") ? host : "localhost");
+    snprintf(key, sizeof key, "%s|%s", base, rq->path);
     rs->status = 200;
     rs->type = "application/dicom+json";
     if (cache_get(key, &p, newest, &rs->body)) {
@@ -509,11 +514,20 @@ int dw_wado_metadata(http_req *rq, http_resp *rs)
         covct_dcm_file *f = NULL;
         if ((rc = covct_dcm_file_read(p.paths[i], &ro, &f, &err)))
             break;
-        /* no bulk data route yet: large binary values are left out (their
-         * "vr" stays, as for pixel data), small ones inline */
-        dicomjson_opts jo = { .bulk_uri_prefix = NULL };
-        rc = dicomjson_array_append(&arr, covct_dcm_file_dataset_const(f),
-                                    &jo, &err);
+        /* binary values over 1 KiB by reference (the bulk data route);
+         * pixel data is not read here: viewers take it from /frames */
+        const covct_dcm_dataset *ds = covct_dcm_file_dataset_const(f);
+        char st[65] = "", se[65] = "", in[65] = "", prefix[600];
+        covct_error e2 = { 0 };
+        covct_dcm_get_string(ds, 0x0020000D, 0, st, sizeof st, &e2);
+        covct_dcm_get_string(ds, 0x0020000E, 0, se, sizeof se, &e2);
+        covct_dcm_get_string(ds, 0x00080018, 0, in, sizeof in, &e2);
+        snprintf(prefix, sizeof prefix,
+                 "%s/dicom-web/studies/%s/series/%s/instances/%s/bulk/", base,
+                 st, se, in);
+        dicomjson_opts jo = { .bulk_uri_prefix = prefix,
+                              .bulk_threshold = 1024 };
+        rc = dicomjson_array_append(&arr, ds, &jo, &err);
         covct_dcm_file_free(f);
     }
     if (!rc)
@@ -525,6 +539,76 @@ int dw_wado_metadata(http_req *rq, http_resp *rs)
     }
     cache_put(key, &p, newest, &rs->body);
     pick_free(&p);
+    return 0;
+}
+
+/* Bulk data (PS3.18 8.4.1.5): the value of the element a BulkDataURI of
+ * the metadata names, "TAG" or "TAG/ITEM/TAG/..." (0-based items), as
+ * multipart/related; type="application/octet-stream". */
+static covct_dcm_file *one_instance(http_req *rq, http_resp *rs);
+
+int dw_wado_bulk(http_req *rq, http_resp *rs)
+{
+    if (rq->n_params < 4)
+        return http_error(rs, 400, "bulk/TAG expected");
+    char path[256];
+    snprintf(path, sizeof path, "%.*s", (int)strcspn(rq->params[3], "?"),
+             rq->params[3]);
+    covct_dcm_file *f = one_instance(rq, rs);
+    if (!f)
+        return 0;
+    const covct_dcm_dataset *ds = covct_dcm_file_dataset_const(f);
+    const covct_dcm_element *e = NULL;
+    char *save = NULL;
+    bool bad = false;
+    for (char *tok = strtok_r(path, "/", &save); tok && !bad;
+         tok = strtok_r(NULL, "/", &save)) {
+        if (strlen(tok) != 8 || strspn(tok, "0123456789abcdefABCDEF") != 8) {
+            bad = true;
+            break;
+        }
+        e = ds ? covct_dcm_dataset_get(ds, (uint32_t)strtoul(tok, NULL, 16))
+               : NULL;
+        char *item = strtok_r(NULL, "/", &save);
+        if (!item)
+            break;
+        char *end;
+        unsigned long k = strtoul(item, &end, 10);
+        ds = e && !*end && k < covct_dcm_element_item_count(e)
+                 ? covct_dcm_element_item(e, (size_t)k)
+                 : NULL;
+        e = NULL;
+    }
+    size_t len = 0;
+    const uint8_t *v = e && !bad ? covct_dcm_element_value(e, &len) : NULL;
+    if (!v || covct_dcm_element_encapsulated(e)) {
+        covct_dcm_file_free(f);
+        return http_error(rs, 404, "no bulk data at %s", rq->params[3]);
+    }
+    covct_error err = { 0 };
+    char boundary[33];
+    multipart_writer w;
+    covct_rc rc = multipart_boundary_random(boundary, &err);
+    if (!rc)
+        rc = multipart_writer_init(&w, &rs->body, boundary, &err);
+    if (!rc)
+        rc = multipart_writer_begin_part(&w, "application/octet-stream",
+                                         NULL, &err);
+    if (!rc)
+        rc = multipart_writer_append(&w, v, len, &err);
+    if (!rc)
+        rc = multipart_writer_finish(&w, &err);
+    covct_dcm_file_free(f);
+    if (rc) {
+        rs->body.len = 0;
+        return http_error(rs, 500, "%s", err.msg);
+    }
+    snprintf(rs->type_buf, sizeof rs->type_buf,
+             "multipart/related; type=\"application/octet-stream\"; "
+             "boundary=%s",
+             boundary);
+    rs->type = rs->type_buf;
+    rs->status = 200;
     return 0;
 }
 

@@ -139,6 +139,7 @@ int dw_wado_instance(http_req *rq, http_resp *rs);
 int dw_wado_metadata(http_req *rq, http_resp *rs);
 int dw_wado_frames(http_req *rq, http_resp *rs);
 int dw_wado_rendered(http_req *rq, http_resp *rs);
+int dw_wado_bulk(http_req *rq, http_resp *rs);
 int dw_stow(http_req *rq, http_resp *rs);
 
 int static_file(http_req *rq, http_resp *rs);

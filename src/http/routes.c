@@ -118,6 +118,11 @@ static const http_route routes[] = {
       dw_wado_frames },
     { { "GET",
         "/dicom-web/studies/{study}/series/{series}/instances/{instance}/"
+        "bulk/{*}",
+        READ, true, "WADO-RS bulk data of an element (metadata's URIs)" },
+      dw_wado_bulk },
+    { { "GET",
+        "/dicom-web/studies/{study}/series/{series}/instances/{instance}/"
         "rendered",
         READ, true, "WADO-RS rendered PNG/JPEG with windowing" },
       dw_wado_rendered },
