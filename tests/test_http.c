@@ -777,6 +777,44 @@ static void test_viewer(void)
     r = req("POST", path, a_it, "", 0);
     CHECK(r.status == 409); /* answered already */
     reply_free(&r);
+    /* projects, approvals and consent over the API (ethics officer) */
+    char a_eth[200];
+    for (size_t k = 0; k < covct_role_count; k++)
+        if (!strcmp(covct_roles[k], "ethics-officer"))
+            auth_for(tokens[k], a_eth, sizeof a_eth);
+    const char *pj = "{\"name\":\"web2\",\"title\":\"T\"}";
+    r = req("POST", "/api/projects", a_eth, pj, strlen(pj));
+    CHECKF(r.status == 201, "%d %s", r.status, r.body);
+    reply_free(&r);
+    const char *bad_ap = "{\"committee\":\"EC\",\"number\":\"2\","
+                         "\"granted_on\":\"2026-02-30\",\"expires_on\":"
+                         "\"2099-01-01\",\"purposes\":\"research\","
+                         "\"data_scope\":\"images\"}";
+    r = req("POST", "/api/projects/web2/approvals", a_eth, bad_ap,
+            strlen(bad_ap));
+    CHECK(r.status == 400 && strstr((char *)r.body, "2026-02-30"));
+    reply_free(&r);
+    const char *ap2 = "{\"committee\":\"EC\",\"number\":\"2\","
+                      "\"granted_on\":\"2026-01-01\",\"expires_on\":"
+                      "\"2099-01-01\",\"purposes\":\"research\","
+                      "\"data_scope\":\"images,labels\"}";
+    r = req("POST", "/api/projects/web2/approvals", a_eth, ap2, strlen(ap2));
+    CHECK(r.status == 201);
+    reply_free(&r);
+    const char *cs = "{\"patient_id\":\"98C14734-ASSH\",\"status\":"
+                     "\"withdrawn\",\"reference\":\"letter\"}";
+    r = req("POST", "/api/projects/web2/consents", a_eth, cs, strlen(cs));
+    CHECKF(r.status == 201, "%d %s", r.status, r.body);
+    reply_free(&r);
+    r = req("GET", "/api/projects/web2", a_res, NULL, 0);
+    j = cJSON_Parse((char *)r.body);
+    CHECKF(r.status == 200 &&
+               cJSON_GetNumberValue(cJSON_GetObjectItem(
+                   cJSON_GetObjectItem(j, "consent"), "withdrawn")) == 1 &&
+               cJSON_IsTrue(cJSON_GetObjectItem(j, "approval_in_force")),
+           "%s", r.body);
+    cJSON_Delete(j);
+    reply_free(&r);
     r = req("GET", "/api/exports", a_res, NULL, 0);
     CHECK(r.status == 200 && strstr((char *)r.body, "\"status\":\"done\""));
     reply_free(&r);

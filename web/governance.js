@@ -12,6 +12,59 @@ let offset = 0;
 let verified = null;
 let exportsList = null;
 
+// Forms for projects, approvals and consent (shown by permission).
+function fillProjectSelects() {
+  for (const sel of document.querySelectorAll('#pj-manage select[name=project]')) {
+    const cur = sel.value;
+    sel.replaceChildren(...(projects || []).map((p) => h('option', { value: p.name, text: p.name })));
+    if (cur) sel.value = cur;
+  }
+}
+
+function formJSON(form) {
+  const o = {};
+  for (const [k, v] of new FormData(form).entries()) o[k] = v;
+  return o;
+}
+
+async function submitForm(ev, path) {
+  ev.preventDefault();
+  const form = ev.target;
+  const body = formJSON(form);
+  const msg = $('#pm-msg');
+  try {
+    await postJSON(path(body), body);
+    say(msg, t('gv.pm.saved'), 'ok');
+    await loadProjects();
+    if (body.project) showProject(body.project);
+  } catch (e) {
+    showError(msg, e);
+  }
+}
+
+async function showProject(name) {
+  try {
+    const p = await getJSON(`/api/projects/${encodeURIComponent(name)}`);
+    const c = p.consent || {};
+    const approvals = (p.approvals || []).map((a) => `${a.number} (${a.granted_on} – ${a.expires_on}${a.revoked_at ? ', revoked' : ''})`).join('; ') || '—';
+    $('#pm-detail').replaceChildren(h('p', { text: t('gv.pm.detail', {
+      name, given: c.given || 0, waived: c.waived || 0, withdrawn: c.withdrawn || 0, none: c.none || 0, approvals,
+    }) }));
+  } catch (e) {
+    showError($('#pm-msg'), e);
+  }
+}
+
+async function loadProjects() {
+  try {
+    projects = (await getJSON('/api/projects')).projects || [];
+    renderProjects();
+    fillProjectSelects();
+  } catch (e) {
+    showError($('#pj-msg'), e);
+  }
+}
+
 function renderProjects() {
   const body = $('#pj-body');
   body.replaceChildren();
@@ -20,7 +73,7 @@ function renderProjects() {
   for (const p of projects) {
     const ok = p.approval_in_force;
     body.append(h('tr', null,
-      h('td', { text: p.name || '' }), h('td', { text: p.title || '' }), h('td', { text: p.investigator || '' }),
+      h('td', null, h('a', { href: '#pj-manage', text: p.name || '', on: { click: () => { $('#pj-manage').hidden = false; showProject(p.name); } } })), h('td', { text: p.title || '' }), h('td', { text: p.investigator || '' }),
       h('td.num', { text: String(p.patients ?? 0) }),
       h('td', null, h(`span.status.${ok ? 'status-ok' : 'status-bad'}`, {
         text: ok ? t('gv.approved', { scope: p.scope || '' }) : t('gv.not_approved', { why: p.why_not || '' }),
@@ -154,7 +207,16 @@ async function main() {
   $('#au-next').addEventListener('click', () => { offset += LIMIT; loadAudit(); });
   if (may(me, 'read.deidentified')) {
     loadExports();
-    getJSON('/api/projects').then((r) => { projects = r.projects || []; renderProjects(); }, (e) => showError($('#pj-msg'), e));
+    loadProjects();
+    const forms = [['#pm-create', 'project.manage', () => '/api/projects'],
+      ['#pm-approve', 'approval.record', (b) => `/api/projects/${encodeURIComponent(b.project)}/approvals`],
+      ['#pm-consent', 'consent.record', (b) => `/api/projects/${encodeURIComponent(b.project)}/consents`]];
+    for (const [sel, perm, path] of forms) {
+      if (!may(me, perm)) continue;
+      $('#pj-manage').hidden = false;
+      $(sel).hidden = false;
+      $(sel).addEventListener('submit', (ev) => submitForm(ev, path));
+    }
   } else {
     $('#projects').hidden = true;
     $('#exports').hidden = true;

@@ -609,3 +609,148 @@ int api_export_run(http_req *rq, http_resp *rs)
     cJSON_AddStringToObject(j, "manifest_sha256", res.manifest_sha256);
     return http_json(rs, 200, j);
 }
+
+/* ---- projects, approvals, consent ------------------------------------------ */
+static const char *jstr(const cJSON *o, const char *k)
+{
+    return cJSON_GetStringValue(cJSON_GetObjectItem(o, k));
+}
+
+static int status_of(covct_rc rc)
+{
+    return rc == COVCT_ERR_ARG ? 400 : rc == COVCT_ERR_NOT_FOUND ? 404 : 500;
+}
+
+int api_project_create(http_req *rq, http_resp *rs)
+{
+    cJSON *in = cJSON_ParseWithLength((const char *)rq->body, rq->body_len);
+    if (!in)
+        return http_error(rs, 400, "send {name, title, purpose, "
+                                   "investigator}");
+    covct_error err = { 0 };
+    int64_t id = 0;
+    covct_rc rc = covct_project_create(rq->site, jstr(in, "name"),
+                                       jstr(in, "title"), jstr(in, "purpose"),
+                                       jstr(in, "investigator"), &id, &err);
+    cJSON_Delete(in);
+    if (rc)
+        return http_error(rs, status_of(rc), "%s", err.msg);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "id", (double)id);
+    return http_json(rs, 201, o);
+}
+
+int api_project_show(http_req *rq, http_resp *rs)
+{
+    char name[80];
+    http_param(rq, 0, name, sizeof name);
+    covct_error err = { 0 };
+    int64_t id = 0;
+    if (covct_project_find(rq->site, name, &id, &err))
+        return http_error(rs, 404, "%s", err.msg);
+    covct_db *db = covct_site_db(rq->site);
+    covct_db_result *a = NULL, *g = NULL, *c = NULL;
+    covct_rc rc = covct_db_query(
+        db,
+        "SELECT number, committee, granted_on, expires_on, purposes,"
+        " data_scope, revoked_at FROM approvals WHERE project_id = $1"
+        " ORDER BY id",
+        (covct_db_param[]){ COVCT_DB_INT(id) }, 1, &a, &err);
+    if (!rc)
+        rc = covct_db_query(db,
+                            "SELECT party, signed_on, expires_on FROM"
+                            " agreements WHERE project_id = $1 ORDER BY id",
+                            (covct_db_param[]){ COVCT_DB_INT(id) }, 1, &g,
+                            &err);
+    if (!rc)
+        rc = covct_db_query(
+            db,
+            "SELECT s, COUNT(*) FROM (SELECT COALESCE((SELECT c.status FROM"
+            " consents c WHERE c.patient_id = pp.patient_id AND"
+            " c.project_id = pp.project_id ORDER BY c.id DESC LIMIT 1),"
+            " 'none') AS s FROM project_patients pp WHERE pp.project_id ="
+            " $1) x GROUP BY s ORDER BY s",
+            (covct_db_param[]){ COVCT_DB_INT(id) }, 1, &c, &err);
+    if (rc) {
+        covct_db_result_free(a);
+        covct_db_result_free(g);
+        covct_db_result_free(c);
+        return http_error(rs, 500, "%s", err.msg);
+    }
+    static const char *const akeys[] = { "number",     "committee",
+                                         "granted_on", "expires_on",
+                                         "purposes",   "data_scope",
+                                         "revoked_at", NULL };
+    static const char *const gkeys[] = { "party", "signed_on", "expires_on",
+                                         NULL };
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "name", name);
+    cJSON_AddItemToObject(o, "approvals", rows_json(a, akeys));
+    cJSON_AddItemToObject(o, "agreements", rows_json(g, gkeys));
+    cJSON *counts = cJSON_AddObjectToObject(o, "consent");
+    for (size_t i = 0; i < covct_db_rows(c); i++)
+        cJSON_AddNumberToObject(counts, covct_db_get(c, i, 0),
+                                (double)covct_db_get_int(c, i, 1, 0));
+    int64_t in_force = 0;
+    char why[256], scope[128];
+    if (!covct_project_approval_in_force(rq->site, id, NULL, &in_force, scope,
+                                         why, &err)) {
+        cJSON_AddBoolToObject(o, "approval_in_force", in_force != 0);
+        cJSON_AddStringToObject(o, in_force ? "scope" : "why_not",
+                                in_force ? scope : why);
+    }
+    covct_db_result_free(a);
+    covct_db_result_free(g);
+    covct_db_result_free(c);
+    return http_json(rs, 200, o);
+}
+
+int api_project_approve(http_req *rq, http_resp *rs)
+{
+    char name[80];
+    http_param(rq, 0, name, sizeof name);
+    covct_error err = { 0 };
+    int64_t id = 0, aid = 0;
+    if (covct_project_find(rq->site, name, &id, &err))
+        return http_error(rs, 404, "%s", err.msg);
+    cJSON *in = cJSON_ParseWithLength((const char *)rq->body, rq->body_len);
+    if (!in)
+        return http_error(rs, 400, "send {committee, number, granted_on, "
+                                   "expires_on, purposes, data_scope}");
+    covct_approval ap = { jstr(in, "committee"),  jstr(in, "number"),
+                          jstr(in, "granted_on"), jstr(in, "expires_on"),
+                          jstr(in, "purposes"),   jstr(in, "data_scope") };
+    covct_rc rc = covct_project_approve(rq->site, id, &ap, &aid, &err);
+    cJSON_Delete(in);
+    if (rc)
+        return http_error(rs, status_of(rc), "%s", err.msg);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "id", (double)aid);
+    return http_json(rs, 201, o);
+}
+
+int api_project_consent(http_req *rq, http_resp *rs)
+{
+    char name[80];
+    http_param(rq, 0, name, sizeof name);
+    covct_error err = { 0 };
+    int64_t id = 0;
+    if (covct_project_find(rq->site, name, &id, &err))
+        return http_error(rs, 404, "%s", err.msg);
+    cJSON *in = cJSON_ParseWithLength((const char *)rq->body, rq->body_len);
+    if (!in)
+        return http_error(rs, 400, "send {patient_id, status, reference}");
+    const char *pid = jstr(in, "patient_id");
+    covct_rc rc = COVCT_OK;
+    /* a patient not yet in the project is included with the consent */
+    if (pid && covct_role_may(rq->role, "project.manage"))
+        rc = covct_project_add_patient(rq->site, id, pid, &err);
+    if (!rc)
+        rc = covct_consent_record(rq->site, pid ? pid : "", id,
+                                  jstr(in, "status"), jstr(in, "reference"),
+                                  &err);
+    cJSON_Delete(in);
+    if (rc)
+        return http_error(rs, status_of(rc), "%s", err.msg);
+    return http_json(rs, 201, cJSON_CreateObject());
+}

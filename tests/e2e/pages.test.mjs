@@ -310,6 +310,31 @@ try {
     ok(await p3.isVisible('#users') && (await p3.locator('#us-body tr').count()) === 3, 'the three users are listed');
     await snap(p3, 'governance');
   });
+  await step('project, approval, consent, export request', async () => {
+    await p3.fill('#pm-create input[name=name]', 'e2e-proj');
+    await p3.fill('#pm-create input[name=title]', 'End-to-end test');
+    await p3.click('#pm-create button[type=submit]');
+    await p3.waitForSelector('#pj-body a:text("e2e-proj")');
+    await p3.selectOption('#pm-approve select[name=project]', 'e2e-proj');
+    await p3.fill('#pm-approve input[name=committee]', 'EC of the test');
+    await p3.fill('#pm-approve input[name=number]', 'EC-E2E-1');
+    await p3.fill('#pm-approve input[name=granted_on]', '2026-01-01');
+    await p3.fill('#pm-approve input[name=expires_on]', '2099-12-31');
+    await p3.click('#pm-approve button[type=submit]');
+    await p3.waitForSelector('#pm-msg.msg-ok, #pm-msg.msg-error');
+    ok(await p3.locator('#pm-msg.msg-ok').count() === 1, `approval: ${await p3.textContent('#pm-msg')}`);
+    await p3.selectOption('#pm-consent select[name=project]', 'e2e-proj');
+    await p3.fill('#pm-consent input[name=patient_id]', 'SYNTH-PHANTOM');
+    await p3.click('#pm-consent button[type=submit]');
+    await p3.waitForFunction(() => /given 1/.test(document.querySelector('#pm-detail')?.textContent || ''));
+    ok(true, 'consent recorded and counted');
+    await p3.click('#pj-body tr:has-text("e2e-proj") button');
+    await p3.waitForSelector('#ex-body tr:has-text("requested") button');
+    await p3.click('#ex-body tr:has-text("requested") button');
+    await p3.waitForFunction(() => /Written to/.test(document.querySelector('#ex-msg')?.textContent || ''));
+    ok(await p3.locator('#ex-body tr:has-text("done")').count() === 1, 'the export ran and is listed as done');
+    await snap(p3, 'export');
+  });
   await step('logout', async () => {
     await p3.click('#logout');
     await p3.waitForURL(/index\.html/);
