@@ -389,6 +389,26 @@ static void check_frames(const char *url, const char *src, const char *auth)
                r.body[22] == 2 && r.body[23] == 0,   /* height 512 */
            "rendered: %d", r.status);
     reply_free(&r);
+    /* the same as JPEG when that is all the client takes; Pillow reads it */
+    char jh[300];
+    snprintf(jh, sizeof jh, "%sAccept: image/jpeg\r\n", auth);
+    r = req("GET", path, jh, NULL, 0);
+    CHECK(r.status == 200 && r.len > 4 && r.body[0] == 0xFF &&
+          r.body[1] == 0xD8);
+    char jpg[] = "/tmp/covct-test-rendered.XXXXXX";
+    int jfd = mkstemp(jpg);
+    if (jfd >= 0) {
+        CHECK(write(jfd, r.body, r.len) == (ssize_t)r.len);
+        close(jfd);
+        snprintf(cmd, sizeof cmd,
+                 "/usr/bin/python3 -c 'import sys; from PIL import Image; "
+                 "i = Image.open(sys.argv[1]); sys.exit(0 if i.size == "
+                 "(512, 512) and i.mode == \"L\" else 1)' %s",
+                 jpg);
+        CHECK(system(cmd) == 0);
+        unlink(jpg);
+    }
+    reply_free(&r);
 }
 
 static void test_dicomweb(void)

@@ -13,6 +13,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <jpeglib.h>
+
 #include "covct/dicom.h"
 #include "covct/image.h"
 #include "covct/limits.h"
@@ -743,7 +745,37 @@ static void window_of(const http_req *rq, const covct_dcm_dataset *ds,
     }
 }
 
-/* A frame as a grey PNG, rescaled (Rescale Slope/Intercept) and
+/* An 8-bit grey image as baseline JPEG (libjpeg-turbo), quality 90. */
+static covct_rc encode_jpeg(const covct_image *img, covct_buf *out,
+                            covct_error *err)
+{
+    struct jpeg_compress_struct c;
+    struct jpeg_error_mgr jerr;
+    unsigned char *mem = NULL;
+    unsigned long size = 0;
+    c.err = jpeg_std_error(&jerr);
+    jpeg_create_compress(&c);
+    jpeg_mem_dest(&c, &mem, &size);
+    c.image_width = img->width;
+    c.image_height = img->height;
+    c.input_components = 1;
+    c.in_color_space = JCS_GRAYSCALE;
+    jpeg_set_defaults(&c);
+    jpeg_set_quality(&c, 90, TRUE);
+    jpeg_start_compress(&c, TRUE);
+    while (c.next_scanline < c.image_height) {
+        JSAMPROW row = img->pixels + (size_t)c.next_scanline * img->width;
+        jpeg_write_scanlines(&c, &row, 1);
+    }
+    jpeg_finish_compress(&c);
+    jpeg_destroy_compress(&c);
+    covct_rc rc = covct_buf_append(out, mem, size, err);
+    free(mem);
+    return rc;
+}
+
+/* A frame as a grey PNG (or JPEG when the client asks only for
+ * image/jpeg), rescaled (Rescale Slope/Intercept) and
  * windowed: for viewers that cannot decode DICOM. */
 int dw_wado_rendered(http_req *rq, http_resp *rs)
 {
@@ -802,8 +834,12 @@ int dw_wado_rendered(http_req *rq, http_resp *rs)
             img.pixels[i] = (uint8_t)lround((invert ? 1 - t : t) * 255);
         }
     }
+    const char *accept = http_header_in(rq, MHD_HTTP_HEADER_ACCEPT);
+    bool jpeg = accept && strstr(accept, "image/jpeg") &&
+                !strstr(accept, "image/png") && !strstr(accept, "*/*");
     if (!rc)
-        rc = covct_image_encode_png(&img, &rs->body, &err);
+        rc = jpeg ? encode_jpeg(&img, &rs->body, &err)
+                  : covct_image_encode_png(&img, &rs->body, &err);
     covct_image_free(&img);
     covct_free(raw);
     covct_free(v);
@@ -813,7 +849,7 @@ int dw_wado_rendered(http_req *rq, http_resp *rs)
         return http_error(rs, rc == COVCT_ERR_UNSUPPORTED ? 406 : 500, "%s",
                           err.msg);
     }
-    rs->type = "image/png";
+    rs->type = jpeg ? "image/jpeg" : "image/png";
     rs->status = 200;
     return 0;
 }
