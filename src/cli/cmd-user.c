@@ -1,6 +1,8 @@
 /* covct user: the people of the case database and their roles. */
 #include <stdio.h>
 #include <string.h>
+#include <termios.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -8,7 +10,7 @@
 #include "covct/site.h"
 
 static const char help[] =
-    "Usage: covct user add NAME --role ROLE [--password-stdin] --data DIR\n"
+    "Usage: covct user add NAME --role ROLE [--no-password] --data DIR\n"
     "       covct user passwd NAME --data DIR      (new password on stdin)\n"
     "       covct user disable|enable NAME --data DIR\n"
     "       covct user list --data DIR\n"
@@ -24,15 +26,33 @@ static const char help[] =
     "  site-it         import, de-identify, run exports, the audit log\n"
     "(the full table: docs/internals/casedb.md, src/govern/roles.c).\n"
     "\n"
-    "A password is read from the first line of standard input (at least 8\n"
-    "characters) and stored only as an Argon2id hash.  Every change is in\n"
+    "The password is read from standard input: typed at a prompt (not\n"
+    "shown) on a terminal, else the first line (e.g. from a script:\n"
+    "  echo 'a long password' | covct user add alice --role radiologist ...).\n"
+    "At least 8 characters; stored only as an Argon2id hash.  --no-password\n"
+    "adds a user who cannot log in yet (a reader named in imported labels,\n"
+    "or one who gets a password later with 'passwd').  Every change is in\n"
     "the site's audit log.\n"
     "Exit status: 0 done, 1 refused or failed, 2 usage.\n";
 
-/* The first line of standard input, without its line end. */
+/* The first line of standard input, without its line end; on a terminal
+ * a prompt, with echo off. */
 static bool read_password(char *buf, size_t cap)
 {
-    if (!fgets(buf, (int)cap, stdin))
+    struct termios old, quiet;
+    bool tty = isatty(0) && tcgetattr(0, &old) == 0;
+    if (tty) {
+        fputs("Password: ", stderr);
+        quiet = old;
+        quiet.c_lflag &= (tcflag_t)~ECHO;
+        tcsetattr(0, TCSAFLUSH, &quiet);
+    }
+    bool got = fgets(buf, (int)cap, stdin) != NULL;
+    if (tty) {
+        tcsetattr(0, TCSAFLUSH, &old);
+        fputc('\n', stderr);
+    }
+    if (!got)
         return false;
     size_t n = strlen(buf);
     if (n && buf[n - 1] != '\n' && !feof(stdin)) {
@@ -48,7 +68,7 @@ static bool read_password(char *buf, size_t cap)
 int covct_cmd_user(int argc, char **argv)
 {
     const char *action = NULL, *name = NULL, *role = NULL, *data = NULL;
-    bool pw_stdin = false;
+    bool pw_stdin = true;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (covct_cli_is_help(a)) {
@@ -59,7 +79,9 @@ int covct_cmd_user(int argc, char **argv)
         } else if (!strcmp(a, "--data") && i + 1 < argc) {
             data = argv[++i];
         } else if (!strcmp(a, "--password-stdin")) {
-            pw_stdin = true;
+            pw_stdin = true; /* the default; kept for scripts */
+        } else if (!strcmp(a, "--no-password")) {
+            pw_stdin = false;
         } else if (a[0] != '-' && !action) {
             action = a;
         } else if (a[0] != '-' && !name) {
@@ -89,6 +111,9 @@ int covct_cmd_user(int argc, char **argv)
         if (!role) {
             covct_cli_error("user add: --role ROLE is needed");
             code = COVCT_EXIT_USAGE;
+        } else if (!covct_role_valid(role)) {
+            /* said before asking for a password */
+            rc = covct_user_add(site, name, role, NULL, &err);
         } else if (pw_stdin && !read_password(pw, sizeof pw)) {
             covct_cli_error("user add: no password on standard input");
             code = COVCT_EXIT_FAIL;
