@@ -621,12 +621,37 @@ static int status_of(covct_rc rc)
     return rc == COVCT_ERR_ARG ? 400 : rc == COVCT_ERR_NOT_FOUND ? 404 : 500;
 }
 
-int api_project_create(http_req *rq, http_resp *rs)
+/* The project the path names (its first parameter): its id, or 0 with a
+ * 404 answer already written. */
+static int64_t path_project(http_req *rq, http_resp *rs, char name[80])
+{
+    covct_error err = { 0 };
+    int64_t id = 0;
+    http_param(rq, 0, name, 80);
+    if (covct_project_find(rq->site, name, &id, &err)) {
+        http_error(rs, 404, "%s", err.msg);
+        return 0;
+    }
+    return id;
+}
+
+/* The request body as JSON, or NULL with a 400 answer saying what to
+ * send. */
+static cJSON *body_json(const http_req *rq, http_resp *rs, const char *what)
 {
     cJSON *in = cJSON_ParseWithLength((const char *)rq->body, rq->body_len);
+    if (!in || !cJSON_IsObject(in)) {
+        cJSON_Delete(in);
+        http_error(rs, 400, "send a JSON object %s", what);
+    }
+    return in && cJSON_IsObject(in) ? in : NULL;
+}
+
+int api_project_create(http_req *rq, http_resp *rs)
+{
+    cJSON *in = body_json(rq, rs, "{name, title, purpose, investigator}");
     if (!in)
-        return http_error(rs, 400, "send {name, title, purpose, "
-                                   "investigator}");
+        return 0;
     covct_error err = { 0 };
     int64_t id = 0;
     covct_rc rc = covct_project_create(rq->site, jstr(in, "name"),
@@ -643,11 +668,10 @@ int api_project_create(http_req *rq, http_resp *rs)
 int api_project_show(http_req *rq, http_resp *rs)
 {
     char name[80];
-    http_param(rq, 0, name, sizeof name);
     covct_error err = { 0 };
-    int64_t id = 0;
-    if (covct_project_find(rq->site, name, &id, &err))
-        return http_error(rs, 404, "%s", err.msg);
+    int64_t id = path_project(rq, rs, name);
+    if (!id)
+        return 0;
     covct_db *db = covct_site_db(rq->site);
     covct_db_result *a = NULL, *g = NULL, *c = NULL;
     covct_rc rc = covct_db_query(
@@ -708,15 +732,15 @@ int api_project_show(http_req *rq, http_resp *rs)
 int api_project_approve(http_req *rq, http_resp *rs)
 {
     char name[80];
-    http_param(rq, 0, name, sizeof name);
     covct_error err = { 0 };
-    int64_t id = 0, aid = 0;
-    if (covct_project_find(rq->site, name, &id, &err))
-        return http_error(rs, 404, "%s", err.msg);
-    cJSON *in = cJSON_ParseWithLength((const char *)rq->body, rq->body_len);
+    int64_t id = path_project(rq, rs, name), aid = 0;
+    if (!id)
+        return 0;
+    cJSON *in = body_json(rq, rs,
+                          "{committee, number, granted_on, expires_on, "
+                          "purposes, data_scope}");
     if (!in)
-        return http_error(rs, 400, "send {committee, number, granted_on, "
-                                   "expires_on, purposes, data_scope}");
+        return 0;
     covct_approval ap = { jstr(in, "committee"),  jstr(in, "number"),
                           jstr(in, "granted_on"), jstr(in, "expires_on"),
                           jstr(in, "purposes"),   jstr(in, "data_scope") };
@@ -732,14 +756,13 @@ int api_project_approve(http_req *rq, http_resp *rs)
 int api_project_consent(http_req *rq, http_resp *rs)
 {
     char name[80];
-    http_param(rq, 0, name, sizeof name);
     covct_error err = { 0 };
-    int64_t id = 0;
-    if (covct_project_find(rq->site, name, &id, &err))
-        return http_error(rs, 404, "%s", err.msg);
-    cJSON *in = cJSON_ParseWithLength((const char *)rq->body, rq->body_len);
+    int64_t id = path_project(rq, rs, name);
+    if (!id)
+        return 0;
+    cJSON *in = body_json(rq, rs, "{patient_id, status, reference}");
     if (!in)
-        return http_error(rs, 400, "send {patient_id, status, reference}");
+        return 0;
     const char *pid = jstr(in, "patient_id");
     covct_rc rc = COVCT_OK;
     /* a patient not yet in the project is included with the consent */
