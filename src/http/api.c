@@ -12,6 +12,12 @@
 #define PAGE_DEFAULT 50
 #define PAGE_MAX 500
 
+bool http_uid_ok(const char *u)
+{
+    size_t n = strlen(u);
+    return n > 0 && n <= 64 && strspn(u, "0123456789.") == n;
+}
+
 const char *http_param(const http_req *rq, size_t i, char *buf, size_t cap)
 {
     buf[0] = 0;
@@ -343,18 +349,12 @@ int api_study(http_req *rq, http_resp *rs)
     return http_json(rs, 200, o);
 }
 
-/* A series UID is digits and dots: safe in a path. */
-static bool uid_ok(const char *u)
-{
-    size_t n = strlen(u);
-    return n > 0 && n <= 64 && strspn(u, "0123456789.") == n;
-}
 
 int api_report(http_req *rq, http_resp *rs)
 {
     char uid[80], path[4300];
     http_param(rq, 0, uid, sizeof uid);
-    if (!uid_ok(uid))
+    if (!http_uid_ok(uid))
         return http_error(rs, 400, "'%s' is not a UID", uid);
     if (!rq->srv->cfg.store)
         return http_error(rs, 404, "no DICOM store on this server");

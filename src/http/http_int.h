@@ -131,6 +131,8 @@ int api_mask_post(http_req *rq, http_resp *rs);
 int api_agreement(http_req *rq, http_resp *rs);
 int api_clinical_post(http_req *rq, http_resp *rs);
 
+/* A UID as a path segment may carry: 1-64 digits and dots. */
+bool http_uid_ok(const char *u);
 /* The i-th {name} path segment, up to its '/', into buf. */
 const char *http_param(const http_req *rq, size_t i, char *buf, size_t cap);
 

@@ -21,11 +21,6 @@
 
 #define PATH_CAP 4200
 
-static bool uid_ok(const char *u)
-{
-    size_t n = strlen(u);
-    return n > 0 && n <= 64 && strspn(u, "0123456789.") == n;
-}
 
 static int kind_max(const char *kind)
 {
@@ -74,6 +69,7 @@ static covct_rc series_dir(http_req *rq, const char *uid, char *out,
 typedef struct vol_meta {
     uint32_t nx, ny, nz;
     double sp[3];
+    double affine[4][4]; /* voxel -> LPS mm, for the masks readers save */
 } vol_meta;
 
 static void cache_paths(http_req *rq, const char *uid, char raw[PATH_CAP],
@@ -88,7 +84,7 @@ static bool read_meta(const char *path, vol_meta *m)
     FILE *f = fopen(path, "r");
     if (!f)
         return false;
-    char line[256] = "";
+    char line[1024] = "";
     bool ok = fgets(line, sizeof line, f) != NULL;
     fclose(f);
     char *p = line, *end;
@@ -101,6 +97,13 @@ static bool read_meta(const char *path, vol_meta *m)
     for (int i = 0; ok && i < 3; i++) {
         m->sp[i] = strtod(p, &end);
         ok = end != p && m->sp[i] > 0;
+        p = end;
+    }
+    /* then the affine, row by row (a cache written without it is
+     * rebuilt) */
+    for (int i = 0; ok && i < 16; i++) {
+        m->affine[i / 4][i % 4] = strtod(p, &end);
+        ok = end != p;
         p = end;
     }
     if (ok) {
@@ -137,15 +140,20 @@ static covct_rc build_cache(http_req *rq, const char *uid, vol_meta *m,
     m->ny = v->ny;
     m->nz = v->nz;
     memcpy(m->sp, v->spacing, sizeof m->sp);
+    memcpy(m->affine, v->affine, sizeof m->affine);
     covct_volume_free(v);
     snprintf(sub, sizeof sub, "%s/cache", store_dir(rq));
     mkdir(sub, 0750);
     snprintf(sub, sizeof sub, "%s/cache/volumes", store_dir(rq));
     mkdir(sub, 0750);
     cache_paths(rq, uid, raw, meta);
-    char text[200];
-    int tl = snprintf(text, sizeof text, "%u %u %u %.6f %.6f %.6f\n", m->nx,
+    char text[1024];
+    int tl = snprintf(text, sizeof text, "%u %u %u %.6f %.6f %.6f", m->nx,
                       m->ny, m->nz, m->sp[0], m->sp[1], m->sp[2]);
+    for (int i = 0; i < 16; i++)
+        tl += snprintf(text + tl, sizeof text - (size_t)tl, " %.17g",
+                       m->affine[i / 4][i % 4]);
+    tl += snprintf(text + tl, sizeof text - (size_t)tl, "\n");
     rc = covct_file_write_bytes(raw, data, n * sizeof *data, err);
     if (!rc)
         rc = covct_file_write_bytes(meta, text, (size_t)tl, err);
@@ -176,7 +184,7 @@ int api_volume(http_req *rq, http_resp *rs)
 {
     char uid[80], raw[PATH_CAP], meta[PATH_CAP];
     http_param(rq, 0, uid, sizeof uid);
-    if (!uid_ok(uid))
+    if (!http_uid_ok(uid))
         return http_error(rs, 400, "'%s' is not a UID", uid);
     vol_meta m;
     covct_error err = { 0 };
@@ -257,7 +265,7 @@ int api_mask_get(http_req *rq, http_resp *rs)
     char uid[80], kind[32], me[96];
     http_param(rq, 0, uid, sizeof uid);
     http_param(rq, 1, kind, sizeof kind);
-    if (!uid_ok(uid) || kind_max(kind) < 0)
+    if (!http_uid_ok(uid) || kind_max(kind) < 0)
         return http_error(rs, 400, "use /api/series/UID/mask/lesions|lobes|"
                                    "lungs");
     covct_error err = { 0 };
@@ -306,7 +314,7 @@ int api_mask_get(http_req *rq, http_resp *rs)
     if (!rc)
         rs->body.len = n;
     vol_meta m = { v->nx, v->ny, v->nz,
-                   { v->spacing[0], v->spacing[1], v->spacing[2] } };
+                   { v->spacing[0], v->spacing[1], v->spacing[2] }, { { 0 } } };
     covct_volume_free(v);
     if (rc) {
         covct_db_result_free(r);
@@ -327,7 +335,7 @@ int api_mask_post(http_req *rq, http_resp *rs)
     http_param(rq, 0, uid, sizeof uid);
     http_param(rq, 1, kind, sizeof kind);
     int max = kind_max(kind);
-    if (!uid_ok(uid) || max < 0)
+    if (!http_uid_ok(uid) || max < 0)
         return http_error(rs, 400, "use /api/series/UID/mask/lesions|lobes|"
                                    "lungs");
     const char *status = http_query(rq, "status");
@@ -354,20 +362,14 @@ int api_mask_post(http_req *rq, http_resp *rs)
             return http_error(rs, 400,
                               "voxel %zu has label %u; %s labels go up to %d",
                               i, rq->body[i], kind, max);
-    /* the geometry of the source series, so the file opens in any NIfTI
-     * viewer on top of the CT */
-    char dir[PATH_CAP];
-    covct_volume *geo = NULL, *mask = NULL;
-    if ((rc = series_dir(rq, uid, dir, sizeof dir, &err)) ||
-        (rc = covct_volume_load_path(dir, 2, &geo, &err)) ||
-        (rc = covct_volume_new(m.nx, m.ny, m.nz, COVCT_DTYPE_INT16, &mask,
-                               &err))) {
-        covct_volume_free(geo);
+    /* the geometry of the source series (kept with the cached volume), so
+     * the file opens in any NIfTI viewer on top of the CT */
+    covct_volume *mask = NULL;
+    if ((rc = covct_volume_new(m.nx, m.ny, m.nz, COVCT_DTYPE_INT16, &mask,
+                               &err)))
         return http_error(rs, 500, "%s", err.msg);
-    }
-    memcpy(mask->spacing, geo->spacing, sizeof mask->spacing);
-    memcpy(mask->affine, geo->affine, sizeof mask->affine);
-    covct_volume_free(geo);
+    memcpy(mask->spacing, m.sp, sizeof mask->spacing);
+    memcpy(mask->affine, m.affine, sizeof mask->affine);
     for (size_t i = 0; i < n; i++)
         ((int16_t *)mask->data)[i] = rq->body[i];
     char rel[PATH_CAP], path[PATH_CAP * 2], sha[65], sub[PATH_CAP];
