@@ -282,8 +282,8 @@ try {
     await p3.click('#adj-final');
     await p3.waitForSelector('#adj-msg.msg-ok', { timeout: 30000 });
     ok(true, `final saved: ${await p3.textContent('#adj-msg')}`);
-    const final = p3.locator('#versions-body tr[data-status="final"]');
-    ok(await final.count() >= 1, 'the final version is listed');
+    const final = await p3.waitForSelector('#versions-body tr[data-status="final"]', { timeout: 10000 }).then(() => true, () => false);
+    ok(final, 'the final version is listed');
   });
   await step('case form', async () => {
     if (!await p3.isVisible('#cf-form')) { ok(false, 'the case form is shown (study in the case database)'); return; }
@@ -307,6 +307,7 @@ try {
     await p3.waitForSelector('#verify-msg.msg-ok, #verify-msg.msg-error');
     const v = await p3.textContent('#verify-msg');
     ok(/^Intact/.test(v), `verify: ${v}`);
+    await p3.waitForSelector('#us-body tr:nth-child(3)', { timeout: 10000 }).catch(() => {});
     ok(await p3.isVisible('#users') && (await p3.locator('#us-body tr').count()) === 3, 'the three users are listed');
     await snap(p3, 'governance');
   });
@@ -332,7 +333,9 @@ try {
     await p3.waitForSelector('#ex-body tr:has-text("requested") button');
     await p3.click('#ex-body tr:has-text("requested") button');
     await p3.waitForFunction(() => /Written to/.test(document.querySelector('#ex-msg')?.textContent || ''));
-    ok(await p3.locator('#ex-body tr:has-text("done")').count() === 1, 'the export ran and is listed as done');
+    // The page reloads the list after it shows the message: wait for the row.
+    const listed = await p3.waitForSelector('#ex-body tr:has-text("done")', { timeout: 10000 }).then(() => true, () => false);
+    ok(listed && await p3.locator('#ex-body tr:has-text("done")').count() === 1, 'the export ran and is listed as done');
     await snap(p3, 'export');
   });
   await step('logout', async () => {
