@@ -330,6 +330,71 @@ static void test_segment(void)
     covct_nn_model_free(&m);
 }
 
+/* Flip test-time augmentation: the map of the mirrored slice is the
+ * mirror of the slice's map (a random network alone is not symmetric),
+ * and each map is the mean of the plain pass and the mirrored-back pass
+ * of the mirrored slice; on the square grid and on the padded one. */
+static void test_segment_flip(void)
+{
+    enum { W = 57, H = 43, N = W * H };
+    for (int fixed = 0; fixed < 2; fixed++) {
+        covct_error err = {0};
+        covct_nn_model m;
+        memset(&m, 0, sizeof m);
+        m.cfg = (covct_unet_config){.in_channels = 1, .classes = 3,
+                                    .depth = 3, .base = 8};
+        m.input_size = fixed ? 40 : 0;
+        CHECK(covct_nn_unet(&m.cfg, 12, &m.graph, &m.out_slot, &err) ==
+              COVCT_OK);
+        if (!m.graph)
+            return;
+        randomise_bn(m.graph);
+        covct_nn_set_backend(m.graph, COVCT_NN_FAST);
+        static uint8_t img[N], mir[N], plain[3][N], plain_m[3][N], t[3][N],
+            t_m[3][N];
+        for (int i = 0; i < N; i++)
+            img[i] = (uint8_t)(((i % W) * 7 + (i / W) * 3 + (i * i) % 23) & 255);
+        for (int y = 0; y < H; y++)
+            for (int x = 0; x < W; x++)
+                mir[y * W + x] = img[y * W + (W - 1 - x)];
+        CHECK(covct_nn_segment_slice_tta(&m, img, W, H, 0, plain[0],
+                                         plain[1], plain[2], &err) == COVCT_OK);
+        CHECK(covct_nn_segment_slice_tta(&m, mir, W, H, 0, plain_m[0],
+                                         plain_m[1], plain_m[2],
+                                         &err) == COVCT_OK);
+        CHECK(covct_nn_segment_slice_tta(&m, img, W, H, COVCT_NN_TTA_FLIP,
+                                         t[0], t[1], t[2], &err) == COVCT_OK);
+        CHECK(covct_nn_segment_slice_tta(&m, mir, W, H, COVCT_NN_TTA_FLIP,
+                                         t_m[0], t_m[1], t_m[2],
+                                         &err) == COVCT_OK);
+        int asym = 0, worst_sym = 0, worst_mean = 0;
+        for (int c = 0; c < 3; c++)
+            for (int y = 0; y < H; y++)
+                for (int x = 0; x < W; x++) {
+                    int i = y * W + x, j = y * W + (W - 1 - x);
+                    int d = abs((int)plain[c][i] - (int)plain_m[c][j]);
+                    asym = d > asym ? d : asym;
+                    d = abs((int)t[c][i] - (int)t_m[c][j]);
+                    worst_sym = d > worst_sym ? d : worst_sym;
+                    /* the byte maps are rounded, so the mean of two
+                     * rounded maps is within a level of the TTA map */
+                    double mean = 0.5 * (plain[c][i] + plain_m[c][j]);
+                    d = (int)ceil(fabs(t[c][i] - mean) - 1e-9);
+                    worst_mean = d > worst_mean ? d : worst_mean;
+                }
+        CHECKF(asym > 2, "fixed %d: the plain maps are already symmetric "
+                         "(%d): the test would prove nothing", fixed, asym);
+        CHECKF(worst_sym <= 1, "fixed %d: flip TTA map of the mirror is not "
+                               "the mirror (%d levels)", fixed, worst_sym);
+        CHECKF(worst_mean <= 1, "fixed %d: flip TTA map is not the mean of "
+                                "the two passes (%d levels)", fixed,
+               worst_mean);
+        CHECK(covct_nn_segment_slice_tta(&m, img, W, H, 2u, t[0], NULL, NULL,
+                                         &err) == COVCT_ERR_ARG);
+        covct_nn_model_free(&m);
+    }
+}
+
 int main(void)
 {
     test_unet();
@@ -337,6 +402,7 @@ int main(void)
     test_snapshot();
     test_refused();
     test_segment();
+    test_segment_flip();
     printf("%d passed, %d failed\n", test_passed, test_failed);
     return test_failed ? 1 : 0;
 }

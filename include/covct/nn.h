@@ -373,6 +373,17 @@ covct_rc covct_nn_segment_slice(covct_nn_model *m, const uint8_t *pixels,
                                 uint8_t *infection, uint8_t *ggo,
                                 uint8_t *consolidation, covct_error *err);
 
+/* Test-time augmentation: COVCT_NN_TTA_FLIP also runs the network on the
+ * left-right mirror of the slice and averages the two passes' class
+ * probabilities (mirrored back), at twice the cost.  tta 0 is
+ * covct_nn_segment_slice(). */
+#define COVCT_NN_TTA_FLIP 1u
+covct_rc covct_nn_segment_slice_tta(covct_nn_model *m, const uint8_t *pixels,
+                                    uint32_t width, uint32_t height,
+                                    unsigned tta, uint8_t *infection,
+                                    uint8_t *ggo, uint8_t *consolidation,
+                                    covct_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -30,6 +30,8 @@ static const char help[] =
     "Options:\n"
     "  -o, --output DIR   where to write (created if missing)\n"
     "  --model FILE       the network (default: " COVCT_MODEL_DEFAULT ")\n"
+    "  --flip / --no-flip also run the network on the mirrored slice and\n"
+    "                     average the two (twice the time; default: off)\n"
     "  -q, --quiet        no progress lines\n"
     "  -h, --help         this text\n"
     "\n"
@@ -73,6 +75,7 @@ int covct_cmd_segment(int argc, char **argv)
     int quiet = 0;
     char **inputs = calloc((size_t)argc, sizeof *inputs);
     int n_in = 0;
+    unsigned tta = 0;
     if (!inputs) {
         covct_cli_error("out of memory");
         return COVCT_EXIT_FAIL;
@@ -96,6 +99,10 @@ int covct_cmd_segment(int argc, char **argv)
                 out = argv[++i];
         } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
             quiet = 1;
+        } else if (!strcmp(a, "--flip")) {
+            tta = COVCT_NN_TTA_FLIP;
+        } else if (!strcmp(a, "--no-flip")) {
+            tta = 0;
         } else if (a[0] == '-' && a[1]) {
             covct_cli_error("unknown option '%s'; run 'covct segment --help'",
                             a);
@@ -140,9 +147,9 @@ int covct_cmd_segment(int argc, char **argv)
         char stem[1024];
         stem_of(inputs[i], stem, sizeof stem);
         int ok = maps != NULL;
-        if (ok && covct_nn_segment_slice(&model, img.pixels, img.width,
-                                         img.height, maps, maps + n,
-                                         maps + 2 * n, &err) != COVCT_OK) {
+        if (ok && covct_nn_segment_slice_tta(&model, img.pixels, img.width,
+                                             img.height, tta, maps, maps + n,
+                                             maps + 2 * n, &err) != COVCT_OK) {
             covct_cli_error("%s: %s", inputs[i], err.msg);
             ok = 0;
         } else if (!ok) {

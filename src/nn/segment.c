@@ -15,48 +15,22 @@ void covct_nn_pixels_to_input(const uint8_t *pixels, size_t n, float *out)
         out[i] = (float)pixels[i] * (1.0f / 255.0f);
 }
 
-covct_rc covct_nn_segment_slice(covct_nn_model *m, const uint8_t *pixels,
-                                uint32_t width, uint32_t height,
-                                uint8_t *infection, uint8_t *ggo,
-                                uint8_t *consolidation, covct_error *err)
+/* One pass of the network over x (1 x 1 x ph x pw), its class
+ * probabilities added to prob (0 infection, 1 ground glass, 2
+ * consolidation, each ph x pw) times `weight`.  With mirror_w > 0, the
+ * first mirror_w columns of x are the left-right mirror of the slice, and
+ * the maps are mirrored back. */
+static covct_rc add_probs(covct_nn_model *m, const covct_tensor *x,
+                          uint32_t ph, uint32_t pw, uint32_t mirror_w,
+                          float weight, float *prob, covct_error *err)
 {
-    if (!m || !m->graph || !pixels || !width || !height)
-        return COVCT_ERR(err, COVCT_ERR_ARG, "segment: no model or no image");
-    if (m->cfg.in_channels != 1)
-        return COVCT_ERR(err, COVCT_ERR_UNSUPPORTED,
-                         "segment: the model takes %d channels, slices have "
-                         "one",
-                         m->cfg.in_channels);
-    if (width > 16384 || height > 16384)
-        return COVCT_ERR(err, COVCT_ERR_LIMIT,
-                         "segment: %ux%u image is too large (16384 at most)",
-                         (unsigned)width, (unsigned)height);
-    uint32_t mult = 1u << (m->cfg.depth - 1);
-    int fixed = m->input_size > 0;
-    uint32_t pw = fixed ? (uint32_t)m->input_size
-                        : (width + mult - 1) / mult * mult;
-    uint32_t ph = fixed ? (uint32_t)m->input_size
-                        : (height + mult - 1) / mult * mult;
-    covct_tensor x = {0};
-    covct_rc rc = covct_tensor_alloc(&x, 1, 1, (int)ph, (int)pw, err);
-    if (rc != COVCT_OK)
-        return rc;
-    if (fixed) {
-        covct_nn_augment none;
-        memset(&none, 0, sizeof none);
-        rc = covct_nn_augment_sample(&none, 0, pixels, NULL, width, height,
-                                     m->input_size, x.data, NULL, err);
-    } else {
-        for (uint32_t y = 0; y < height; y++)
-            covct_nn_pixels_to_input(pixels + (size_t)y * width, width,
-                                     x.data + (size_t)y * pw);
-    }
     /* Logits: through the inference plan on the fast backend (made on
      * first use and kept for this input size), else the graph. */
     const float *logits = NULL;
     float *zbuf = NULL;
     int zc = 0;
-    if (rc == COVCT_OK && m->graph->backend == COVCT_NN_FAST) {
+    covct_rc rc = COVCT_OK;
+    if (m->graph->backend == COVCT_NN_FAST) {
         int pn = 0, pph = 0, ppw = 0;
         if (m->plan)
             covct_nn_plan_shape(m->plan, &pn, &pph, &ppw, NULL, NULL, NULL);
@@ -77,38 +51,23 @@ covct_rc covct_nn_segment_slice(covct_nn_model *m, const uint8_t *pixels,
             !(zbuf = covct_malloc((size_t)zc * ph * pw * sizeof *zbuf)))
             rc = COVCT_ERR(err, COVCT_ERR_NOMEM, "segment: out of memory");
         if (rc == COVCT_OK)
-            rc = covct_nn_plan_run(m->plan, x.data, zbuf, err);
+            rc = covct_nn_plan_run(m->plan, x->data, zbuf, err);
         logits = zbuf;
-    } else if (rc == COVCT_OK) {
+    } else {
         covct_nn_set_training(m->graph, 0);
-        rc = covct_nn_forward(m->graph, &x, err);
+        rc = covct_nn_forward(m->graph, x, err);
         if (rc == COVCT_OK) {
             const covct_tensor *z = covct_nn_value(m->graph, m->out_slot);
             logits = z->data;
             zc = z->c;
         }
     }
-    covct_tensor_free(&x);
     if (rc != COVCT_OK) {
         covct_free(zbuf);
         return rc;
     }
     int K = zc < 16 ? zc : 16; /* classes <= 16 by the model's check */
     size_t plane = (size_t)ph * pw;
-    /* Class probabilities on the network's grid: 0 infection, 1 ground
-     * glass, 2 consolidation (float: the outputs are bytes). */
-    float *prob = covct_malloc(3 * plane * sizeof *prob);
-    /* Bilinear taps of the inverse square mapping, separable: per output
-     * column the grid column and weight, per row the grid row. */
-    int32_t *tu = covct_malloc(((size_t)width + height) * sizeof *tu);
-    float *fu = covct_malloc(((size_t)width + height) * sizeof *fu);
-    if (!prob || !tu || !fu) {
-        covct_free(prob);
-        covct_free(tu);
-        covct_free(fu);
-        covct_free(zbuf);
-        return COVCT_ERR(err, COVCT_ERR_NOMEM, "segment: out of memory");
-    }
     for (size_t p = 0; p < plane; p++) {
         float mx = logits[p], e[16];
         e[0] = e[1] = e[2] = 0.0f;
@@ -118,10 +77,102 @@ covct_rc covct_nn_segment_slice(covct_nn_model *m, const uint8_t *pixels,
         float sum = 0;
         for (int k = 0; k < K; k++)
             sum += e[k] = expf(logits[k * plane + p] - mx);
-        float inv = 1.0f / sum;
-        prob[p] = 1.0f - e[0] * inv;
-        prob[plane + p] = K > 2 ? e[1] * inv : 0.0f;
-        prob[2 * plane + p] = K > 2 ? e[2] * inv : 0.0f;
+        float inv = weight / sum;
+        size_t q = p;
+        size_t col = p % pw;
+        if (col < mirror_w)
+            q = p - col + (mirror_w - 1 - col);
+        prob[q] += weight - e[0] * inv;
+        prob[plane + q] += K > 2 ? e[1] * inv : 0.0f;
+        prob[2 * plane + q] += K > 2 ? e[2] * inv : 0.0f;
+    }
+    covct_free(zbuf);
+    return COVCT_OK;
+}
+
+covct_rc covct_nn_segment_slice(covct_nn_model *m, const uint8_t *pixels,
+                                uint32_t width, uint32_t height,
+                                uint8_t *infection, uint8_t *ggo,
+                                uint8_t *consolidation, covct_error *err)
+{
+    return covct_nn_segment_slice_tta(m, pixels, width, height, 0, infection,
+                                      ggo, consolidation, err);
+}
+
+covct_rc covct_nn_segment_slice_tta(covct_nn_model *m, const uint8_t *pixels,
+                                    uint32_t width, uint32_t height,
+                                    unsigned tta, uint8_t *infection,
+                                    uint8_t *ggo, uint8_t *consolidation,
+                                    covct_error *err)
+{
+    if (!m || !m->graph || !pixels || !width || !height)
+        return COVCT_ERR(err, COVCT_ERR_ARG, "segment: no model or no image");
+    if (m->cfg.in_channels != 1)
+        return COVCT_ERR(err, COVCT_ERR_UNSUPPORTED,
+                         "segment: the model takes %d channels, slices have "
+                         "one",
+                         m->cfg.in_channels);
+    if (width > 16384 || height > 16384)
+        return COVCT_ERR(err, COVCT_ERR_LIMIT,
+                         "segment: %ux%u image is too large (16384 at most)",
+                         (unsigned)width, (unsigned)height);
+    if (tta & ~(unsigned)COVCT_NN_TTA_FLIP)
+        return COVCT_ERR(err, COVCT_ERR_ARG, "segment: unknown test-time "
+                                             "augmentation flags 0x%x",
+                         tta);
+    uint32_t mult = 1u << (m->cfg.depth - 1);
+    int fixed = m->input_size > 0;
+    uint32_t pw = fixed ? (uint32_t)m->input_size
+                        : (width + mult - 1) / mult * mult;
+    uint32_t ph = fixed ? (uint32_t)m->input_size
+                        : (height + mult - 1) / mult * mult;
+    covct_tensor x = {0};
+    covct_rc rc = covct_tensor_alloc(&x, 1, 1, (int)ph, (int)pw, err);
+    if (rc != COVCT_OK)
+        return rc;
+    if (fixed) {
+        covct_nn_augment none;
+        memset(&none, 0, sizeof none);
+        rc = covct_nn_augment_sample(&none, 0, pixels, NULL, width, height,
+                                     m->input_size, x.data, NULL, err);
+    } else {
+        for (uint32_t y = 0; y < height; y++)
+            covct_nn_pixels_to_input(pixels + (size_t)y * width, width,
+                                     x.data + (size_t)y * pw);
+    }
+    size_t plane = (size_t)ph * pw;
+    /* Class probabilities on the network's grid: 0 infection, 1 ground
+     * glass, 2 consolidation (float: the outputs are bytes). */
+    float *prob = covct_calloc(3 * plane, sizeof *prob);
+    /* Bilinear taps of the inverse square mapping, separable: per output
+     * column the grid column and weight, per row the grid row. */
+    int32_t *tu = covct_malloc(((size_t)width + height) * sizeof *tu);
+    float *fu = covct_malloc(((size_t)width + height) * sizeof *fu);
+    if (rc == COVCT_OK && (!prob || !tu || !fu))
+        rc = COVCT_ERR(err, COVCT_ERR_NOMEM, "segment: out of memory");
+    bool flip = tta & COVCT_NN_TTA_FLIP;
+    if (rc == COVCT_OK)
+        rc = add_probs(m, &x, ph, pw, 0, flip ? 0.5f : 1.0f, prob, err);
+    if (rc == COVCT_OK && flip) {
+        /* The mirrored slice: on the square grid the slice sits centred,
+         * so the whole row is mirrored; padded, only its own columns. */
+        uint32_t mw = fixed ? pw : width;
+        for (uint32_t y = 0; y < ph; y++) {
+            float *row = x.data + (size_t)y * pw;
+            for (uint32_t a = 0, b = mw - 1; a < b; a++, b--) {
+                float t = row[a];
+                row[a] = row[b];
+                row[b] = t;
+            }
+        }
+        rc = add_probs(m, &x, ph, pw, mw, 0.5f, prob, err);
+    }
+    covct_tensor_free(&x);
+    if (rc != COVCT_OK) {
+        covct_free(tu);
+        covct_free(fu);
+        covct_free(prob);
+        return rc;
     }
     /* Back to the slice's pixels: the same grid, or the inverse of the
      * square mapping sampled bilinearly (taps clamped to the grid). */
@@ -170,6 +221,5 @@ covct_rc covct_nn_segment_slice(covct_nn_model *m, const uint8_t *pixels,
     covct_free(tu);
     covct_free(fu);
     covct_free(prob);
-    covct_free(zbuf);
     return COVCT_OK;
 }
