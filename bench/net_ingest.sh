@@ -232,6 +232,23 @@ fi
 awk -v l="$(cut -d' ' -f1 /proc/loadavg)" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }' &&
     echo "     WARNING: the machine is busy (load average above half the cores): numbers are not meaningful"
 
+# How fast this disk takes synchronous writes of one instance's size
+# (what covct's journal does for every instance before it answers):
+# 512 MiB in 512 KiB writes, O_DIRECT + O_DSYNC, one stream.  Storage of
+# virtual machines often slows after sustained writing (burst credits, host
+# caches); printed before and after the runs, it tells a slow disk from a
+# slow receiver.  storescp and Orthanc never sync, so they are not bound by
+# it.  Prints MB/s.
+disk_probe() {
+    local f="$W/disk-probe" out
+    out=$(LC_ALL=C dd if=/dev/zero of="$f" bs=512K count=1024 oflag=direct,dsync 2>&1 | tail -1)
+    rm -f "$f"
+    echo "$out" | awk '{ for (i = 1; i < NF; i++) if ($(i + 1) ~ /^s,?$/) t = $i } END {
+        if (t > 0) printf "%.0f", 512 * 1.048576 / t; else print "?" }'
+}
+DISK_BEFORE=$(disk_probe)
+echo "     disk: ${DISK_BEFORE} MB/s of synchronous 512 KiB direct writes (dd oflag=direct,dsync) before the runs"
+
 # Each receiver must accept the files' own transfer syntax.
 for k in $KINDS; do
     start_receiver "$k" || exit 1
@@ -302,6 +319,11 @@ for a in $ASSOCS; do
     echo "$line (instances/s)"
 done
 echo "  goal (issue): covct >= 3x Orthanc and >= storescp, on 1 and on 4 associations"
+DISK_AFTER=$(disk_probe)
+echo "  disk: ${DISK_BEFORE} MB/s of synchronous 512 KiB writes before the runs, ${DISK_AFTER} MB/s after;"
+awk -v d="$DISK_AFTER" -v m="$mb" -v n="$N" 'BEGIN { if (d + 0 > 0) printf \
+    "        at %s MB/s a receiver that syncs each instance before answering tops out near %.0f instances/s\n", d, d / (m / n) }'
+
 if grep -qiE 'error|warn' "$W/covct.log" 2>/dev/null; then
     echo "  covct serve logged $(grep -ciE 'error|warn' "$W/covct.log") warning/error line(s), e.g.:"
     grep -iE 'error|warn' "$W/covct.log" | head -3 | sed 's/^/    /'
