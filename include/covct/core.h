@@ -128,6 +128,12 @@ covct_rc covct_file_write_atomic(const char *path, covct_fill_fn fill,
 covct_rc covct_file_write_bytes(const char *path, const void *p, size_t n,
                                 covct_error *err);
 
+/* mkdir -p: create the folder `path` and every missing folder above it
+ * with `mode` (before the umask).  Fails with COVCT_ERR_IO naming the
+ * folder that could not be made, or a path that exists and is not a
+ * folder. */
+covct_rc covct_mkdirs(const char *path, unsigned mode, covct_error *err);
+
 /* ---- logging ------------------------------------------------------------ */
 typedef enum covct_log_level {
     COVCT_LOG_DEBUG = 0,

@@ -120,24 +120,6 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* mkdir -p for the folders above `path`. */
-static int make_parents(char *path)
-{
-    for (char *p = path + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        int r = mkdir(path, 0777);
-        int e = errno;
-        *p = '/';
-        if (r != 0 && e != EEXIST) {
-            errno = e;
-            return -1;
-        }
-    }
-    return 0;
-}
-
 /* De-identify one file; `dest` NULL means the folder layout under
  * run->out.  Prints the problem and counts it. */
 static void deid_one(deid_run *run, const char *path, const char *dest)
@@ -193,11 +175,16 @@ static void deid_one(deid_run *run, const char *path, const char *dest)
         snprintf(target, sizeof target, "%s/%s/%s/%s/%s.dcm", run->out, pid,
                  st[0] ? st : "nostudy", se[0] ? se : "noseries", sop);
     }
-    if (make_parents(target) != 0) {
-        fprintf(stderr, "covct: %s: cannot create the folder for %s: %s\n",
-                path, target, strerror(errno));
-        run->failed++;
-        goto done;
+    char *slash = strrchr(target, '/');
+    if (slash && slash != target) {
+        *slash = '\0';
+        rc = covct_mkdirs(target, 0777, &err);
+        *slash = '/';
+        if (rc) {
+            fprintf(stderr, "covct: %s: %s\n", path, err.msg);
+            run->failed++;
+            goto done;
+        }
     }
     rc = covct_file_write_bytes(target, out.data, out.len, &err);
     if (rc) {

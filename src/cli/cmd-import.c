@@ -179,28 +179,6 @@ static void uid_from_hash(const char *what, const char *sha_hex, char out[65])
     covct_dcm_uid_from_uuid(md, out);
 }
 
-/* mkdir -p for a folder under the data folder. */
-static covct_rc make_dirs(const char *path, covct_error *err)
-{
-    char tmp[4096];
-    int n = snprintf(tmp, sizeof tmp, "%s", path);
-    if (n < 0 || (size_t)n >= sizeof tmp)
-        return COVCT_ERR(err, COVCT_ERR_LIMIT, "path too long: %s", path);
-    for (char *p = tmp + 1;; p++) {
-        if (*p == '/' || !*p) {
-            char c = *p;
-            *p = '\0';
-            if (mkdir(tmp, 0750) != 0 && errno != EEXIST)
-                return COVCT_ERR(err, COVCT_ERR_IO, "cannot create %s: %s",
-                                 tmp, strerror(errno));
-            *p = c;
-            if (!c)
-                break;
-        }
-    }
-    return COVCT_OK;
-}
-
 /* Whether `path` holds exactly the bytes with this SHA-256. */
 static bool same_file(const char *path, const char *sha)
 {
@@ -225,7 +203,7 @@ static covct_rc place_copy(const char *dir, const char *rel, const void *p,
     char *slash = strrchr(folder, '/');
     if (slash)
         *slash = '\0';
-    covct_rc rc = make_dirs(folder, err);
+    covct_rc rc = covct_mkdirs(folder, 0750, err);
     if (rc || same_file(path, sha))
         return rc;
     return covct_file_write_bytes(path, p, len, err);

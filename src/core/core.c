@@ -399,3 +399,33 @@ double covct_now(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
+
+covct_rc covct_mkdirs(const char *path, unsigned mode, covct_error *err)
+{
+    if (!path || !*path)
+        return COVCT_ERR(err, COVCT_ERR_ARG, "no folder name given");
+    char *p = covct_strdup(path);
+    if (!p)
+        return COVCT_ERR(err, COVCT_ERR_NOMEM, "out of memory");
+    covct_rc rc = COVCT_OK;
+    for (size_t i = 1;; i++) {
+        char c = p[i];
+        if (c != '/' && c != '\0')
+            continue;
+        p[i] = '\0';
+        if (mkdir(p, (mode_t)mode) != 0 && errno != EEXIST) {
+            rc = COVCT_ERR(err, COVCT_ERR_IO, "cannot create the folder %s: %s",
+                           p, strerror(errno));
+            break;
+        }
+        p[i] = c;
+        if (!c)
+            break;
+    }
+    struct stat st;
+    if (!rc && (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)))
+        rc = COVCT_ERR(err, COVCT_ERR_IO, "%s exists and is not a folder",
+                       path);
+    covct_free(p);
+    return rc;
+}

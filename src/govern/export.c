@@ -56,25 +56,6 @@ typedef struct ctx {
     void *user;
 } ctx;
 
-static covct_rc mkdirs(const char *path, covct_error *err)
-{
-    char tmp[PATH_CAP];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = 0;
-        if (mkdir(tmp, 0750) != 0 && errno != EEXIST)
-            return COVCT_ERR(err, COVCT_ERR_IO, "cannot create %s: %s", tmp,
-                             strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(tmp, 0750) != 0 && errno != EEXIST)
-        return COVCT_ERR(err, COVCT_ERR_IO, "cannot create %s: %s", tmp,
-                         strerror(errno));
-    return COVCT_OK;
-}
-
 /* A CSV field: quoted when it holds a comma, quote or line break. */
 static void csv_field(FILE *f, const char *v, bool last)
 {
@@ -186,7 +167,7 @@ static covct_rc export_dicom(ctx *c, int64_t series_id, const char *dir,
         c->site->db,
         "SELECT path FROM instances WHERE series_id = $1 ORDER BY id",
         (covct_db_param[]){ COVCT_DB_INT(series_id) }, 1, &r, err);
-    if (rc || (rc = mkdirs(dir, err))) {
+    if (rc || (rc = covct_mkdirs(dir, 0750, err))) {
         covct_db_result_free(r);
         return rc;
     }
@@ -294,7 +275,7 @@ static covct_rc export_patient(ctx *c, const patient *p, covct_error *err)
         covct_volume *vol = NULL;
         snprintf(dir, sizeof dir, "%s/images/%s", c->out, p->pseudo);
         if (c->scope_images) {
-            if ((rc = mkdirs(dir, err)))
+            if ((rc = covct_mkdirs(dir, 0750, err)))
                 break;
             snprintf(rel, sizeof rel, "images/%s/ct-%d.nii.gz", p->pseudo,
                      k);
@@ -326,7 +307,7 @@ static covct_rc export_patient(ctx *c, const patient *p, covct_error *err)
         }
         if (c->scope_labels) {
             snprintf(dir, sizeof dir, "%s/labels/%s", c->out, p->pseudo);
-            if (!(rc = mkdirs(dir, err)))
+            if (!(rc = covct_mkdirs(dir, 0750, err)))
                 rc = export_masks(c, sid, p->pseudo, k, vol, masks,
                                   sizeof masks, err);
         }
@@ -725,7 +706,7 @@ covct_rc covct_export(covct_site *site, const char *project,
     patient *pts = NULL;
     size_t n = 0;
     char path[PATH_CAP];
-    if ((rc = mkdirs(out_dir, err)) ||
+    if ((rc = covct_mkdirs(out_dir, 0750, err)) ||
         (rc = load_patients(&c, &pts, &n, err)))
         goto done;
     res->patients = n;

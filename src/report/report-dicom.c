@@ -1462,7 +1462,7 @@ covct_rc covct_report_write_dicom(const char *outdir,
         rc = COVCT_ERR(err, COVCT_ERR_NOMEM, "out of memory");
         goto out;
     }
-    if ((rc = covct_report_mkdir_p(outdir, err)))
+    if ((rc = covct_mkdirs(outdir, 0777, err)))
         goto out;
     /* Earlier key images in the same folder would mix with the new ones. */
     covct_report_remove_files(outdir, "key-", ".dcm");

@@ -130,32 +130,6 @@ int covct_report_pick_slices(const covct_report_input *in, uint32_t *ks)
 }
 
 /* ---- files ------------------------------------------------------------------ */
-covct_rc covct_report_mkdir_p(const char *dir, covct_error *err)
-{
-    char *p = covct_strdup(dir);
-    if (!p)
-        return COVCT_ERR(err, COVCT_ERR_NOMEM, "out of memory");
-    covct_rc rc = COVCT_OK;
-    size_t n = strlen(p);
-    for (size_t i = 1; i <= n; i++) {
-        if (p[i] != '/' && p[i] != '\0')
-            continue;
-        char c = p[i];
-        p[i] = '\0';
-        if (mkdir(p, 0777) != 0 && errno != EEXIST) {
-            rc = COVCT_ERR(err, COVCT_ERR_IO, "%s: cannot create folder: %s",
-                           p, strerror(errno));
-            break;
-        }
-        p[i] = c;
-    }
-    struct stat st;
-    if (!rc && (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)))
-        rc = COVCT_ERR(err, COVCT_ERR_IO, "%s: not a folder", dir);
-    covct_free(p);
-    return rc;
-}
-
 static char *join(const char *dir, const char *name)
 {
     size_t n = strlen(dir) + strlen(name) + 2;
@@ -271,7 +245,7 @@ covct_rc covct_report_write(const char *outdir, const covct_report_input *in,
                          "CT %ux%ux%u",
                          (unsigned)s->nx, (unsigned)s->ny, (unsigned)s->nz,
                          (unsigned)ct->nx, (unsigned)ct->ny, (unsigned)ct->nz);
-    covct_rc rc = covct_report_mkdir_p(outdir, err);
+    covct_rc rc = covct_mkdirs(outdir, 0777, err);
     if (rc)
         return rc;
     /* Key images of an earlier run into the same folder would sit beside

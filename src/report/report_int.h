@@ -45,7 +45,6 @@ int covct_report_pick_slices(const covct_report_input *in, uint32_t *ks);
 
 /* mkdir -p: `dir` and its parents; an error when it exists but is not a
  * folder. */
-covct_rc covct_report_mkdir_p(const char *dir, covct_error *err);
 /* Remove the files of dir named PREFIX*SUFFIX (with something between). */
 void covct_report_remove_files(const char *dir, const char *prefix,
                                const char *suffix);
