@@ -1,5 +1,5 @@
 /*
- * Core helpers: covct_mkdirs (mkdir -p).  Checked against the file system
+ * Core helpers: covct_mkdirs (mkdir -p) and covct_sha256_hex.  Checked against the file system
  * with stat(2): nested creation, an existing path, a trailing slash, a
  * file in the way (named in the error), an empty name.
  */
@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "covct/core.h"
+#include "covct/site.h"
 #include "test.h"
 
 static int is_dir(const char *p)
@@ -70,8 +71,21 @@ static void test_mkdirs(void)
     CHECK(system(cmd) == 0);
 }
 
+/* SHA-256 against the FIPS 180-2 examples ("abc", and the empty string). */
+static void test_sha256_hex(void)
+{
+    char h[65];
+    covct_sha256_hex("abc", 3, h);
+    CHECKF(!strcmp(h, "ba7816bf8f01cfea414140de5dae2223"
+                      "b00361a396177a9cb410ff61f20015ad"), "%s", h);
+    covct_sha256_hex("", 0, h);
+    CHECKF(!strcmp(h, "e3b0c44298fc1c149afbf4c8996fb924"
+                      "27ae41e4649b934ca495991b7852b855"), "%s", h);
+}
+
 int main(void)
 {
     test_mkdirs();
+    test_sha256_hex();
     return test_report();
 }

@@ -257,6 +257,8 @@ covct_rc covct_case_record_analysis(covct_site *site, const char *series_dir,
                                     covct_error *err);
 /* SHA-256 of a file as 64 hex digits. */
 covct_rc covct_sha256_file(const char *path, char out[65], covct_error *err);
+/* SHA-256 of n bytes as 64 lowercase hex digits. */
+void covct_sha256_hex(const void *p, size_t n, char out[65]);
 
 /* Label statuses, in workflow order: the AI's draft, the first reader's
  * version, the second reader's (made blind to the first), the

@@ -120,15 +120,6 @@ typedef struct import_opts {
 
 /* ---- small helpers --------------------------------------------------------- */
 
-static void sha256_hex(const void *p, size_t n, char out[65])
-{
-    unsigned char md[32];
-    unsigned int len = 0;
-    EVP_Digest(p, n, md, &len, EVP_sha256(), NULL);
-    for (unsigned i = 0; i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
-}
-
 static const char *base_name(const char *path)
 {
     const char *s = strrchr(path, '/');
@@ -188,7 +179,7 @@ static bool same_file(const char *path, const char *sha)
     if (covct_file_read(path, &d, &n, &e))
         return false;
     char h[65];
-    sha256_hex(d, n, h);
+    covct_sha256_hex(d, n, h);
     covct_free(d);
     return !strcmp(h, sha);
 }
@@ -558,7 +549,7 @@ static covct_rc file_instance(covct_site *site, covct_store *store,
     size_t len = 0;
     if ((rc = covct_file_read(path, &stored, &len, err)))
         return rc;
-    sha256_hex(stored, len, sha);
+    covct_sha256_hex(stored, len, sha);
     covct_free(stored);
     if ((rc = covct_case_instance(site, c->series_id, m->sop_uid,
                                   path + dl + 1, sha, err)))
@@ -878,7 +869,7 @@ static covct_rc nifti_load(const char *path, nifti_in *in, covct_error *err)
     covct_rc rc = covct_file_read(path, &in->bytes, &in->len, err);
     if (rc)
         return rc;
-    sha256_hex(in->bytes, in->len, in->sha);
+    covct_sha256_hex(in->bytes, in->len, in->sha);
     if ((rc = covct_nifti_parse(in->bytes, in->len, &in->vol, err)))
         covct_error_prefix(err, "%s: not a NIfTI-1 volume covct can read: ",
                            path);

@@ -77,7 +77,7 @@ static void csv_field(FILE *f, const char *v, bool last)
 
 static void sha256_text(const char *s, char out[65])
 {
-    site_sha256_hex(s, strlen(s), out);
+    covct_sha256_hex(s, strlen(s), out);
 }
 
 static int by_order(const void *a, const void *b)

@@ -45,6 +45,5 @@ covct_rc site_end_write(covct_site *site, covct_rc rc, const char *action,
 /* Lower-case hex of n bytes into out (2n+1 bytes). */
 void site_hex(const uint8_t *p, size_t n, char *out);
 /* SHA-256 of n bytes as 64 hex digits. */
-void site_sha256_hex(const void *p, size_t n, char out[65]);
 
 #endif

@@ -21,7 +21,7 @@ void site_hex(const uint8_t *p, size_t n, char *out)
     out[2 * n] = 0;
 }
 
-void site_sha256_hex(const void *p, size_t n, char out[65])
+void covct_sha256_hex(const void *p, size_t n, char out[65])
 {
     uint8_t md[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
@@ -74,7 +74,7 @@ static covct_rc key_id_of(EVP_PKEY *key, char key_id[24], covct_error *err)
         return COVCT_ERR(err, COVCT_ERR_CORRUPT,
                          "the site key is not an Ed25519 key");
     char hex[65];
-    site_sha256_hex(raw, len, hex);
+    covct_sha256_hex(raw, len, hex);
     memcpy(key_id, hex, 16);
     key_id[16] = 0;
     return COVCT_OK;

@@ -45,7 +45,7 @@ covct_rc covct_token_create(covct_site *site, const char *user,
                          "no random numbers from OpenSSL");
     memcpy(token, "covct_", 6);
     b64url(raw, 31, token + 6); /* 31 bytes: 42 characters, no padding */
-    site_sha256_hex(token, strlen(token), sha);
+    covct_sha256_hex(token, strlen(token), sha);
     snprintf(obj, sizeof obj, "user:%s", user);
     if ((rc = site_begin_write(site, "user.manage", obj, err)))
         return rc;
@@ -67,7 +67,7 @@ covct_rc covct_token_check(covct_site *site, const char *token,
         strncmp(token, "covct_", 6))
         return COVCT_ERR(err, COVCT_ERR_NOT_FOUND, "not a covct token");
     char sha[65];
-    site_sha256_hex(token, strlen(token), sha);
+    covct_sha256_hex(token, strlen(token), sha);
     covct_db_result *r = NULL;
     covct_rc rc = covct_db_query(
         site->db,

@@ -5,7 +5,6 @@
 #include <cjson/cJSON.h>
 #include <microhttpd.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <string.h>
@@ -83,15 +82,6 @@ static void random_token(char *out, size_t bytes)
     out[bytes] = 0;
 }
 
-static void sha_hex(const char *s, char out[65])
-{
-    uint8_t md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    EVP_Digest(s, strlen(s), md, &len, EVP_sha256(), NULL);
-    for (unsigned i = 0; i < len && i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
-}
-
 /* ---- throttling -------------------------------------------------------- */
 static throttle *slot(struct http_auth *a, const char *key, time_t now)
 {
@@ -145,7 +135,7 @@ static session *find_session(struct http_auth *a, const char *cookie,
                              time_t now)
 {
     char sha[65];
-    sha_hex(cookie, sha);
+    covct_sha256_hex(cookie, strlen(cookie), sha);
     for (size_t i = 0; i < MAX_SESSIONS; i++) {
         session *s = &a->s[i];
         if (!s->id_sha[0] || strcmp(s->id_sha, sha))
@@ -285,7 +275,7 @@ int api_login(http_req *rq, http_resp *rs)
             s = &a->s[i];
     if (s) {
         memset(s, 0, sizeof *s);
-        sha_hex(id, s->id_sha);
+        covct_sha256_hex(id, strlen(id), s->id_sha);
         snprintf(s->csrf, sizeof s->csrf, "%s", csrf);
         snprintf(s->user, sizeof s->user, "%s", name);
         snprintf(s->role, sizeof s->role, "%s", role);
