@@ -65,19 +65,6 @@ static cJSON *rows_json(const covct_db_result *r, const char *const *keys)
     return arr;
 }
 
-/* The store's index, read-only, for this request. */
-static covct_db *index_db(http_req *rq, covct_error *err)
-{
-    covct_db *db = NULL;
-    if (!rq->srv->cfg.store) {
-        COVCT_ERR(err, COVCT_ERR_NOT_FOUND, "no DICOM store on this server");
-        return NULL;
-    }
-    if (covct_db_open(covct_store_index_path(rq->srv->cfg.store), &db, err))
-        return NULL;
-    return db;
-}
-
 static bool has_jobs_table(covct_db *db)
 {
     int64_t n = 0;
@@ -170,7 +157,7 @@ int api_worklist(http_req *rq, http_resp *rs)
     if (worklist_cached(key, rs))
         return 0;
     covct_error err = { 0 };
-    covct_db *db = index_db(rq, &err);
+    covct_db *db = http_index(rq->srv, &err);
     if (!db)
         return http_error(rs, 503, "%s", err.msg);
     long limit = query_long(rq, "limit", PAGE_DEFAULT, 1, PAGE_MAX),
@@ -233,7 +220,6 @@ int api_worklist(http_req *rq, http_resp *rs)
                             COVCT_DB_TEXT(to ? to : ""), COVCT_DB_INT(limit),
                             COVCT_DB_INT(offset) },
         5, &r, &err);
-    covct_db_close(db);
     if (rc)
         return http_error(rs, 500, "worklist: %s", err.msg);
     static const char *const keys[] = {
@@ -274,7 +260,7 @@ int api_study(http_req *rq, http_resp *rs)
     char uid[80];
     http_param(rq, 0, uid, sizeof uid);
     covct_error err = { 0 };
-    covct_db *db = index_db(rq, &err);
+    covct_db *db = http_index(rq->srv, &err);
     if (!db)
         return http_error(rs, 503, "%s", err.msg);
     covct_db_result *st = NULL, *se = NULL;
@@ -299,7 +285,6 @@ int api_study(http_req *rq, http_resp *rs)
                    " NULL, NULL FROM series se WHERE se.study_uid = $1"
                    " ORDER BY se.series_number",
             (covct_db_param[]){ COVCT_DB_TEXT(uid) }, 1, &se, &err);
-    covct_db_close(db);
     if (rc) {
         covct_db_result_free(st);
         covct_db_result_free(se);
@@ -390,7 +375,7 @@ int api_report(http_req *rq, http_resp *rs)
 int api_jobs(http_req *rq, http_resp *rs)
 {
     covct_error err = { 0 };
-    covct_db *db = index_db(rq, &err);
+    covct_db *db = http_index(rq->srv, &err);
     if (!db)
         return http_error(rs, 503, "%s", err.msg);
     long limit = query_long(rq, "limit", PAGE_DEFAULT, 1, PAGE_MAX);
@@ -404,7 +389,6 @@ int api_jobs(http_req *rq, http_resp *rs)
                                            COVCT_DB_INT(limit) },
                                        1, &r, &err)
                       : COVCT_OK;
-    covct_db_close(db);
     if (rc)
         return http_error(rs, 500, "%s", err.msg);
     static const char *const keys[] = { "#id",       "series_uid", "state",

@@ -59,10 +59,15 @@ struct covct_http_server {
     uint16_t port;
     char *data_dir;
     char *web_dir;
-    pthread_key_t site_key; /* one covct_site per worker thread */
-    pthread_mutex_t sites_lock;
-    covct_site **sites;     /* all of them, closed at stop */
+    /* Per worker thread, opened on first use and closed at stop: one
+     * connection to the case database (covct_site) and one to the
+     * store's index. */
+    pthread_key_t site_key, index_key;
+    pthread_mutex_t handles_lock;
+    void **sites; /* covct_site * */
     size_t n_sites, cap_sites;
+    void **indexes; /* covct_db * */
+    size_t n_indexes, cap_indexes;
     struct http_auth *auth; /* sessions, login throttling (auth.c) */
 };
 
@@ -85,6 +90,9 @@ size_t http_query_all(const http_req *rq, const char *key,
 
 /* The case database of this worker thread (opened on first use). */
 covct_site *http_site(http_server *srv, covct_error *err);
+/* This worker thread's read connection to the store's index (not to be
+ * closed by the caller); COVCT_ERR_NOT_FOUND without a store. */
+covct_db *http_index(http_server *srv, covct_error *err);
 
 /* Audit a read of patient data (coalesced: one entry per user, route and
  * object per minute) or a change (always). */

@@ -110,6 +110,28 @@ size_t http_query_all(const http_req *rq, const char *key, const char **out,
     return c.n;
 }
 
+/* Append h to the array *v (n, cap) under the handles lock. */
+static bool remember(http_server *srv, void ***v, size_t *n, size_t *cap,
+                     void *h)
+{
+    bool ok = true;
+    pthread_mutex_lock(&srv->handles_lock);
+    if (*n == *cap) {
+        size_t c = *cap ? *cap * 2 : 8;
+        void **nv = covct_realloc(*v, c * sizeof *nv);
+        if (nv) {
+            *v = nv;
+            *cap = c;
+        } else {
+            ok = false;
+        }
+    }
+    if (ok)
+        (*v)[(*n)++] = h;
+    pthread_mutex_unlock(&srv->handles_lock);
+    return ok;
+}
+
 covct_site *http_site(http_server *srv, covct_error *err)
 {
     covct_site *site = pthread_getspecific(srv->site_key);
@@ -117,23 +139,35 @@ covct_site *http_site(http_server *srv, covct_error *err)
         return site;
     if (covct_site_open(srv->data_dir, &site, err))
         return NULL;
-    pthread_mutex_lock(&srv->sites_lock);
-    if (srv->n_sites == srv->cap_sites) {
-        size_t cap = srv->cap_sites ? srv->cap_sites * 2 : 8;
-        covct_site **v = covct_realloc(srv->sites, cap * sizeof *v);
-        if (!v) {
-            pthread_mutex_unlock(&srv->sites_lock);
-            covct_site_close(site);
-            COVCT_ERR(err, COVCT_ERR_NOMEM, "out of memory");
-            return NULL;
-        }
-        srv->sites = v;
-        srv->cap_sites = cap;
+    if (!remember(srv, &srv->sites, &srv->n_sites, &srv->cap_sites,
+                  site)) {
+        covct_site_close(site);
+        COVCT_ERR(err, COVCT_ERR_NOMEM, "out of memory");
+        return NULL;
     }
-    srv->sites[srv->n_sites++] = site;
-    pthread_mutex_unlock(&srv->sites_lock);
     pthread_setspecific(srv->site_key, site);
     return site;
+}
+
+covct_db *http_index(http_server *srv, covct_error *err)
+{
+    covct_db *db = pthread_getspecific(srv->index_key);
+    if (db)
+        return db;
+    if (!srv->cfg.store) {
+        COVCT_ERR(err, COVCT_ERR_NOT_FOUND, "no DICOM store on this server");
+        return NULL;
+    }
+    if (covct_db_open(covct_store_index_path(srv->cfg.store), &db, err))
+        return NULL;
+    if (!remember(srv, &srv->indexes, &srv->n_indexes,
+                  &srv->cap_indexes, db)) {
+        covct_db_close(db);
+        COVCT_ERR(err, COVCT_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    pthread_setspecific(srv->index_key, db);
+    return db;
 }
 
 /* ---- sending --------------------------------------------------------------- */
@@ -335,8 +369,9 @@ covct_rc covct_http_start(const covct_http_config *cfg,
     if (!srv)
         return COVCT_ERR(err, COVCT_ERR_NOMEM, "out of memory");
     srv->cfg = *cfg;
-    pthread_mutex_init(&srv->sites_lock, NULL);
+    pthread_mutex_init(&srv->handles_lock, NULL);
     pthread_key_create(&srv->site_key, NULL);
+    pthread_key_create(&srv->index_key, NULL);
     char *cert = NULL, *key = NULL;
     covct_rc rc = COVCT_OK;
     if (!(srv->data_dir = covct_strdup(cfg->data_dir)) ||
@@ -416,9 +451,13 @@ void covct_http_stop(covct_http_server *s)
     for (size_t i = 0; i < srv->n_sites; i++)
         covct_site_close(srv->sites[i]);
     covct_free(srv->sites);
+    for (size_t i = 0; i < srv->n_indexes; i++)
+        covct_db_close(srv->indexes[i]);
+    covct_free(srv->indexes);
     http_auth_free(srv->auth);
     pthread_key_delete(srv->site_key);
-    pthread_mutex_destroy(&srv->sites_lock);
+    pthread_key_delete(srv->index_key);
+    pthread_mutex_destroy(&srv->handles_lock);
     covct_free(srv->data_dir);
     covct_free(srv->web_dir);
     covct_free(srv);

@@ -42,9 +42,8 @@ static covct_rc series_dir(http_req *rq, const char *uid, char *out,
 {
     if (!rq->srv->cfg.store)
         return COVCT_ERR(err, COVCT_ERR_NOT_FOUND, "no DICOM store");
-    covct_db *db = NULL;
-    covct_rc rc = covct_db_open(covct_store_index_path(rq->srv->cfg.store),
-                                &db, err);
+    covct_db *db = http_index(rq->srv, err);
+    covct_rc rc = db ? COVCT_OK : err && err->rc ? err->rc : COVCT_ERR_IO;
     covct_db_result *r = NULL;
     if (!rc)
         rc = covct_db_query(db,
@@ -52,7 +51,6 @@ static covct_rc series_dir(http_req *rq, const char *uid, char *out,
                             " LIMIT 1",
                             (covct_db_param[]){ COVCT_DB_TEXT(uid) }, 1, &r,
                             err);
-    covct_db_close(db);
     if (!rc && !covct_db_rows(r))
         rc = COVCT_ERR(err, COVCT_ERR_NOT_FOUND, "no series %s", uid);
     if (!rc) {
