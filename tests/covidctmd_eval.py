@@ -16,6 +16,9 @@ pneumonia) and normal001, then checks the issue's acceptance criteria:
   - per-lobe lobe_lesion_mm2 against the lobe labels: AUC reported for each
     lobe (LLL, LUL, RLL, RML, RUL), and required >= 0.90 where a lobe has
     positive slices.
+Also printed, as information: the AUC per lung (the lesion area of a
+lung's lobes against "any of its lobes labelled"), which separates finding
+the lesion from naming its lobe (docs/evaluation.md).
 The AUC is the Mann-Whitney statistic (ties count one half).
 """
 import csv
@@ -89,6 +92,11 @@ for case in ("P001", "cap001"):
 pos, neg = [], []
 lobe_pos = {l: [] for l in LOBES}
 lobe_neg = {l: [] for l in LOBES}
+# Per lung (information, not a criterion): which lung holds the lesion,
+# whatever lobe the labels or the lobe model name.
+SIDES = {"left": ["LLL", "LUL"], "right": ["RLL", "RML", "RUL"]}
+side_pos = {k: [] for k in SIDES}
+side_neg = {k: [] for k in SIDES}
 joined = 0
 for case, rep in reports.items():
     for s in rep["slices"]:
@@ -105,6 +113,9 @@ for case, rep in reports.items():
         (pos if infected else neg).append(s["lesion_mm2"])
         for l in LOBES:
             (lobe_pos if lobe_lab[l] else lobe_neg)[l].append(s["lobe_lesion_mm2"][l])
+        for side, ls in SIDES.items():
+            (side_pos if any(lobe_lab[l] for l in ls) else side_neg)[side].append(
+                sum(s["lobe_lesion_mm2"][l] for l in ls))
 a = auc(pos, neg)
 for case in ("P001", "cap001"):
     cp = [s["lesion_mm2"] for s in reports.get(case, {}).get("slices", [])
@@ -124,6 +135,10 @@ for l in LOBES:
     print("  %s AUC: %s (%d positive slices)" % (l, "n/a" if la is None else "%.3f" % la, len(lobe_pos[l])))
     if la is not None and la < 0.90:
         fails.append("%s per-lobe AUC %.3f < 0.90" % (l, la))
+for side in SIDES:
+    sa = auc(side_pos[side], side_neg[side])
+    print("  %s lung AUC (any of its lobes): %s (%d positive slices; information)"
+          % (side, "n/a" if sa is None else "%.3f" % sa, len(side_pos[side])))
 if out_json:
     with open(out_json, "w") as f:
         json.dump({"slice_auc": a, "lobe_auc": lobe_auc,
