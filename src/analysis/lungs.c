@@ -56,6 +56,8 @@ typedef struct ctx {
                        (UINT16_MAX: none); see row_ends() */
     uint8_t *air;   /* working mask */
     uint8_t *work;  /* second working mask */
+    uint32_t ox, oy, oz; /* where this ctx's grid starts in the volume's
+                            (a crop; 0 for the whole volume) */
     covct_error *err;
 } ctx;
 
@@ -365,14 +367,16 @@ static covct_rc split_lungs(ctx *c, bool *two)
         if (b2 && cc.stat[b2].size * c->vox_ml >= 100 &&
             cc.stat[b2].size >= cc.stat[b1].size / 8) {
             /* Side by patient x: LPS +x is the patient's left. */
-            double x1 = patient_x(c->ct,
-                                  (double)cc.stat[b1].sum[0] / cc.stat[b1].size,
-                                  (double)cc.stat[b1].sum[1] / cc.stat[b1].size,
-                                  (double)cc.stat[b1].sum[2] / cc.stat[b1].size);
-            double x2 = patient_x(c->ct,
-                                  (double)cc.stat[b2].sum[0] / cc.stat[b2].size,
-                                  (double)cc.stat[b2].sum[1] / cc.stat[b2].size,
-                                  (double)cc.stat[b2].sum[2] / cc.stat[b2].size);
+            double x1 = patient_x(
+                c->ct,
+                c->ox + (double)cc.stat[b1].sum[0] / cc.stat[b1].size,
+                c->oy + (double)cc.stat[b1].sum[1] / cc.stat[b1].size,
+                c->oz + (double)cc.stat[b1].sum[2] / cc.stat[b1].size);
+            double x2 = patient_x(
+                c->ct,
+                c->ox + (double)cc.stat[b2].sum[0] / cc.stat[b2].size,
+                c->oy + (double)cc.stat[b2].sum[1] / cc.stat[b2].size,
+                c->oz + (double)cc.stat[b2].sum[2] / cc.stat[b2].size);
             uint8_t *val = covct_calloc((size_t)cc.n + 1, 1);
             if (!val) {
                 rc = COVCT_ERR(c->err, COVCT_ERR_NOMEM, "out of memory");
@@ -445,6 +449,107 @@ done:
     covct_morph_cc3_free(&cc);
     covct_free(seedm);
     covct_free(queue);
+    return rc;
+}
+
+/* ---- working on the lungs' box ---------------------------------------------
+ * The split and the gas removal below visit every voxel of their grid
+ * (distance maps, connected components, growth), and the lungs fill about
+ * a third of a chest CT's field of view.  So they run on the bounding box
+ * of the air mask plus one voxel of non-air around it: a copy of c->air
+ * and of the lung labels, both copied back afterwards (outside the box
+ * they are zero).  The result is the same as on the whole grid: nothing
+ * in the box touches its sides, so each voxel's nearest outside voxel in
+ * its slice, and every component, lie inside. */
+typedef struct box {
+    uint32_t x0, y0, z0, nx, ny, nz;
+    bool use; /* false: the box is most of the grid, or there is no air */
+} box;
+
+static void air_box(const ctx *c, box *b)
+{
+    uint32_t x0 = c->nx, x1 = 0, y0 = c->ny, y1 = 0, z0 = c->nz, z1 = 0;
+    for (uint32_t z = 0; z < c->nz; z++)
+        for (uint32_t y = 0; y < c->ny; y++) {
+            const uint8_t *row = c->air + (size_t)z * c->np + (size_t)y * c->nx;
+            uint32_t xl = 0, xr = c->nx;
+            while (xl < c->nx && !row[xl])
+                xl++;
+            if (xl == c->nx)
+                continue;
+            while (!row[xr - 1])
+                xr--;
+            x0 = xl < x0 ? xl : x0;
+            x1 = xr - 1 > x1 ? xr - 1 : x1;
+            y0 = y < y0 ? y : y0;
+            y1 = y > y1 ? y : y1;
+            z0 = z < z0 ? z : z0;
+            z1 = z;
+        }
+    memset(b, 0, sizeof *b);
+    if (x0 > x1)
+        return;
+    b->x0 = x0 ? x0 - 1 : 0;
+    b->y0 = y0 ? y0 - 1 : 0;
+    b->z0 = z0 ? z0 - 1 : 0;
+    b->nx = (x1 + 1 < c->nx ? x1 + 1 : x1) - b->x0 + 1;
+    b->ny = (y1 + 1 < c->ny ? y1 + 1 : y1) - b->y0 + 1;
+    b->nz = (z1 + 1 < c->nz ? z1 + 1 : z1) - b->z0 + 1;
+    b->use = (size_t)b->nx * b->ny * b->nz * 10 <= c->n * 9;
+}
+
+/* Copy the box's rows between the grid (g) and the box (s). */
+static void box_copy(const ctx *c, const box *b, uint8_t *g, uint8_t *s,
+                     bool to_box)
+{
+    for (uint32_t z = 0; z < b->nz; z++)
+        for (uint32_t y = 0; y < b->ny; y++) {
+            uint8_t *gr = g + (size_t)(z + b->z0) * c->np +
+                          (size_t)(y + b->y0) * c->nx + b->x0;
+            uint8_t *sr = s + ((size_t)z * b->ny + y) * b->nx;
+            if (to_box)
+                memcpy(sr, gr, b->nx);
+            else
+                memcpy(gr, sr, b->nx);
+        }
+}
+
+/* fn(c, arg) on the box b (or on the whole grid when b says so). */
+static covct_rc in_box(ctx *c, const box *b, covct_rc (*fn)(ctx *, bool *),
+                       bool *arg)
+{
+    if (!b->use)
+        return fn(c, arg);
+    ctx sub = *c;
+    sub.nx = b->nx;
+    sub.ny = b->ny;
+    sub.nz = b->nz;
+    sub.np = (size_t)b->nx * b->ny;
+    sub.n = sub.np * b->nz;
+    sub.ox = c->ox + b->x0;
+    sub.oy = c->oy + b->y0;
+    sub.oz = c->oz + b->z0;
+    covct_seg sseg = *c->seg; /* only its lungs are used */
+    sub.seg = &sseg;
+    sub.air = covct_malloc(sub.n);
+    sseg.lungs = covct_malloc(sub.n);
+    if (!sub.air || !sseg.lungs) {
+        covct_free(sub.air);
+        covct_free(sseg.lungs);
+        return COVCT_ERR(c->err, COVCT_ERR_NOMEM, "out of memory (lungs)");
+    }
+    /* c->work serves the box as scratch: it only needs sub.n bytes */
+    box_copy(c, b, c->air, sub.air, true);
+    box_copy(c, b, c->seg->lungs, sseg.lungs, true);
+    covct_rc rc = fn(&sub, arg);
+    if (rc == COVCT_OK) {
+        memset(c->air, 0, c->n);
+        memset(c->seg->lungs, 0, c->n);
+        box_copy(c, b, c->air, sub.air, false);
+        box_copy(c, b, c->seg->lungs, sseg.lungs, false);
+    }
+    covct_free(sub.air);
+    covct_free(sseg.lungs);
     return rc;
 }
 
@@ -575,6 +680,12 @@ done:
     covct_free(val);
     covct_morph_cc3_free(&cc);
     return rc;
+}
+
+static covct_rc drop_subphrenic_fn(ctx *c, bool *unused)
+{
+    (void)unused;
+    return drop_subphrenic(c);
 }
 
 /* First and last x of each lung row, per lung, into c->ext: the hulls of
@@ -1421,15 +1532,18 @@ covct_rc covct_lungs_segment(const covct_volume *ct, covct_seg *seg,
     }
 
     bool two;
-    rc = split_lungs(&c, &two);
+    box lbox;
+    air_box(&c, &lbox);
+    rc = in_box(&c, &lbox, split_lungs, &two);
     if (rc != COVCT_OK)
         goto done;
+    tm = covct_debug_time("lungs", "left/right split", tm);
     if (two) {
-        rc = drop_subphrenic(&c);
+        rc = in_box(&c, &lbox, drop_subphrenic_fn, NULL);
         if (rc != COVCT_OK)
             goto done;
     }
-    tm = covct_debug_time("lungs", "left/right split", tm);
+    tm = covct_debug_time("lungs", "gas under the diaphragm", tm);
     /* Holes: small ones always, large ones only when enclosed in 3-D. */
     if (covct_morph_parallel(c.nz, holes_range, &c) != 0) {
         rc = COVCT_ERR(err, COVCT_ERR_NOMEM, "out of memory (lungs)");
