@@ -28,6 +28,17 @@
 #include "covct/store.h"
 #include "test.h"
 
+/* The first value of attribute `tag` in the first object of a DICOM JSON
+ * array (QIDO-RS answer), as text; "" when absent. */
+static void dj_first(const cJSON *arr, const char *tag, char *out, size_t cap)
+{
+    const char *v = cJSON_GetStringValue(cJSON_GetArrayItem(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetArrayItem(arr, 0), tag),
+                            "Value"),
+        0));
+    snprintf(out, cap, "%s", v ? v : "");
+}
+
 static uint16_t port;
 
 typedef struct reply {
@@ -494,13 +505,8 @@ static void test_dicomweb(void)
     j = cJSON_Parse((char *)r.body);
     CHECKF(r.status == 200 && cJSON_GetArraySize(j) == 1, "%d %s", r.status,
            r.body);
-    const char *study = cJSON_GetStringValue(cJSON_GetArrayItem(
-        cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetArrayItem(j, 0),
-                                                "0020000D"),
-                            "Value"),
-        0));
-    char study_uid[80] = "";
-    snprintf(study_uid, sizeof study_uid, "%s", study ? study : "");
+    char study_uid[80];
+    dj_first(j, "0020000D", study_uid, sizeof study_uid);
     cJSON_Delete(j);
     reply_free(&r);
     r = req("GET", "/api/worklist?q=98C14734", auth, NULL, 0);
@@ -537,13 +543,8 @@ static void test_dicomweb(void)
     r = req("GET", path, auth, NULL, 0);
     j = cJSON_Parse((char *)r.body);
     CHECKF(r.status == 200 && cJSON_GetArraySize(j) == 1, "%s", r.body);
-    const char *series = cJSON_GetStringValue(cJSON_GetArrayItem(
-        cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetArrayItem(j, 0),
-                                                "0020000E"),
-                            "Value"),
-        0));
-    char series_uid[80] = "";
-    snprintf(series_uid, sizeof series_uid, "%s", series ? series : "");
+    char series_uid[80];
+    dj_first(j, "0020000E", series_uid, sizeof series_uid);
     cJSON_Delete(j);
     reply_free(&r);
     snprintf(path, sizeof path,
