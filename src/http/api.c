@@ -548,9 +548,7 @@ int api_export_request(http_req *rq, http_resp *rs)
     if (rc)
         return http_error(rs, rc == COVCT_ERR_NOT_FOUND ? 404 : 500, "%s",
                           err.msg);
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "id", (double)id);
-    return http_json(rs, 201, o);
+    return http_created(rs, id);
 }
 
 /* The export is written on the server, under DIR/exports/PROJECT-ID;
@@ -644,9 +642,7 @@ int api_project_create(http_req *rq, http_resp *rs)
     cJSON_Delete(in);
     if (rc)
         return http_error(rs, status_of(rc), "%s", err.msg);
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "id", (double)id);
-    return http_json(rs, 201, o);
+    return http_created(rs, id);
 }
 
 int api_project_show(http_req *rq, http_resp *rs)
@@ -732,9 +728,7 @@ int api_project_approve(http_req *rq, http_resp *rs)
     cJSON_Delete(in);
     if (rc)
         return http_error(rs, status_of(rc), "%s", err.msg);
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "id", (double)aid);
-    return http_json(rs, 201, o);
+    return http_created(rs, aid);
 }
 
 int api_project_consent(http_req *rq, http_resp *rs)

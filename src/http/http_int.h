@@ -79,6 +79,9 @@ int http_error(http_resp *rs, int status, const char *fmt, ...)
 void http_header(http_resp *rs, const char *name, const char *value);
 /* The body as JSON text from a cJSON tree (deleted). */
 int http_json(http_resp *rs, int status, cJSON *json);
+/* 201 Created with {"id": id}: what every POST that makes a record
+ * answers. */
+int http_created(http_resp *rs, int64_t id);
 
 /* ---- requests ------------------------------------------------------------ */
 const char *http_query(const http_req *rq, const char *key);

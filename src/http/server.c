@@ -55,6 +55,14 @@ int http_json(http_resp *rs, int status, cJSON *json)
     return 0;
 }
 
+int http_created(http_resp *rs, int64_t id)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o)
+        cJSON_AddNumberToObject(o, "id", (double)id);
+    return http_json(rs, 201, o);
+}
+
 void http_header(http_resp *rs, const char *name, const char *value)
 {
     if (rs->n_hdr == HTTP_MAX_HEADERS)

@@ -396,9 +396,7 @@ int api_mask_post(http_req *rq, http_resp *rs)
         unlink(path);
         return http_error(rs, rc == COVCT_ERR_ARG ? 409 : 500, "%s", err.msg);
     }
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "id", (double)id);
-    return http_json(rs, 201, o);
+    return http_created(rs, id);
 }
 
 int api_agreement(http_req *rq, http_resp *rs)
@@ -460,9 +458,7 @@ int api_clinical_post(http_req *rq, http_resp *rs)
     cJSON_Delete(in);
     if (rc)
         return http_error(rs, rc == COVCT_ERR_ARG ? 400 : 500, "%s", err.msg);
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "id", (double)id);
-    return http_json(rs, 201, o);
+    return http_created(rs, id);
 }
 
 int api_labels(http_req *rq, http_resp *rs)
