@@ -39,7 +39,7 @@ static const char help[] =
     "\n"
     "Options:\n"
     "  --folds K          number of folds (default 5)\n"
-    "  --epochs N         passes over the training slices (default 60)\n"
+    "  --epochs N         passes over the training slices (default 100)\n"
     "  --size PX          training square, slices fitted into it (352)\n"
     "  --depth L          U-Net levels (4)\n"
     "  --base C           channels of the first level (16)\n"
@@ -50,7 +50,7 @@ static const char help[] =
     "  --no-augment       train on the slices as they are (diagnostics)\n"
     "  --augment-strength S  multiply every augmentation range (rotation,\n"
     "                     zoom, elastic displacement, gamma, contrast,\n"
-    "                     brightness, noise) by S; flips stay (1)\n"
+    "                     brightness, noise) by S; flips stay (0.5)\n"
     "  --stop-after N     stop after epoch N, as an interrupted run (to\n"
     "                     train in time slots: continue with --resume)\n"
     "  --wd X             AdamW weight decay (0.0001)\n"
@@ -62,6 +62,7 @@ static const char help[] =
     "  -q, --quiet        no progress lines\n"
     "  -h, --help         this text\n"
     "\n"
+    "The defaults are the recipe of the model that ships in models/.\n"
     "The same data, options and seed give the same model; an interrupted\n"
     "run resumed with --resume ends with the same model as one that was\n"
     "not interrupted.  Design and results: docs/internals/training.md.\n";
@@ -408,9 +409,9 @@ int covct_cmd_train(int argc, char **argv)
 {
     const char *data = NULL, *out = NULL, *card_path = NULL;
     int folds = 5, fold = 0, cv = 0, resume = 0, quiet = 0, stop_after = 0;
-    double augment_strength = 1.0;
+    double augment_strength = 0.5;
     covct_nn_train_config cfg = {.net = {1, 3, 4, 16}, .input_size = 352,
-                                 .epochs = 60, .batch = 4, .lr = 2e-3,
+                                 .epochs = 100, .batch = 4, .lr = 2e-3,
                                  .weight_decay = 1e-4, .cosine = 1,
                                  .seed = 1};
     covct_nn_augment_default(&cfg.augment);
