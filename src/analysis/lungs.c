@@ -458,7 +458,7 @@ done:
  * a third of a chest CT's field of view.  So they run on the bounding box
  * of the air mask plus one voxel of non-air around it: a copy of c->air
  * and of the lung labels, both copied back afterwards (outside the box
- * they are zero).  The result is the same as on the whole grid: nothing
+ * they are zero before and after).  The result is the same as on the whole grid: nothing
  * in the box touches its sides, so each voxel's nearest outside voxel in
  * its slice, and every component, lie inside. */
 typedef struct box {
@@ -514,42 +514,49 @@ static void box_copy(const ctx *c, const box *b, uint8_t *g, uint8_t *s,
         }
 }
 
-/* fn(c, arg) on the box b (or on the whole grid when b says so). */
-static covct_rc in_box(ctx *c, const box *b, covct_rc (*fn)(ctx *, bool *),
-                       bool *arg)
+/* A ctx for the box b of c: copies of c->air and of the lung labels
+ * (freed by box_leave).  Without b->use, *sub is c itself. */
+static covct_rc box_enter(ctx *c, const box *b, ctx *sub, covct_seg *sseg)
 {
+    *sub = *c;
     if (!b->use)
-        return fn(c, arg);
-    ctx sub = *c;
-    sub.nx = b->nx;
-    sub.ny = b->ny;
-    sub.nz = b->nz;
-    sub.np = (size_t)b->nx * b->ny;
-    sub.n = sub.np * b->nz;
-    sub.ox = c->ox + b->x0;
-    sub.oy = c->oy + b->y0;
-    sub.oz = c->oz + b->z0;
-    covct_seg sseg = *c->seg; /* only its lungs are used */
-    sub.seg = &sseg;
-    sub.air = covct_malloc(sub.n);
-    sseg.lungs = covct_malloc(sub.n);
-    if (!sub.air || !sseg.lungs) {
-        covct_free(sub.air);
-        covct_free(sseg.lungs);
+        return COVCT_OK;
+    sub->nx = b->nx;
+    sub->ny = b->ny;
+    sub->nz = b->nz;
+    sub->np = (size_t)b->nx * b->ny;
+    sub->n = sub->np * b->nz;
+    sub->ox = c->ox + b->x0;
+    sub->oy = c->oy + b->y0;
+    sub->oz = c->oz + b->z0;
+    *sseg = *c->seg; /* only its lungs are used */
+    sub->seg = sseg;
+    sub->air = covct_malloc(sub->n);
+    sseg->lungs = covct_malloc(sub->n);
+    if (!sub->air || !sseg->lungs) {
+        covct_free(sub->air);
+        covct_free(sseg->lungs);
         return COVCT_ERR(c->err, COVCT_ERR_NOMEM, "out of memory (lungs)");
     }
-    /* c->work serves the box as scratch: it only needs sub.n bytes */
-    box_copy(c, b, c->air, sub.air, true);
-    box_copy(c, b, c->seg->lungs, sseg.lungs, true);
-    covct_rc rc = fn(&sub, arg);
+    /* c->work serves the box as scratch: it only needs sub->n bytes */
+    box_copy(c, b, c->air, sub->air, true);
+    box_copy(c, b, c->seg->lungs, sseg->lungs, true);
+    return COVCT_OK;
+}
+
+/* Back from the box: on success its air and labels go back into c (the
+ * voxels outside the box are zero in both and stay so), then the copies
+ * are freed. */
+static covct_rc box_leave(ctx *c, const box *b, ctx *sub, covct_rc rc)
+{
+    if (!b->use)
+        return rc;
     if (rc == COVCT_OK) {
-        memset(c->air, 0, c->n);
-        memset(c->seg->lungs, 0, c->n);
-        box_copy(c, b, c->air, sub.air, false);
-        box_copy(c, b, c->seg->lungs, sseg.lungs, false);
+        box_copy(c, b, c->air, sub->air, false);
+        box_copy(c, b, c->seg->lungs, sub->seg->lungs, false);
     }
-    covct_free(sub.air);
-    covct_free(sseg.lungs);
+    covct_free(sub->air);
+    covct_free(sub->seg->lungs);
     return rc;
 }
 
@@ -680,12 +687,6 @@ done:
     covct_free(val);
     covct_morph_cc3_free(&cc);
     return rc;
-}
-
-static covct_rc drop_subphrenic_fn(ctx *c, bool *unused)
-{
-    (void)unused;
-    return drop_subphrenic(c);
 }
 
 /* First and last x of each lung row, per lung, into c->ext: the hulls of
@@ -1531,18 +1532,22 @@ covct_rc covct_lungs_segment(const covct_volume *ct, covct_seg *seg,
         covct_morph_cc3_free(&cc);
     }
 
-    bool two;
+    /* The lung labels are still all zero and the air lies in its box. */
+    bool two = false;
     box lbox;
     air_box(&c, &lbox);
-    rc = in_box(&c, &lbox, split_lungs, &two);
+    ctx sub;
+    covct_seg sseg;
+    if ((rc = box_enter(&c, &lbox, &sub, &sseg)) == COVCT_OK) {
+        rc = split_lungs(&sub, &two);
+        if (rc == COVCT_OK)
+            tm = covct_debug_time("lungs", "left/right split", tm);
+        if (rc == COVCT_OK && two)
+            rc = drop_subphrenic(&sub);
+        rc = box_leave(&c, &lbox, &sub, rc);
+    }
     if (rc != COVCT_OK)
         goto done;
-    tm = covct_debug_time("lungs", "left/right split", tm);
-    if (two) {
-        rc = in_box(&c, &lbox, drop_subphrenic_fn, NULL);
-        if (rc != COVCT_OK)
-            goto done;
-    }
     tm = covct_debug_time("lungs", "gas under the diaphragm", tm);
     /* Holes: small ones always, large ones only when enclosed in 3-D. */
     if (covct_morph_parallel(c.nz, holes_range, &c) != 0) {

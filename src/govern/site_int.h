@@ -44,6 +44,5 @@ covct_rc site_end_write(covct_site *site, covct_rc rc, const char *action,
 
 /* Lower-case hex of n bytes into out (2n+1 bytes). */
 void site_hex(const uint8_t *p, size_t n, char *out);
-/* SHA-256 of n bytes as 64 hex digits. */
 
 #endif

@@ -157,8 +157,8 @@ int api_worklist(http_req *rq, http_resp *rs)
     if (worklist_cached(key, rs))
         return 0;
     covct_error err = { 0 };
-    covct_db *db = http_index(rq->srv, &err);
-    if (!db)
+    covct_db *db = NULL;
+    if (http_index(rq->srv, &db, &err))
         return http_error(rs, 503, "%s", err.msg);
     long limit = query_long(rq, "limit", PAGE_DEFAULT, 1, PAGE_MAX),
          offset = query_long(rq, "offset", 0, 0, 1L << 30);
@@ -260,8 +260,8 @@ int api_study(http_req *rq, http_resp *rs)
     char uid[80];
     http_param(rq, 0, uid, sizeof uid);
     covct_error err = { 0 };
-    covct_db *db = http_index(rq->srv, &err);
-    if (!db)
+    covct_db *db = NULL;
+    if (http_index(rq->srv, &db, &err))
         return http_error(rs, 503, "%s", err.msg);
     covct_db_result *st = NULL, *se = NULL;
     bool jobs = has_jobs_table(db);
@@ -375,8 +375,8 @@ int api_report(http_req *rq, http_resp *rs)
 int api_jobs(http_req *rq, http_resp *rs)
 {
     covct_error err = { 0 };
-    covct_db *db = http_index(rq->srv, &err);
-    if (!db)
+    covct_db *db = NULL;
+    if (http_index(rq->srv, &db, &err))
         return http_error(rs, 503, "%s", err.msg);
     long limit = query_long(rq, "limit", PAGE_DEFAULT, 1, PAGE_MAX);
     covct_db_result *r = NULL;
@@ -622,11 +622,11 @@ static int64_t path_project(http_req *rq, http_resp *rs, char name[80])
 static cJSON *body_json(const http_req *rq, http_resp *rs, const char *what)
 {
     cJSON *in = cJSON_ParseWithLength((const char *)rq->body, rq->body_len);
-    if (!in || !cJSON_IsObject(in)) {
-        cJSON_Delete(in);
-        http_error(rs, 400, "send a JSON object %s", what);
-    }
-    return in && cJSON_IsObject(in) ? in : NULL;
+    if (cJSON_IsObject(in))
+        return in;
+    cJSON_Delete(in);
+    http_error(rs, 400, "send a JSON object %s", what);
+    return NULL;
 }
 
 int api_project_create(http_req *rq, http_resp *rs)

@@ -93,9 +93,9 @@ size_t http_query_all(const http_req *rq, const char *key,
 
 /* The case database of this worker thread (opened on first use). */
 covct_site *http_site(http_server *srv, covct_error *err);
-/* This worker thread's read connection to the store's index (not to be
- * closed by the caller); COVCT_ERR_NOT_FOUND without a store. */
-covct_db *http_index(http_server *srv, covct_error *err);
+/* This worker thread's read connection to the store's index in *db (not
+ * to be closed by the caller); COVCT_ERR_NOT_FOUND without a store. */
+covct_rc http_index(http_server *srv, covct_db **db, covct_error *err);
 
 /* Audit a read of patient data (coalesced: one entry per user, route and
  * object per minute) or a change (always). */

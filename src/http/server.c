@@ -157,25 +157,25 @@ covct_site *http_site(http_server *srv, covct_error *err)
     return site;
 }
 
-covct_db *http_index(http_server *srv, covct_error *err)
+covct_rc http_index(http_server *srv, covct_db **db, covct_error *err)
 {
-    covct_db *db = pthread_getspecific(srv->index_key);
-    if (db)
-        return db;
-    if (!srv->cfg.store) {
-        COVCT_ERR(err, COVCT_ERR_NOT_FOUND, "no DICOM store on this server");
-        return NULL;
+    if ((*db = pthread_getspecific(srv->index_key)))
+        return COVCT_OK;
+    if (!srv->cfg.store)
+        return COVCT_ERR(err, COVCT_ERR_NOT_FOUND,
+                         "no DICOM store on this server");
+    covct_rc rc = covct_db_open(covct_store_index_path(srv->cfg.store), db,
+                                err);
+    if (rc)
+        return rc;
+    if (!remember(srv, &srv->indexes, &srv->n_indexes, &srv->cap_indexes,
+                  *db)) {
+        covct_db_close(*db);
+        *db = NULL;
+        return COVCT_ERR(err, COVCT_ERR_NOMEM, "out of memory");
     }
-    if (covct_db_open(covct_store_index_path(srv->cfg.store), &db, err))
-        return NULL;
-    if (!remember(srv, &srv->indexes, &srv->n_indexes,
-                  &srv->cap_indexes, db)) {
-        covct_db_close(db);
-        COVCT_ERR(err, COVCT_ERR_NOMEM, "out of memory");
-        return NULL;
-    }
-    pthread_setspecific(srv->index_key, db);
-    return db;
+    pthread_setspecific(srv->index_key, *db);
+    return COVCT_OK;
 }
 
 /* ---- sending --------------------------------------------------------------- */

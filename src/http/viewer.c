@@ -40,10 +40,8 @@ static const char *store_dir(const http_req *rq)
 static covct_rc series_dir(http_req *rq, const char *uid, char *out,
                            size_t cap, covct_error *err)
 {
-    if (!rq->srv->cfg.store)
-        return COVCT_ERR(err, COVCT_ERR_NOT_FOUND, "no DICOM store");
-    covct_db *db = http_index(rq->srv, err);
-    covct_rc rc = db ? COVCT_OK : err && err->rc ? err->rc : COVCT_ERR_IO;
+    covct_db *db = NULL;
+    covct_rc rc = http_index(rq->srv, &db, err);
     covct_db_result *r = NULL;
     if (!rc)
         rc = covct_db_query(db,
@@ -140,10 +138,9 @@ static covct_rc build_cache(http_req *rq, const char *uid, vol_meta *m,
     memcpy(m->sp, v->spacing, sizeof m->sp);
     memcpy(m->affine, v->affine, sizeof m->affine);
     covct_volume_free(v);
-    snprintf(sub, sizeof sub, "%s/cache", store_dir(rq));
-    mkdir(sub, 0750);
+    /* a folder that cannot be made fails the writes below, which say so */
     snprintf(sub, sizeof sub, "%s/cache/volumes", store_dir(rq));
-    mkdir(sub, 0750);
+    covct_mkdirs(sub, 0750, NULL);
     cache_paths(rq, uid, raw, meta);
     char text[1024];
     int tl = snprintf(text, sizeof text, "%u %u %u %.6f %.6f %.6f", m->nx,
@@ -371,10 +368,8 @@ int api_mask_post(http_req *rq, http_resp *rs)
     for (size_t i = 0; i < n; i++)
         ((int16_t *)mask->data)[i] = rq->body[i];
     char rel[PATH_CAP], path[PATH_CAP * 2], sha[65], sub[PATH_CAP];
-    snprintf(sub, sizeof sub, "%s/labels", store_dir(rq));
-    mkdir(sub, 0750);
     snprintf(sub, sizeof sub, "%s/labels/%s", store_dir(rq), uid);
-    mkdir(sub, 0750);
+    covct_mkdirs(sub, 0750, NULL); /* else the write below fails and says so */
     char stamp[COVCT_DB_TIME_LEN];
     covct_db_now(stamp);
     for (char *c = stamp; *c; c++)

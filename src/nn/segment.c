@@ -68,7 +68,7 @@ static covct_rc add_probs(covct_nn_model *m, const covct_tensor *x,
     }
     int K = zc < 16 ? zc : 16; /* classes <= 16 by the model's check */
     size_t plane = (size_t)ph * pw;
-    for (size_t p = 0; p < plane; p++) {
+    for (size_t p = 0, col = 0; p < plane; p++, col = col + 1 < pw ? col + 1 : 0) {
         float mx = logits[p], e[16];
         e[0] = e[1] = e[2] = 0.0f;
         for (int k = 1; k < K; k++)
@@ -78,10 +78,7 @@ static covct_rc add_probs(covct_nn_model *m, const covct_tensor *x,
         for (int k = 0; k < K; k++)
             sum += e[k] = expf(logits[k * plane + p] - mx);
         float inv = weight / sum;
-        size_t q = p;
-        size_t col = p % pw;
-        if (col < mirror_w)
-            q = p - col + (mirror_w - 1 - col);
+        size_t q = col < mirror_w ? p - col + (mirror_w - 1 - col) : p;
         prob[q] += weight - e[0] * inv;
         prob[plane + q] += K > 2 ? e[1] * inv : 0.0f;
         prob[2 * plane + q] += K > 2 ? e[2] * inv : 0.0f;

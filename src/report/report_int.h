@@ -43,8 +43,6 @@ double covct_report_slice_z(const covct_report_input *in, uint32_t k);
  * (0 only for an empty volume); ks holds COVCT_REPORT_MAX_KEY entries. */
 int covct_report_pick_slices(const covct_report_input *in, uint32_t *ks);
 
-/* mkdir -p: `dir` and its parents; an error when it exists but is not a
- * folder. */
 /* Remove the files of dir named PREFIX*SUFFIX (with something between). */
 void covct_report_remove_files(const char *dir, const char *prefix,
                                const char *suffix);
