@@ -10,6 +10,7 @@
 #  - one log line per job.
 . "$(dirname "$0")/lib.sh"
 need storescu storescp findscu dcmdump sqlite3
+if [ -n "${COVCT_DB:-}" ]; then need psql; fi
 COVCT=${COVCT_BIN:-build/covct}
 export TCP_NODELAY=1
 T=$(mktemp -d)
@@ -60,11 +61,19 @@ check "  ... report written" test -s "$T/store/results/$SERIES/report.json"
 check "  ... its severity score kept for the worklist, as in the report" test \
     "$(q "select severity from jobs where series_uid = '$SERIES'")" = \
     "$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["ct_severity_score"])' "$T/store/results/$SERIES/report.json")"
-cq() { sqlite3 "$T/store/covct.db" "$1" 2>/dev/null; }
+# The case database, with its backend's own client (net_jobs_pg runs
+# everything against PostgreSQL: tests/with-postgres.sh sets COVCT_DB).
+cq() {
+    if [ -n "${COVCT_DB:-}" ]; then
+        psql -q -X -t -A "$COVCT_DB" -c "$1" 2>/dev/null
+    else
+        sqlite3 "$T/store/covct.db" "$1" 2>/dev/null
+    fi
+}
 check "  ... recorded in the case database with its $NPH instances" test \
     "$(cq "select count(*) from instances i join series s on s.id = i.series_id where s.series_uid = '$SERIES'")" = "$NPH"
 check "  ... the AI's masks as drafts for the readers" test \
-    "$(cq "select group_concat(kind, ',') from (select l.kind from image_labels l join series s on s.id = l.series_id where s.series_uid = '$SERIES' and l.status = 'ai-draft' and l.source_kind = 'model' and l.source like 'covct analyze%' order by l.kind)")" = "lesions,lobes,lungs"
+    "$(cq "select l.kind from image_labels l join series s on s.id = l.series_id where s.series_uid = '$SERIES' and l.status = 'ai-draft' and l.source_kind = 'model' and l.source like 'covct analyze%' order by l.kind" | paste -sd,)" = "lesions,lobes,lungs"
 check "  ... in the service's name in the audit log" test \
     "$(cq "select count(*) from audit_log where actor = 'service:analysis' and action = 'label.save'")" = 3
 check "SEG, SR and key images stored" test \
