@@ -20,6 +20,7 @@
 #include "covct/limits.h"
 #include "http/dicomweb_int.h"
 #include "http/http_int.h"
+#include "http/meta.h"
 
 #define QIDO_LIMIT_DEFAULT 1000
 #define QIDO_LIMIT_MAX 10000
@@ -508,32 +509,10 @@ int dw_wado_metadata(http_req *rq, http_resp *rs)
         pick_free(&p);
         return 0;
     }
+    /* not cached: each file's header only, on META_THREADS threads
+     * (src/http/meta.c) */
     covct_error err = { 0 };
-    dicomjson_array arr;
-    covct_rc rc = dicomjson_array_begin(&arr, &rs->body, &err);
-    covct_dcm_read_opts ro = { .stop_before_pixels = true };
-    for (size_t i = 0; i < p.n && !rc; i++) {
-        covct_dcm_file *f = NULL;
-        if ((rc = covct_dcm_file_read(p.paths[i], &ro, &f, &err)))
-            break;
-        /* binary values over 1 KiB by reference (the bulk data route);
-         * pixel data is not read here: viewers take it from /frames */
-        const covct_dcm_dataset *ds = covct_dcm_file_dataset_const(f);
-        char st[65] = "", se[65] = "", in[65] = "", prefix[600];
-        covct_error e2 = { 0 };
-        covct_dcm_get_string(ds, 0x0020000D, 0, st, sizeof st, &e2);
-        covct_dcm_get_string(ds, 0x0020000E, 0, se, sizeof se, &e2);
-        covct_dcm_get_string(ds, 0x00080018, 0, in, sizeof in, &e2);
-        snprintf(prefix, sizeof prefix,
-                 "%s/dicom-web/studies/%s/series/%s/instances/%s/bulk/", base,
-                 st, se, in);
-        dicomjson_opts jo = { .bulk_uri_prefix = prefix,
-                              .bulk_threshold = 1024 };
-        rc = dicomjson_array_append(&arr, ds, &jo, &err);
-        covct_dcm_file_free(f);
-    }
-    if (!rc)
-        rc = dicomjson_array_end(&arr, &err);
+    covct_rc rc = meta_series_json(p.paths, p.n, base, &rs->body, &err);
     if (rc) {
         pick_free(&p);
         rs->body.len = 0;
@@ -774,11 +753,66 @@ static covct_rc encode_jpeg(const covct_image *img, covct_buf *out,
     return rc;
 }
 
+/* What an Accept header (RFC 9110 12.5.1: media ranges separated by
+ * commas, each with optional parameters, "q=0" meaning "not this") allows
+ * of what /rendered makes: PNG through image/png, "image/star" or
+ * "star/star"; JPEG through image/jpeg.  JPEG is chosen only when JPEG is
+ * named and neither image/png nor "star/star" is, as before.  False when nothing covct renders is
+ * acceptable. */
+static bool rendered_type(const char *accept, bool *jpeg)
+{
+    *jpeg = false;
+    if (!accept || !accept[strspn(accept, " \t")])
+        return true; /* no preference: PNG */
+    bool png = false, wild = false, any = false, jpg = false;
+    for (const char *r = accept; *r;) {
+        size_t n = strcspn(r, ",");
+        char range[128];
+        snprintf(range, sizeof range, "%.*s", (int)(n < 127 ? n : 127), r);
+        r += n + (r[n] == ',');
+        /* q=0 refuses the range; other parameters do not matter here */
+        const char *q = strchr(range, ';');
+        bool refused = false;
+        if (q) {
+            const char *qv = strstr(q, "q=");
+            if (qv && strtod(qv + 2, NULL) <= 0)
+                refused = true;
+            range[q - range] = 0;
+        }
+        char *t = range + strspn(range, " \t");
+        size_t tl = strlen(t);
+        while (tl && (t[tl - 1] == ' ' || t[tl - 1] == '\t'))
+            t[--tl] = 0;
+        if (refused)
+            continue;
+        if (!strcasecmp(t, "image/png"))
+            png = true;
+        else if (!strcasecmp(t, "image/jpeg"))
+            jpg = true;
+        else if (!strcasecmp(t, "image/*"))
+            wild = true;
+        else if (!strcmp(t, "*/*"))
+            any = true;
+    }
+    *jpeg = jpg && !png && !any;
+    return png || jpg || wild || any;
+}
+
 /* A frame as a grey PNG (or JPEG when the client asks only for
  * image/jpeg), rescaled (Rescale Slope/Intercept) and
  * windowed: for viewers that cannot decode DICOM. */
 int dw_wado_rendered(http_req *rq, http_resp *rs)
 {
+    /* PS3.18 8.7 and RFC 9110 15.5.7: an Accept header that allows no
+     * media type covct renders is answered 406 Not Acceptable, before
+     * anything is read */
+    const char *accept = http_header_in(rq, MHD_HTTP_HEADER_ACCEPT);
+    bool jpeg;
+    if (!rendered_type(accept, &jpeg))
+        return http_error(rs, 406,
+                          "rendered instances are offered as image/png or "
+                          "image/jpeg, not %.200s",
+                          accept);
     covct_dcm_file *f = one_instance(rq, rs);
     if (!f)
         return 0;
@@ -834,9 +868,6 @@ int dw_wado_rendered(http_req *rq, http_resp *rs)
             img.pixels[i] = (uint8_t)lround((invert ? 1 - t : t) * 255);
         }
     }
-    const char *accept = http_header_in(rq, MHD_HTTP_HEADER_ACCEPT);
-    bool jpeg = accept && strstr(accept, "image/jpeg") &&
-                !strstr(accept, "image/png") && !strstr(accept, "*/*");
     if (!rc)
         rc = jpeg ? encode_jpeg(&img, &rs->body, &err)
                   : covct_image_encode_png(&img, &rs->body, &err);
@@ -866,14 +897,16 @@ static void stow_item(cJSON *arr, const char *cls, const char *sop,
                       int reason, const char *url)
 {
     cJSON *it = cJSON_CreateObject();
+    /* PS3.18 F.2.5: an attribute without a value (a part whose UIDs
+     * could not be read) has its "vr" and no "Value", not "Value": [] */
     cJSON *c = cJSON_AddObjectToObject(it, "00081150");
     cJSON_AddStringToObject(c, "vr", "UI");
-    cJSON_AddItemToObject(c, "Value",
-                          cJSON_CreateStringArray(&cls, cls[0] ? 1 : 0));
+    if (cls[0])
+        cJSON_AddItemToObject(c, "Value", cJSON_CreateStringArray(&cls, 1));
     cJSON *s = cJSON_AddObjectToObject(it, "00081155");
     cJSON_AddStringToObject(s, "vr", "UI");
-    cJSON_AddItemToObject(s, "Value",
-                          cJSON_CreateStringArray(&sop, sop[0] ? 1 : 0));
+    if (sop[0])
+        cJSON_AddItemToObject(s, "Value", cJSON_CreateStringArray(&sop, 1));
     if (reason) {
         cJSON *r = cJSON_AddObjectToObject(it, "00081197");
         cJSON_AddStringToObject(r, "vr", "US");
