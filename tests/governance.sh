@@ -2,15 +2,18 @@
 # Issue 6's governance through the commands a site uses, on SQLite or
 # (as governance_pg, with COVCT_DB set by tests/with-postgres.sh)
 # PostgreSQL:
-#   - an export without an approval in force is refused, a withdrawn
-#     patient is left out, and both are in the audit log;
+#   - an export without an approval in force, or without a data use
+#     agreement in force, is refused, a withdrawn patient is left out,
+#     and all are in the audit log;
 #   - an export with consent contains the patient's CT as NIfTI (shape
 #     checked with nibabel against the DICOM series read by pydicom), and
 #     de-identified DICOM that dcmdump shows without the patient's name
 #     or ID; sha256sum checks the manifest;
-#   - changing, deleting or reordering audit entries directly in the
-#     database (sqlite3 or psql, not covct) makes `covct audit verify`
-#     fail and name the entry; the untouched log verifies.
+#   - changing, deleting, reordering or adding audit entries directly in
+#     the database (sqlite3 or psql, not covct) makes `covct audit verify`
+#     fail and name the entry; the untouched log verifies;
+#   - export, project, consent, audit and deid refuse a --data folder
+#     that is not a data folder instead of creating one.
 . "$(dirname "$0")/lib.sh"
 need "$PY" dcmdump sha256sum
 if [ -n "${COVCT_DB:-}" ]; then need psql; else need sqlite3; fi
@@ -62,6 +65,24 @@ check "approval recorded" [ $? -eq 0 ]
     --expires 2099-12-31 --purposes research --scope images --data "$D" 2>"$tmp/err"
 check "bad date refused with the value" grep -q "2026-13-01" "$tmp/err"
 
+# The approval allows the research; the receiver must also be bound by a
+# data use agreement in force: none, or only an expired one, is refused.
+"$B" export --project lung-ai -o "$tmp/xa" --data "$D" 2>"$tmp/err"
+check "no data use agreement: refused" [ $? -eq 1 ]
+check "no data use agreement: says so and how to record one" \
+    grep -q "refused: the project has no data use agreement.*covct project agreement" "$tmp/err"
+"$B" project agreement lung-ai --party "Uni Lab" --signed 2020-01-01 \
+    --expires 2020-12-31 --terms "research only" --data "$D" >/dev/null
+check "agreement recorded" [ $? -eq 0 ]
+"$B" export --project lung-ai -o "$tmp/xa" --data "$D" 2>"$tmp/err"
+check "expired agreement: refused with its date" \
+    grep -q "data use agreement with Uni Lab expired on 2020-12-31" "$tmp/err"
+check "nothing written" [ ! -e "$tmp/xa" ]
+check "both refusals audited with the reason" \
+    [ "$(sql "SELECT COUNT(*) FROM audit_log WHERE action = 'export.refused' AND detail LIKE '%data use agreement%'")" = 2 ]
+"$B" project agreement lung-ai --party "Uni Lab" --signed 2026-01-01 \
+    --terms "research only" --data "$D" >/dev/null
+
 # 2. Consent withdrawn: the patient is left out, and that is audited.
 "$B" consent "$pid" --project lung-ai --given --reference "form 17" --data "$D" >/dev/null
 "$B" consent "$pid" --project lung-ai --withdrawn --reference "letter" --data "$D" >/dev/null
@@ -72,6 +93,8 @@ check "no image of the withdrawn patient" [ -z "$(ls "$tmp/x2/images" 2>/dev/nul
 check "audited with the count" [ "$(sql "SELECT COUNT(*) FROM audit_log WHERE action = 'export' AND detail LIKE '%\"withdrawn\":1%'")" = 1 ]
 "$B" project show lung-ai --data "$D" >"$tmp/show"
 check "project show counts consent" grep -q "consent withdrawn: 1" "$tmp/show"
+check "project show marks the expired agreement" \
+    grep -q "agreement with Uni Lab, signed 2020-01-01, expires 2020-12-31 (EXPIRED" "$tmp/show"
 
 # 3. Consent given again: the patient's CT leaves, de-identified.
 "$B" consent "$pid" --project lung-ai --given --reference "form 18" --data "$D" >/dev/null
@@ -94,6 +117,10 @@ dcmdump "$first" >"$tmp/dump" 2>&1
 check "no patient ID in the DICOM" sh -c "! grep -qF '$pid' '$tmp/dump'"
 check "no patient name in the DICOM" sh -c "[ -z '$name' ] || ! grep -qF '$name' '$tmp/dump'"
 check "identity marked removed" grep -q "\[YES\].*PatientIdentityRemoved" "$tmp/dump"
+check "datasheet: the expired agreement marked" \
+    grep -q "Uni Lab, signed 2020-01-01, expires 2020-12-31 (EXPIRED on " "$tmp/x3/datasheet.md"
+check "datasheet: the agreement in force" \
+    grep -q "Uni Lab, signed 2026-01-01, expires never (in force on " "$tmp/x3/datasheet.md"
 check "no site patient ID in the text files" sh -c "! grep -rqF '$pid' '$tmp/x3' --include=*.csv --include=*.md"
 check "exports recorded" [ "$(sql "SELECT COUNT(*) FROM exports")" = 2 ]
 
@@ -117,6 +144,24 @@ check "user list" grep -q "^rita	researcher$" "$tmp/users"
 "$B" deid "$(ls -d "$p001"/* | head -1)" "$tmp/one.dcm" --key "$tmp/k" --data "$D" -q
 check "deid with --data" [ $? -eq 0 ]
 check "deid audited" [ "$(sql "SELECT COUNT(*) FROM audit_log WHERE action = 'deid' AND detail LIKE '%\"written\":1%'")" = 1 ]
+
+# A folder that is not a data folder (a mistyped --data) is refused, not
+# turned into an empty one: no covct.db appears in it.
+mkdir "$tmp/notdata"
+for c in "export --project lung-ai -o $tmp/nd-out" "project list" \
+         "consent $pid --project lung-ai --given" "audit verify" \
+         "deid $(ls -d "$p001"/* | head -1) $tmp/nd.dcm --key $tmp/k"; do
+    env -u COVCT_DB "$B" $c --data "$tmp/notdata" >/dev/null 2>"$tmp/err"
+    check "${c%% *} on a folder without covct.db: exit 1" [ $? -eq 1 ]
+    check "${c%% *}: says which folder is wrong" \
+        grep -q "$tmp/notdata is not a covct data folder" "$tmp/err"
+    check "${c%% *}: no covct.db made" [ ! -e "$tmp/notdata/covct.db" ]
+    "$B" $c --data "$tmp/nowhere" >/dev/null 2>"$tmp/err"
+    check "${c%% *} on a missing folder: refused" \
+        grep -q "data folder $tmp/nowhere does not exist" "$tmp/err"
+    check "${c%% *}: the folder not made" [ ! -e "$tmp/nowhere" ]
+done
+check "no export written" [ ! -e "$tmp/nd-out" ] && [ ! -e "$tmp/nd.dcm" ]
 
 # 4. The audit log: intact, then tampered with directly in the database.
 "$B" audit verify --data "$D" >"$tmp/v"
@@ -147,6 +192,10 @@ sql "UPDATE audit_log SET seq = -1 WHERE seq = 3" >/dev/null
 sql "UPDATE audit_log SET seq = 3 WHERE seq = 2" >/dev/null
 sql "UPDATE audit_log SET seq = 2 WHERE seq = -1" >/dev/null
 tampered "reordered" 2
+sql "INSERT INTO audit_log SELECT 0, at, actor, role, action, object, detail, key_id, prev_hash, hash, sig FROM audit_log WHERE seq = 3" >/dev/null
+"$B" audit verify --data "$D" >"$tmp/v0" 2>&1
+check "a row numbered 0: named" grep -q "a row numbered 0 (" "$tmp/v0"
+tampered "a row outside the chain" $((n + 1))
 "$B" audit verify --data "$D" >"$tmp/v"
 check "restored log verifies again" grep -q "audit log intact" "$tmp/v"
 "$B" audit show --data "$D" --last 3 >"$tmp/show"

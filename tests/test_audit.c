@@ -3,6 +3,7 @@
  * deleting or reordering any entry directly in the database, or
  * recomputing an edited entry's hash without the site key, is found and
  * the first bad entry named.  Also the permission table and refusals. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -184,6 +185,26 @@ static void test_tampering(void)
     sql("UPDATE audit_log SET seq = 100 WHERE seq = 2", NULL, 0);
     expect_bad("moved 2 to the end", 2, "missing");
 
+    /* rows outside the chain: a copy of an entry numbered 0 or below
+     * sorts before entry 1, where the walk does not look; the count of
+     * rows gives it away, and the problem names the row */
+    sql("INSERT INTO audit_log SELECT 0, at, actor, role, action, object,"
+        " detail, key_id, prev_hash, hash, sig FROM audit_log WHERE seq = 6",
+        NULL, 0);
+    expect_bad("extra row 0", N + 1, "a row numbered 0");
+    sql("INSERT INTO audit_log SELECT -5, at, actor, role, 'export',"
+        " object, detail, key_id, prev_hash, hash, sig FROM audit_log"
+        " WHERE seq = 2",
+        NULL, 0);
+    expect_bad("extra row -5", N + 1, "a row numbered -5 (");
+    sql("INSERT INTO audit_log SELECT -7, at, actor, role, action, object,"
+        " detail, key_id, prev_hash, hash, sig FROM audit_log WHERE seq = 2",
+        NULL, 0);
+    sql("INSERT INTO audit_log SELECT -6, at, actor, role, action, object,"
+        " detail, key_id, prev_hash, hash, sig FROM audit_log WHERE seq = 3",
+        NULL, 0);
+    expect_bad("two extra rows", N + 1, "has 14 rows but the chain has 12");
+
     /* an edit with the whole chain recomputed after it (the rule is
      * public, docs/internals/audit.md) still lacks the site key's
      * signatures */
@@ -215,6 +236,42 @@ static void test_roles(void)
     CHECK(!covct_role_may("nobody", "read.deidentified"));
     for (size_t i = 0; i < covct_role_count; i++)
         CHECK(covct_role_valid(covct_roles[i]));
+
+    /* the permission table in docs/internals/casedb.md is roles.c's:
+     * every row, every role (columns in covct_roles order) */
+    const char *srcdir = getenv("COVCT_SOURCE_DIR");
+    char path[4200], line[512];
+    snprintf(path, sizeof path, "%s/docs/internals/casedb.md",
+             srcdir ? srcdir : "..");
+    FILE *doc = fopen(path, "r");
+    CHECKF(doc != NULL, "cannot read %s", path);
+    int rows = 0;
+    bool roles = false; /* in the section "## Roles" */
+    while (doc && fgets(line, sizeof line, doc)) {
+        if (!strncmp(line, "## ", 3))
+            roles = !strncmp(line, "## Roles", 8);
+        if (!roles || strncmp(line, "| `", 3))
+            continue;
+        char *action = line + 3, *tick = strchr(action, '`');
+        char *cell = tick ? strchr(tick, '|') : NULL; /* before "what" */
+        if (!cell || !(cell = strchr(cell + 1, '|')))
+            continue;
+        *tick = 0;
+        rows++;
+        for (size_t k = 0; k < covct_role_count; k++) {
+            char *next = strchr(cell + 1, '|');
+            bool x = next && memchr(cell + 1, 'x', (size_t)(next - cell - 1));
+            CHECKF(next && x == covct_role_may(covct_roles[k], action),
+                   "casedb.md says %s %s %s; roles.c disagrees", covct_roles[k],
+                   x ? "may" : "may not", action);
+            cell = next;
+            if (!cell)
+                break;
+        }
+    }
+    if (doc)
+        fclose(doc);
+    CHECKF(rows == 15, "casedb.md lists %d actions, roles.c 15", rows);
 
     char now[COVCT_DB_TIME_LEN];
     covct_db_now(now);

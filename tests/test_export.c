@@ -242,7 +242,7 @@ int main(void)
     for (int i = 0; i < 4; i++)
         CHECK(covct_project_add_patient(site, proj, pts[i], &err) ==
               COVCT_OK);
-    char out[4400];
+    char out[4400], out2_day[4400];
     snprintf(out, sizeof out, "%s/out0", tmpdir);
     covct_export_result res;
     covct_error_clear(&err);
@@ -300,11 +300,75 @@ int main(void)
     CHECK(covct_consent_record(site, "PX", proj, "given", NULL, &err) ==
           COVCT_ERR_NOT_FOUND);
 
+    /* the approval in force is not enough: the receiver must be bound by
+     * a data use agreement in force (signed, not expired); each refusal
+     * is audited with its reason */
+    int64_t refusals = count("SELECT COUNT(*) FROM audit_log WHERE action ="
+                             " 'export.refused'");
     snprintf(out, sizeof out, "%s/out1", tmpdir);
+    covct_error_clear(&err);
+    CHECK(covct_export(site, "lung-ai", out, NULL, &res, NULL, NULL, &err) ==
+          COVCT_ERR_ARG);
+    CHECKF(strstr(res.refused, "no data use agreement"), "%s", res.refused);
+    CHECK(covct_project_agreement(site, proj, "Uni Lab", "2020-01-01",
+                                  "2020-12-31", "research only", &err) ==
+          COVCT_OK);
+    covct_error_clear(&err);
+    CHECK(covct_project_agreement(site, proj, "Uni Lab", "2020-02-30", NULL,
+                                  NULL, &err) == COVCT_ERR_ARG &&
+          strstr(err.msg, "2020-02-30"));
+    covct_error_clear(&err);
+    CHECK(covct_export(site, "lung-ai", out, NULL, &res, NULL, NULL, &err) ==
+          COVCT_ERR_ARG);
+    CHECKF(strstr(res.refused, "Uni Lab expired on 2020-12-31"), "%s",
+           res.refused);
+    CHECK(covct_project_agreement(site, proj, "Future Inc", "2099-01-01",
+                                  NULL, NULL, &err) == COVCT_OK);
+    covct_error_clear(&err);
+    CHECK(covct_export(site, "lung-ai", out, NULL, &res, NULL, NULL, &err) ==
+          COVCT_ERR_ARG);
+    CHECKF(strstr(res.refused, "in force only from 2099-01-01"), "%s",
+           res.refused);
+    CHECK(!exists(out, ""));
+    CHECK(count("SELECT COUNT(*) FROM audit_log WHERE action ="
+                " 'export.refused' AND detail LIKE '%data use agreement%'") ==
+          3);
+    /* on its last day an agreement still holds, the day after not */
+    covct_export_opts day = { .today = "2020-12-31" };
+    covct_approval past = now_ok;
+    past.number = "EC-2020-009";
+    past.granted_on = "2020-06-01";
+    past.expires_on = "2021-06-01";
+    CHECK(covct_project_approve(site, proj, &past, &aid, &err) == COVCT_OK);
+    snprintf(out2_day, sizeof out2_day, "%s/out-day", tmpdir);
+    covct_error_clear(&err);
+    CHECKF(covct_export(site, "lung-ai", out2_day, &day, &res, NULL, NULL,
+                        &err) == COVCT_OK,
+           "%s", err.msg);
+    CHECK(sh("grep -q 'Uni Lab, signed 2020-01-01, expires 2020-12-31 (in "
+             "force on 2020-12-31)' %s/datasheet.md",
+             out2_day) == 0);
+    day.today = "2021-01-01";
+    snprintf(out2_day, sizeof out2_day, "%s/out-day2", tmpdir);
+    covct_error_clear(&err);
+    CHECK(covct_export(site, "lung-ai", out2_day, &day, &res, NULL, NULL,
+                       &err) == COVCT_ERR_ARG &&
+          strstr(res.refused, "data use agreement with Future Inc"));
+    CHECK(covct_project_agreement(site, proj, "Uni Lab", "2026-01-01", NULL,
+                                  "research only", &err) == COVCT_OK);
+    CHECK(count("SELECT COUNT(*) FROM audit_log WHERE action ="
+                " 'export.refused'") == refusals + 4);
     covct_error_clear(&err);
     CHECKF(covct_export(site, "lung-ai", out, NULL, &res, NULL, NULL,
                         &err) == COVCT_OK,
            "%s", err.msg);
+    /* the datasheet lists every agreement, the expired one marked */
+    CHECK(sh("grep -q 'Uni Lab, signed 2020-01-01, expires 2020-12-31 "
+             "(EXPIRED on ' %s/datasheet.md",
+             out) == 0);
+    CHECK(sh("grep -q 'Uni Lab, signed 2026-01-01, expires never (in force "
+             "on ' %s/datasheet.md",
+             out) == 0);
     CHECK(res.patients == 2 && res.withdrawn == 1 && res.no_consent == 1);
     CHECKF(res.series == 3 && res.masks == 1, "series %zu masks %zu",
            res.series, res.masks);
@@ -353,10 +417,11 @@ int main(void)
     CHECK(covct_nifti_read(kp, &v, &err) == COVCT_OK && v && v->nz == 4 &&
           ((int16_t *)v->data)[7] == 40 && ((int16_t *)v->data)[1] == -800);
     covct_volume_free(v);
+    /* this one and the one judged on 2020-12-31 */
     CHECK(count("SELECT COUNT(*) FROM audit_log WHERE action = 'export'") ==
-          1);
+          2);
     CHECK(count("SELECT COUNT(*) FROM exports WHERE patients = 2 AND"
-                " excluded = 2") == 1);
+                " excluded = 2") == 2);
 
     /* the same export again: the same pseudonyms and split */
     char out2[4400];
@@ -364,11 +429,35 @@ int main(void)
     CHECK(covct_export(site, "lung-ai", out2, NULL, &res, NULL, NULL, &err) ==
           COVCT_OK);
     CHECK(sh("cmp -s %s/split.csv %s/split.csv", out, out2) == 0);
-    /* not into a folder that has something in it */
+    /* not into a folder that has something in it; not without the key;
+     * not of a project that does not exist: each refusal audited with
+     * its reason */
+    refusals = count("SELECT COUNT(*) FROM audit_log WHERE action ="
+                     " 'export.refused'");
     covct_error_clear(&err);
     CHECK(covct_export(site, "lung-ai", out2, NULL, &res, NULL, NULL,
                        &err) == COVCT_ERR_ARG &&
           strstr(err.msg, "not empty"));
+    CHECK(count("SELECT COUNT(*) FROM audit_log WHERE action ="
+                " 'export.refused' AND detail LIKE '%is not empty%'") == 1);
+    covct_export_opts nokey = { .key_path = "/nonexistent/project.key" };
+    snprintf(out2_day, sizeof out2_day, "%s/out-nokey", tmpdir);
+    covct_error_clear(&err);
+    CHECK(covct_export(site, "lung-ai", out2_day, &nokey, &res, NULL, NULL,
+                       &err) == COVCT_ERR_ARG &&
+          strstr(err.msg, "/nonexistent/project.key"));
+    CHECK(!exists(out2_day, ""));
+    CHECK(count("SELECT COUNT(*) FROM audit_log WHERE action ="
+                " 'export.refused' AND detail LIKE"
+                " '%/nonexistent/project.key%'") == 1);
+    covct_error_clear(&err);
+    CHECK(covct_export(site, "no-such", out2_day, NULL, &res, NULL, NULL,
+                       &err) == COVCT_ERR_ARG &&
+          strstr(err.msg, "no project 'no-such'"));
+    CHECK(count("SELECT COUNT(*) FROM audit_log WHERE action ="
+                " 'export.refused' AND object = 'project:no-such'") == 1);
+    CHECK(count("SELECT COUNT(*) FROM audit_log WHERE action ="
+                " 'export.refused'") == refusals + 3);
 
     /* the scope decides what leaves: images only */
     int64_t proj2 = 0;
@@ -378,6 +467,8 @@ int main(void)
     CHECK(covct_project_create(site, "imgs", NULL, NULL, NULL, &proj2,
                                &err) == COVCT_OK);
     CHECK(covct_project_approve(site, proj2, &img, &aid, &err) == COVCT_OK);
+    CHECK(covct_project_agreement(site, proj2, "Uni Lab", "2026-01-01", NULL,
+                                  NULL, &err) == COVCT_OK);
     CHECK(covct_project_add_patient(site, proj2, "PA", &err) == COVCT_OK);
     CHECK(covct_consent_record(site, "PA", proj2, "given", NULL, &err) ==
           COVCT_OK);
@@ -498,6 +589,48 @@ int main(void)
            "kappa %f %f, scikit-learn %f %f", ag.kappa_diagnosis,
            ag.kappa_category, kd, kc);
     covct_agreement_free(&ag);
+
+    /* clinical labels follow the rules of the masks: the second reader
+     * of a case cannot be its first, in either order, and a version can
+     * only revise a version of the same case; refusals store nothing */
+    int64_t other_case = 0, same_case = 0,
+            n_clin = count("SELECT COUNT(*) FROM clinical_labels");
+    CHECK(covct_db_query_int(covct_site_db(site),
+                             "SELECT MAX(id) FROM clinical_labels WHERE"
+                             " case_id = 2",
+                             NULL, 0, &other_case, &err) == COVCT_OK);
+    CHECK(covct_db_query_int(covct_site_db(site),
+                             "SELECT MAX(id) FROM clinical_labels WHERE"
+                             " case_id = 1 AND status = 'reader-1'",
+                             NULL, 0, &same_case, &err) == COVCT_OK);
+    covct_clinical_label again = { "covid-19-confirmed", 11, NULL, "typical",
+                                   NULL };
+    act("r1"); /* r1 read case 1 as reader-1 above */
+    covct_error_clear(&err);
+    CHECK(covct_label_clinical_add(site, 1, &again, COVCT_LABEL_READER2, 0,
+                                   &lid, &err) == COVCT_ERR_ARG &&
+          strstr(err.msg, "different people"));
+    act("r2"); /* and r2 as reader-2 */
+    covct_error_clear(&err);
+    CHECK(covct_label_clinical_add(site, 1, &again, COVCT_LABEL_READER1, 0,
+                                   &lid, &err) == COVCT_ERR_ARG &&
+          strstr(err.msg, "different people"));
+    covct_error_clear(&err);
+    CHECK(covct_label_clinical_add(site, 1, &again, COVCT_LABEL_READER2,
+                                   other_case, &lid, &err) ==
+              COVCT_ERR_ARG &&
+          strstr(err.msg, "is not a label of case 1"));
+    CHECK(count("SELECT COUNT(*) FROM clinical_labels") == n_clin);
+    covct_error_clear(&err);
+    CHECKF(covct_label_clinical_add(site, 1, &again, COVCT_LABEL_READER2,
+                                    same_case, &lid, &err) == COVCT_OK,
+           "%s", err.msg);
+    /* final needs no second reader: the adjudicator answers for it */
+    act("r1");
+    CHECKF(covct_label_clinical_add(site, 3, &again, COVCT_LABEL_FINAL, 0,
+                                    &lid, &err) == COVCT_OK,
+           "%s", err.msg);
+    act(NULL);
 
     /* users: Argon2id passwords, roles checked, names checked */
     CHECKF(covct_user_add(site, "alice", "radiologist", "s3cret-pass", &err) ==

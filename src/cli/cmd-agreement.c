@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli/cli-data.h"
 #include "cli/cli.h"
 #include "covct/site.h"
 
@@ -54,8 +55,9 @@ int covct_cmd_agreement(int argc, char **argv)
     covct_error err = { 0 };
     covct_agreement a;
     int64_t sid = 0;
-    if (covct_site_open(data, &site, &err) ||
-        (series && covct_db_query_int(covct_site_db(site),
+    if (!covct_cli_open_existing_site("agreement", data, &site))
+        return COVCT_EXIT_FAIL;
+    if ((series && covct_db_query_int(covct_site_db(site),
                                       "SELECT id FROM series WHERE"
                                       " series_uid = $1",
                                       (covct_db_param[]){

@@ -4,9 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "cli/cli.h"
+#include "cli/cli-data.h"
 #include "covct/site.h"
 
 static const char help[] =
@@ -17,8 +17,10 @@ static const char help[] =
     "import and export at a site is written to its audit log, in the case\n"
     "database of the data folder DIR.  Each entry carries the hash of the\n"
     "one before it and a signature made with the site key\n"
-    "(DIR/keys/site-audit.key), so that an entry changed, deleted or moved\n"
-    "directly in the database is found.\n"
+    "(DIR/keys/site-audit.key), so that an entry changed, deleted, moved\n"
+    "or added directly in the database is found.  Entries of 'covct deid'\n"
+    "hold the folder and file names it was given, which may contain\n"
+    "patient names: the log stays on site.\n"
     "\n"
     "  verify   check the whole log: prints 'audit log intact: N entries'\n"
     "           and exits 0, or names the first entry that is wrong and\n"
@@ -27,7 +29,8 @@ static const char help[] =
     "           number, time (UTC), who, role, what, on what, details.\n"
     "\n"
     "Options:\n"
-    "  --data DIR   the site's data folder (as given to 'covct serve')\n"
+    "  --data DIR   the site's data folder (as given to 'covct serve'); a\n"
+    "               folder without a case database is refused\n"
     "  --last N     show only the newest N entries\n"
     "\n"
     "The database is DIR/covct.db, or the PostgreSQL database named by the\n"
@@ -126,17 +129,9 @@ int covct_cmd_audit(int argc, char **argv)
                         "folder)");
         return COVCT_EXIT_USAGE;
     }
-    struct stat st;
-    if (stat(data, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        covct_cli_error("audit: %s is not a data folder", data);
-        return COVCT_EXIT_FAIL;
-    }
     covct_site *site = NULL;
-    covct_error err = { 0 };
-    if (covct_site_open(data, &site, &err)) {
-        covct_cli_error("%s", err.msg);
+    if (!covct_cli_open_existing_site("audit", data, &site))
         return COVCT_EXIT_FAIL;
-    }
     int code = !strcmp(sub, "verify") ? verify(site) : show(site, last);
     covct_site_close(site);
     return code;

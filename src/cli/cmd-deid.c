@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 
 #include "cli/cli.h"
+#include "cli/cli-data.h"
 #include "covct/site.h"
 #include "covct/dicom.h"
 #include "covct/govern.h"
@@ -63,8 +64,10 @@ static const char help[] =
     "  --no-clean-descriptors remove all descriptions (default: keep a\n"
     "                         description when all its words are plain\n"
     "                         anatomy/protocol terms such as \"CHEST 1.25mm\")\n"
-    "  --data DIR             the covct data folder, where the export is\n"
-    "                         recorded in the audit trail\n"
+    "  --data DIR             the covct data folder whose audit log records\n"
+    "                         this run (IN, OUT and the counts; file and\n"
+    "                         folder names may hold patient names, so the\n"
+    "                         log stays on site); DIR must already be one\n"
     "  -q                     no progress line\n"
     "\n"
     "Exit status: 0 every file written, 1 a file refused or failed (the\n"
@@ -292,8 +295,9 @@ int covct_cmd_deid(int argc, char **argv)
                         "deid --help)");
         return COVCT_EXIT_USAGE;
     }
-    if (data_dir && (covct_site_open(data_dir, &site, &err) ||
-                     covct_site_require(site, "deid", in, &err))) {
+    if (data_dir && !covct_cli_open_existing_site("deid", data_dir, &site))
+        return COVCT_EXIT_FAIL;
+    if (site && covct_site_require(site, "deid", in, &err)) {
         covct_cli_error("%s", err.msg);
         covct_site_close(site);
         return COVCT_EXIT_FAIL;

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/cli-data.h"
 #include "covct/site.h"
 
 static const char help[] =
@@ -24,6 +25,12 @@ static const char help[] =
     "Rules (each refusal and each export is written to the audit log):\n"
     "  - the project needs an ethics approval in force today ('covct\n"
     "    project approve'); without one the export is refused;\n"
+    "  - it also needs a data use agreement in force today ('covct\n"
+    "    project agreement'): signed, and not past its expiry date;\n"
+    "    the datasheet lists every agreement, expired ones marked;\n"
+    "  - OUTDIR must be new or empty, the project key readable;\n"
+    "  - the approval's purposes are printed in the datasheet, not\n"
+    "    checked: whoever runs the export answers for its use;\n"
     "  - only the kinds of data the approval's scope names (images,\n"
     "    labels, clinical) are written;\n"
     "  - only the project's patients whose consent is given or waived;\n"
@@ -36,7 +43,9 @@ static const char help[] =
     "Options:\n"
     "  --project NAME     the research project\n"
     "  -o, --out OUTDIR   a new (or empty) folder\n"
-    "  --data DIR         the site's data folder\n"
+    "  --data DIR         the site's data folder (made by covct import or\n"
+    "                     covct serve; a folder without a case database\n"
+    "                     is refused)\n"
     "  --split A,B,C      train,validation,test percentages (70,15,15)\n"
     "  --seed TEXT        changes which patients go to which part (covct)\n"
     "  --dicom            also write the CT instances as de-identified DICOM\n"
@@ -109,8 +118,9 @@ int covct_cmd_export(int argc, char **argv)
     covct_site *site = NULL;
     covct_error err = { 0 };
     covct_export_result res;
-    if (covct_site_open(data, &site, &err) ||
-        (as && covct_site_act_as(site, as, &err)) ||
+    if (!covct_cli_open_existing_site("export", data, &site))
+        return COVCT_EXIT_FAIL;
+    if ((as && covct_site_act_as(site, as, &err)) ||
         covct_export(site, project, out, &o, &res, progress_line, NULL,
                      &err)) {
         if (isatty(2))

@@ -1,21 +1,25 @@
 /* covct project and covct consent: research projects, their ethics
  * approvals and data use agreements, included patients, and consent
- * (docs/internals/governance.md). */
+ * (docs/internals/casedb.md, "Projects, approvals, consent"). */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/cli-data.h"
 #include "covct/site.h"
 
 static const char help[] =
     "Usage: covct project ACTION NAME [OPTIONS] --data DIR\n"
     "\n"
     "Research projects decide who may take which data out of the site, for\n"
-    "what.  An export ('covct export') needs an ethics approval in force,\n"
-    "contains only the kinds of data the approval allows, and only the\n"
-    "project's patients who consented (or whose consent the committee\n"
-    "waived).  Everything done here is written to the site's audit log.\n"
+    "what.  An export ('covct export') needs an ethics approval in force\n"
+    "and a data use agreement in force (signed, not expired), contains\n"
+    "only the kinds of data the approval allows, and only the project's\n"
+    "patients who consented (or whose consent the committee waived).  The\n"
+    "approval's purposes are recorded and printed in the export's\n"
+    "datasheet, not checked.  Everything done here is written to the\n"
+    "site's audit log.\n"
     "\n"
     "Actions:\n"
     "  create NAME [--title T] [--purpose P] [--investigator I]\n"
@@ -27,24 +31,49 @@ static const char help[] =
     "        quality-assurance; scope: images, labels, clinical (comma lists)\n"
     "  revoke NAME --number N      the approval stops counting at once\n"
     "  agreement NAME --party P --signed YYYY-MM-DD [--expires YYYY-MM-DD]\n"
-    "        [--terms TEXT]        record a data use agreement\n"
+    "        [--terms TEXT]        record a data use agreement with the\n"
+    "        receiver P; exports need one in force (no --expires: it does\n"
+    "        not expire); record the renewal when one expires\n"
     "  add NAME --patient ID [--patient ID...] | --all-patients\n"
     "        include patients (the site's patient IDs) in the project\n"
     "  show NAME                   approvals, agreements, patients, consent\n"
     "  list                        all projects\n"
     "\n"
-    "Usage: covct consent PATIENT_ID --project NAME --given|--withdrawn|--waived\n"
-    "       [--reference TEXT] --data DIR\n"
-    "  records a patient's consent for a project (the signed form's\n"
-    "  reference, or the committee decision for a waiver).  A withdrawal\n"
-    "  takes effect at once: the patient is left out of every later export.\n"
+    "Patients' consent: covct consent (see covct consent --help).\n"
     "\n"
     "Common options:\n"
-    "  --data DIR   the site's data folder\n"
+    "  --data DIR   the site's data folder (made by covct import or covct\n"
+    "               serve; a folder without a case database is refused)\n"
     "  --as USER    act as a user of the case database (their role decides\n"
     "               what is allowed); default: the system account, as\n"
     "               administrator\n"
     "Exit status: 0 done, 1 refused or failed, 2 usage.\n";
+
+static const char consent_help[] =
+    "Usage: covct consent PATIENT_ID --project NAME --given|--withdrawn|--waived\n"
+    "       [--reference TEXT] --data DIR [--as USER]\n"
+    "\n"
+    "Record a patient's consent for a research project.  PATIENT_ID is the\n"
+    "site's patient ID (as in the images' Patient ID); the patient must have\n"
+    "been imported, and the project created ('covct project create').\n"
+    "\n"
+    "  --given        the patient signed the consent form\n"
+    "  --withdrawn    the patient withdrew consent: left out of every later\n"
+    "                 export at once\n"
+    "  --waived       the ethics committee waived consent (e.g. for\n"
+    "                 retrospective data)\n"
+    "  --reference T  the signed form's reference, the letter, or the\n"
+    "                 committee decision\n"
+    "  --project NAME the research project\n"
+    "  --data DIR     the site's data folder (made by covct import or covct\n"
+    "                 serve; a folder without a case database is refused)\n"
+    "  --as USER      act as a user of the case database (their role decides\n"
+    "                 what is allowed); default: the system account, as\n"
+    "                 administrator\n"
+    "\n"
+    "The newest record counts; no record means no consent.  Every record is\n"
+    "written to the site's audit log.\n"
+    "Exit status: 0 recorded, 1 refused or failed, 2 usage.\n";
 
 #define MAX_PATIENTS 4096
 
@@ -79,7 +108,7 @@ static int parse(int argc, char **argv, opts *o, bool consent)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *pat = NULL;
         if (covct_cli_is_help(a)) {
-            fputs(help, stdout);
+            fputs(consent ? consent_help : help, stdout);
             return -1;
         }
         if (take(argc, argv, &i, "--data", &o->data) ||
@@ -171,11 +200,19 @@ static int show(covct_site *site, int64_t id, const char *name)
                         " WHERE project_id = $1 ORDER BY id",
                         (covct_db_param[]){ COVCT_DB_INT(id) }, 1, &r,
                         &err)) {
-        for (size_t i = 0; i < covct_db_rows(r); i++)
-            printf("  agreement with %s, signed %s%s%s\n",
-                   covct_db_get(r, i, 0), covct_db_get(r, i, 1),
-                   covct_db_get(r, i, 2) ? ", expires " : "",
-                   covct_db_get(r, i, 2) ? covct_db_get(r, i, 2) : "");
+        char today[11];
+        covct_today(today);
+        for (size_t i = 0; i < covct_db_rows(r); i++) {
+            const char *from = covct_db_get(r, i, 1),
+                       *to = covct_db_get(r, i, 2);
+            printf("  agreement with %s, signed %s%s%s%s\n",
+                   covct_db_get(r, i, 0), from, to ? ", expires " : "",
+                   to ? to : "",
+                   from && strcmp(today, from) < 0 ? " (not yet in force)"
+                   : to && *to && strcmp(today, to) > 0
+                       ? " (EXPIRED: exports are refused under it)"
+                       : "");
+        }
         covct_db_result_free(r);
     }
     /* patients by consent status, counted (no identities on screen) */
@@ -293,8 +330,10 @@ static int with_site(const opts *o, bool consent)
 {
     covct_site *site = NULL;
     covct_error err = { 0 };
-    if (covct_site_open(o->data, &site, &err) ||
-        (o->as && covct_site_act_as(site, o->as, &err))) {
+    if (!covct_cli_open_existing_site(consent ? "consent" : "project",
+                                      o->data, &site))
+        return COVCT_EXIT_FAIL;
+    if (o->as && covct_site_act_as(site, o->as, &err)) {
         covct_site_close(site);
         return fail(&err);
     }

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli/cli-data.h"
 #include "cli/cli.h"
 #include "covct/site.h"
 
@@ -49,8 +50,9 @@ int covct_cmd_token(int argc, char **argv)
     covct_error err = { 0 };
     char token[80];
     int code = COVCT_EXIT_OK;
-    if (covct_site_open(data, &site, &err) ||
-        (!strcmp(action, "create")
+    if (!covct_cli_open_existing_site("token", data, &site))
+        return COVCT_EXIT_FAIL;
+    if ((!strcmp(action, "create")
              ? covct_token_create(site, name, label, token, &err)
              : covct_token_revoke(site, name, &err))) {
         covct_cli_error("%s", err.msg);

@@ -22,7 +22,8 @@ static const char help[] =
     "                  clinical labels and consent\n"
     "  annotator       label de-identified images\n"
     "  researcher      see de-identified data, ask for exports\n"
-    "  ethics-officer  projects, approvals, consent, the audit log\n"
+    "  ethics-officer  projects, approvals, data use agreements, consent,\n"
+    "                  the audit log\n"
     "  site-it         import, de-identify, run exports, the audit log\n"
     "(the full table: docs/internals/casedb.md, src/govern/roles.c).\n"
     "\n"
@@ -33,6 +34,9 @@ static const char help[] =
     "adds a user who cannot log in yet (a reader named in imported labels,\n"
     "or one who gets a password later with 'passwd').  Every change is in\n"
     "the site's audit log.\n"
+    "--data DIR is the site's data folder; 'user add' makes it (and its\n"
+    "case database) when it does not exist yet, for a new site's first\n"
+    "user: check the path.\n"
     "Exit status: 0 done, 1 refused or failed, 2 usage.\n";
 
 /* The first line of standard input, without its line end; on a terminal

@@ -296,6 +296,36 @@ covct_rc covct_audit_verify(covct_site *site, covct_audit_result *res,
         if (rc || res->bad_seq || n < VERIFY_PAGE)
             break;
     }
+    if (!rc && !res->bad_seq && count != expect - 1) {
+        /* The walk starts at 1 and follows the numbers up, so rows that
+         * sort before entry 1 (numbered 0 or below, or without a number)
+         * are never read by it: compare the count of rows with the chain
+         * and name a row outside it.  covct numbers from 1 without gaps;
+         * such a row was written into the database directly. */
+        int64_t last = expect - 1;
+        if (!(rc = covct_db_query(
+                  db,
+                  "SELECT seq, at, action, actor FROM audit_log WHERE"
+                  " seq IS NULL OR seq < 1 OR seq > $1 ORDER BY seq LIMIT 1",
+                  (covct_db_param[]){ COVCT_DB_INT(last) }, 1, &r, err))) {
+            char num[32] = "without a number";
+            if (covct_db_rows(r) && covct_db_get(r, 0, 0))
+                snprintf(num, sizeof num, "numbered %s",
+                         covct_db_get(r, 0, 0));
+#define COLV(k) \
+    (covct_db_rows(r) && covct_db_get(r, 0, (k)) ? covct_db_get(r, 0, (k)) : "?")
+            bad(res, last + 1,
+                "the table audit_log has %" PRId64 " rows but the chain "
+                "has %" PRId64 " entries (1 to %" PRId64 "): a row %s (%s, "
+                "%s by %s) is outside the chain; covct numbers entries from "
+                "1 without gaps, so it was written into the database "
+                "directly",
+                count, last, last, num, COLV(1), COLV(2), COLV(3));
+#undef COLV
+            covct_db_result_free(r);
+            r = NULL;
+        }
+    }
     if (!rc && !res->bad_seq) {
         char msg[160];
         int64_t last = expect - 1;

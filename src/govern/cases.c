@@ -402,24 +402,63 @@ covct_rc covct_label_clinical_add(covct_site *site, int64_t case_id,
                                      : "case.clinical",
                           obj, err)))
         return rc;
+    int64_t n = 0;
+    if (!strcmp(status, COVCT_LABEL_READER2) ||
+        !strcmp(status, COVCT_LABEL_READER1)) {
+        /* the rule of the masks: two independent readers of a case, so
+         * the second reader cannot be the first (the kappa of one person
+         * with herself would say nothing) */
+        const char *other = !strcmp(status, COVCT_LABEL_READER2)
+                                ? COVCT_LABEL_READER1
+                                : COVCT_LABEL_READER2;
+        rc = covct_db_query_int(
+            site->db,
+            "SELECT COUNT(*) FROM clinical_labels WHERE case_id = $1 AND"
+            " status = $2 AND author = $3",
+            (covct_db_param[]){ COVCT_DB_INT(case_id), COVCT_DB_TEXT(other),
+                                COVCT_DB_TEXT(site->actor) },
+            3, &n, err);
+        if (!rc && n)
+            rc = COVCT_ERR(err, COVCT_ERR_ARG,
+                           "%s already labelled case %" PRId64 " as %s: the "
+                           "two readers must be different people",
+                           site->actor, case_id, other);
+    }
+    if (!rc && parent_id) {
+        /* a version revises a version of the same case */
+        rc = covct_db_query_int(
+            site->db,
+            "SELECT COUNT(*) FROM clinical_labels WHERE id = $1 AND"
+            " case_id = $2",
+            (covct_db_param[]){ COVCT_DB_INT(parent_id),
+                                COVCT_DB_INT(case_id) },
+            2, &n, err);
+        if (!rc && !n)
+            rc = COVCT_ERR(err, COVCT_ERR_ARG,
+                           "clinical label version %" PRId64 " is not a "
+                           "label of case %" PRId64,
+                           parent_id, case_id);
+    }
     covct_db_now(now);
-    rc = covct_db_query_int(
-        site->db,
-        "INSERT INTO clinical_labels (case_id, parent_id, diagnosis,"
-        " severity, outcome, category, comment, status, author,"
-        " created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-        " RETURNING id",
-        (covct_db_param[]){
-            COVCT_DB_INT(case_id),
-            parent_id ? COVCT_DB_INT(parent_id) : COVCT_DB_NULL,
-            COVCT_DB_TEXT(l->diagnosis),
-            l->severity >= 0 ? COVCT_DB_INT(l->severity) : COVCT_DB_NULL,
-            COVCT_DB_TEXT(l->outcome && *l->outcome ? l->outcome : NULL),
-            COVCT_DB_TEXT(l->category && *l->category ? l->category : NULL),
-            COVCT_DB_TEXT(l->comment && *l->comment ? l->comment : NULL),
-            COVCT_DB_TEXT(status), COVCT_DB_TEXT(site->actor),
-            COVCT_DB_TEXT(now) },
-        10, label_id, err);
+    if (!rc)
+        rc = covct_db_query_int(
+            site->db,
+            "INSERT INTO clinical_labels (case_id, parent_id, diagnosis,"
+            " severity, outcome, category, comment, status, author,"
+            " created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            " RETURNING id",
+            (covct_db_param[]){
+                COVCT_DB_INT(case_id),
+                parent_id ? COVCT_DB_INT(parent_id) : COVCT_DB_NULL,
+                COVCT_DB_TEXT(l->diagnosis),
+                l->severity >= 0 ? COVCT_DB_INT(l->severity) : COVCT_DB_NULL,
+                COVCT_DB_TEXT(l->outcome && *l->outcome ? l->outcome : NULL),
+                COVCT_DB_TEXT(l->category && *l->category ? l->category
+                                                          : NULL),
+                COVCT_DB_TEXT(l->comment && *l->comment ? l->comment : NULL),
+                COVCT_DB_TEXT(status), COVCT_DB_TEXT(site->actor),
+                COVCT_DB_TEXT(now) },
+            10, label_id, err);
     snprintf(detail, sizeof detail,
              "{\"label\":%" PRId64 ",\"status\":\"%s\",\"diagnosis\":\"%s\"}",
              rc ? 0 : *label_id, status, l->diagnosis);

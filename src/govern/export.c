@@ -54,6 +54,7 @@ typedef struct ctx {
     FILE *images_csv, *clinical_csv;
     covct_progress_fn progress;
     void *user;
+    const char *today; /* YYYY-MM-DD that judged approval and agreement */
 } ctx;
 
 /* A CSV field: quoted when it holds a comma, quote or line break. */
@@ -480,10 +481,20 @@ static covct_rc write_datasheet(ctx *c, int64_t approval_id, covct_error *err)
                 c->project, now, V(p, 0, 0), V(p, 0, 1), V(p, 0, 2),
                 V(a, 0, 0), V(a, 0, 1), V(a, 0, 2), V(a, 0, 3), V(a, 0, 4),
                 V(a, 0, 5));
-        for (size_t i = 0; i < covct_db_rows(d); i++)
+        for (size_t i = 0; i < covct_db_rows(d); i++) {
+            /* every agreement on record, each marked as judged today: the
+             * receiver sees which one the release falls under */
+            const char *from = covct_db_get(d, i, 1),
+                       *to = covct_db_get(d, i, 2);
+            const char *state =
+                from && strcmp(c->today, from) < 0 ? "not yet in force"
+                : to && *to && strcmp(c->today, to) > 0 ? "EXPIRED"
+                                                        : "in force";
             fprintf(f, "- Data use agreement with %s, signed %s, expires "
-                       "%s; terms: %s\n",
-                    V(d, i, 0), V(d, i, 1), V(d, i, 2), V(d, i, 3));
+                       "%s (%s on %s); terms: %s\n",
+                    V(d, i, 0), V(d, i, 1), to && *to ? to : "never", state,
+                    c->today, V(d, i, 3));
+        }
 #undef V
         fprintf(f,
                 "\n## Composition\n\n"
@@ -628,7 +639,8 @@ static covct_rc refuse(covct_site *site, const char *obj, const char *why,
     char detail[400], clean[300];
     size_t j = 0;
     for (size_t i = 0; why[i] && j < sizeof clean - 1; i++)
-        if (why[i] != '"' && why[i] != '\\')
+        if (why[i] != '"' && why[i] != '\\' &&
+            (unsigned char)why[i] >= 0x20)
             clean[j++] = why[i];
     clean[j] = 0;
     snprintf(detail, sizeof detail, "{\"reason\":\"%s\"}", clean);
@@ -636,6 +648,55 @@ static covct_rc refuse(covct_site *site, const char *obj, const char *why,
     if (covct_audit(site, "export.refused", obj, detail, &aerr))
         return COVCT_ERR(err, aerr.rc, "%s", aerr.msg);
     return COVCT_ERR(err, COVCT_ERR_ARG, "export of %s refused: %s", obj, why);
+}
+
+/* A data use agreement with the receiver in force on `today`: signed on
+ * or before it and not expired (no expiry date: open-ended).  Sets `why`
+ * when there is none. */
+static covct_rc agreement_in_force(covct_site *site, int64_t project_id,
+                                   const char *today, bool *ok,
+                                   char why[256], covct_error *err)
+{
+    covct_db_result *r = NULL;
+    covct_rc rc = covct_db_query(
+        site->db,
+        "SELECT party, signed_on, expires_on FROM agreements"
+        " WHERE project_id = $1 ORDER BY id DESC",
+        (covct_db_param[]){ COVCT_DB_INT(project_id) }, 1, &r, err);
+    if (rc)
+        return rc;
+    *ok = false;
+    snprintf(why, 256,
+             "the project has no data use agreement on record (record the "
+             "signed one with: covct project agreement NAME --party WHO "
+             "--signed YYYY-MM-DD [--expires YYYY-MM-DD])");
+    /* the reason given is the newest agreement's */
+    for (size_t i = 0; i < covct_db_rows(r) && !*ok; i++) {
+        const char *party = covct_db_get(r, i, 0),
+                   *from = covct_db_get(r, i, 1),
+                   *to = covct_db_get(r, i, 2);
+        bool early = from && strcmp(today, from) < 0,
+             late = to && *to && strcmp(today, to) > 0;
+        if (!early && !late)
+            *ok = true;
+        else if (i > 0)
+            continue;
+        else if (early)
+            snprintf(why, 256,
+                     "the data use agreement with %.80s is in force only "
+                     "from %s",
+                     party ? party : "?", from);
+        else
+            snprintf(why, 256,
+                     "the data use agreement with %.80s expired on %s "
+                     "(record the renewed one with: covct project "
+                     "agreement)",
+                     party ? party : "?", to);
+    }
+    if (*ok)
+        why[0] = 0;
+    covct_db_result_free(r);
+    return COVCT_OK;
 }
 
 covct_rc covct_export(covct_site *site, const char *project,
@@ -647,17 +708,27 @@ covct_rc covct_export(covct_site *site, const char *project,
     covct_export_opts defaults = { 0 };
     if (!opts)
         opts = &defaults;
-    char obj[96], why[256], scope[128];
+    char obj[96], why[256], scope[128], today[11];
     snprintf(obj, sizeof obj, "project:%s", project);
+    if (opts->today)
+        snprintf(today, sizeof today, "%s", opts->today);
+    else
+        covct_today(today);
     ctx c = { .site = site, .project = project, .out = out_dir,
-              .opts = opts, .res = res, .progress = progress, .user = user };
+              .opts = opts, .res = res, .progress = progress, .user = user,
+              .today = today };
     covct_rc rc;
     int64_t approval = 0;
-    if ((rc = covct_site_require(site, "export.run", obj, err)) ||
-        (rc = covct_project_find(site, project, &c.project_id, err)) ||
-        (rc = covct_project_approval_in_force(site, c.project_id,
-                                              opts->today, &approval, scope,
-                                              why, err)))
+    bool agreed = false;
+    if ((rc = covct_site_require(site, "export.run", obj, err)))
+        return rc;
+    /* Every refusal below is an audit entry with its reason: an attempt
+     * to export is on record whatever stopped it. */
+    covct_error e2 = { 0 };
+    if (covct_project_find(site, project, &c.project_id, &e2))
+        return refuse(site, obj, e2.msg, res, err);
+    if ((rc = covct_project_approval_in_force(site, c.project_id, today,
+                                              &approval, scope, why, err)))
         return rc;
     if (opts->request_id) {
         int64_t n = 0;
@@ -669,13 +740,22 @@ covct_rc covct_export(covct_site *site, const char *project,
                                      COVCT_DB_INT(c.project_id) },
                  2, &n, err)))
             return rc;
-        if (!n)
-            return COVCT_ERR(err, COVCT_ERR_ARG,
-                             "no open export request %" PRId64
-                             " for project %s",
-                             opts->request_id, project);
+        if (!n) {
+            char w[256];
+            snprintf(w, sizeof w,
+                     "no open export request %" PRId64 " for project %.64s",
+                     opts->request_id, project);
+            return refuse(site, obj, w, res, err);
+        }
     }
     if (!approval)
+        return refuse(site, obj, why, res, err);
+    /* The approval allows the research; the data use agreement binds the
+     * receiver to its terms.  Data leave only under both. */
+    if ((rc = agreement_in_force(site, c.project_id, today, &agreed, why,
+                                 err)))
+        return rc;
+    if (!agreed)
         return refuse(site, obj, why, res, err);
     c.scope_images = strstr(scope, "images") != NULL;
     c.scope_labels = strstr(scope, "labels") != NULL;
@@ -690,10 +770,14 @@ covct_rc covct_export(covct_site *site, const char *project,
             if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
                 empty = false;
         closedir(d);
-        if (!empty)
-            return COVCT_ERR(err, COVCT_ERR_ARG,
-                             "%s is not empty: export into a new folder",
-                             out_dir);
+        if (!empty) {
+            char w[256];
+            snprintf(w, sizeof w,
+                     "the output folder %.180s is not empty: export into a "
+                     "new folder",
+                     out_dir);
+            return refuse(site, obj, w, res, err);
+        }
     }
     char keypath[PATH_CAP];
     if (opts->key_path)
@@ -701,8 +785,9 @@ covct_rc covct_export(covct_site *site, const char *project,
     else
         snprintf(keypath, sizeof keypath, "%s/keys/project-%s.key", site->dir,
                  project);
-    if ((rc = covct_deid_key_load(keypath, &c.key, err)))
-        return rc;
+    covct_error_clear(&e2);
+    if (covct_deid_key_load(keypath, &c.key, &e2))
+        return refuse(site, obj, e2.msg, res, err);
     patient *pts = NULL;
     size_t n = 0;
     char path[PATH_CAP];

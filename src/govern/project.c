@@ -1,6 +1,6 @@
 /* Research projects, their ethics approvals and data use agreements, the
  * patients they include and those patients' consent
- * (docs/internals/governance.md). */
+ * (docs/internals/casedb.md, "Projects, approvals, consent"). */
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>

@@ -1,5 +1,6 @@
 /* Roles and what each may do: the one permission table of covct
- * (docs/internals/roles.md).  The web service (issue 7) and the command
+ * (docs/internals/casedb.md, "Roles", shows it; test_audit checks that
+ * the two agree).  The web service (issue 7) and the command
  * line ask covct_role_may(); nothing else decides access. */
 #include <string.h>
 
