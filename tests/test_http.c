@@ -1,11 +1,17 @@
 /* The web service end to end over real sockets, on SQLite or (under
  * tests/with-postgres.sh) PostgreSQL:
  *  - the router table walked: every protected route answers 401 without
- *    credentials and 403 with a role that lacks its permission;
+ *    credentials and 403 with a role that lacks its permission; its /api/
+ *    routes are docs/openapi.yaml's operations (method and path); the
+ *    CORS preflight offers only the methods the routes serve;
  *  - login with a session cookie, CSRF on changes, logout, throttling of
  *    failed logins (429), Bearer tokens, revoked tokens;
  *  - STOW-RS of real CT slices, then WADO-RS of each back byte for byte;
  *    QIDO-RS matching, limit/offset, includefield; series metadata;
+ *  - STOW-RS with bad parts (202, 409, Failure Reasons of PS3.18 Annex I)
+ *    and with another study's instance; QIDO-RS date ranges and
+ *    fuzzymatching on instances rewritten by dcmtk's dcmodify; series
+ *    WADO-RS byte for byte; study metadata, one object per instance;
  *  - oversized bodies refused (413), slow clients cut off, static files
  *    never outside the web folder, and the reads audited. */
 #include <arpa/inet.h>
@@ -187,6 +193,45 @@ static void concrete(const char *pattern, char *out, size_t cap)
     out[o] = 0;
 }
 
+/* The operations of docs/openapi.yaml as "METHOD /path": under `paths:`,
+ * a path is a key indented by two spaces, its operations (OpenAPI 3.0
+ * Path Item: get, put, post, delete, options, head, patch, trace) keys
+ * indented by four. */
+static size_t openapi_ops(const uint8_t *yaml, size_t len, char ops[][300],
+                          size_t max)
+{
+    static const char *const verbs[] = { "get",  "put",  "post",
+                                         "delete", "options", "head",
+                                         "patch", "trace" };
+    char *text = strndup((const char *)yaml, len);
+    char *p = text ? strstr(text, "\npaths:\n") : NULL;
+    char path[256] = "";
+    size_t n = 0;
+    for (p = p ? p + 8 : NULL; p && *p && n < max;) {
+        char *nl = strchr(p, '\n');
+        size_t ll = nl ? (size_t)(nl - p) : strlen(p);
+        if (ll && p[0] != ' ' && p[0] != '#')
+            break; /* the next top-level key */
+        if (ll > 3 && !strncmp(p, "  /", 3)) {
+            snprintf(path, sizeof path, "%.*s", (int)strcspn(p + 2, ":"),
+                     p + 2);
+        } else if (ll > 5 && !strncmp(p, "    ", 4) && p[4] != ' ') {
+            size_t kl = strcspn(p + 4, ":");
+            for (size_t v = 0; v < sizeof verbs / sizeof *verbs; v++) {
+                if (kl != strlen(verbs[v]) || strncmp(p + 4, verbs[v], kl))
+                    continue;
+                int o = snprintf(ops[n], 300, "%s %s", verbs[v], path);
+                for (int c = 0; c < o && ops[n][c] != ' '; c++)
+                    ops[n][c] = (char)(ops[n][c] - 'a' + 'A');
+                n++;
+            }
+        }
+        p = nl ? nl + 1 : NULL;
+    }
+    free(text);
+    return n;
+}
+
 static void test_router_table(void)
 {
     size_t n = covct_http_route_count(), checked = 0;
@@ -222,7 +267,8 @@ static void test_router_table(void)
         checked++;
     }
     CHECK(checked >= 20); /* the table is the whole API */
-    /* every /api/ route is described in docs/openapi.yaml */
+    /* every /api/ route is an operation of docs/openapi.yaml, method and
+     * path, and every operation there is a route */
     char yaml_path[4200];
     const char *src = getenv("COVCT_SOURCE_DIR");
     snprintf(yaml_path, sizeof yaml_path, "%s/docs/openapi.yaml",
@@ -231,15 +277,24 @@ static void test_router_table(void)
     size_t ylen = 0;
     covct_error err = { 0 };
     CHECK(covct_file_read(yaml_path, &yaml, &ylen, &err) == COVCT_OK);
-    for (size_t i = 0; yaml && i < n; i++) {
+    static char ops[128][300];
+    size_t nops = yaml ? openapi_ops(yaml, ylen, ops, 128) : 0;
+    CHECK(nops >= 20);
+    bool used[128] = { false };
+    for (size_t i = 0; i < n; i++) {
         const covct_http_route_info *ri = covct_http_route_at(i);
         if (strncmp(ri->pattern, "/api/", 5))
             continue;
         char key[300];
-        snprintf(key, sizeof key, "\n  %s:", ri->pattern);
-        CHECKF(memmem(yaml, ylen, key, strlen(key)) != NULL,
-               "%s is not in docs/openapi.yaml", ri->pattern);
+        snprintf(key, sizeof key, "%s %s", ri->method, ri->pattern);
+        bool found = false;
+        for (size_t k = 0; k < nops && !found; k++)
+            if (!strcmp(ops[k], key))
+                found = used[k] = true;
+        CHECKF(found, "%s is not in docs/openapi.yaml", key);
     }
+    for (size_t k = 0; k < nops; k++)
+        CHECKF(used[k], "docs/openapi.yaml: %s is no route", ops[k]);
     covct_free(yaml);
 }
 
@@ -574,8 +629,518 @@ static void test_dicomweb(void)
     snprintf(g_series, sizeof g_series, "%s", series_uid);
 }
 
+/* ---- DICOMweb: failures, matching, retrieval (issue 7 coverage) ----------- */
+
+/* The bodies of a multipart/related answer (RFC 2046 5.1.1): after each
+ * "--boundary" line and the part's headers, up to the CRLF before the
+ * next delimiter; pointers into r->body.  Returns how many. */
+static size_t mp_parts(const reply *r, const uint8_t **body, size_t *len,
+                       size_t max)
+{
+    char ct[300], delim[160];
+    header_of(r, "Content-Type", ct, sizeof ct);
+    const char *b = strcasestr(ct, "boundary=");
+    if (!b || !r->body)
+        return 0;
+    b += 9;
+    bool q = *b == '"';
+    b += q;
+    int bl = (int)(q ? strcspn(b, "\"") : strcspn(b, "; "));
+    int dl = snprintf(delim, sizeof delim, "\r\n--%.*s", bl, b);
+    const uint8_t *end = r->body + r->len;
+    const uint8_t *d = memmem(r->body, r->len, delim + 2, (size_t)dl - 2);
+    size_t n = 0;
+    while (d && n < max) {
+        const uint8_t *after = d + dl - 2;
+        if (end - after >= 2 && after[0] == '-' && after[1] == '-')
+            break; /* the close delimiter */
+        const uint8_t *he = memmem(after, (size_t)(end - after), "\r\n\r\n", 4);
+        if (!he)
+            break;
+        const uint8_t *start = he + 4;
+        const uint8_t *next = memmem(start, (size_t)(end - start), delim,
+                                     (size_t)dl);
+        if (!next)
+            break;
+        body[n] = start;
+        len[n++] = (size_t)(next - start);
+        d = next + 2;
+    }
+    return n;
+}
+
+typedef struct part {
+    const uint8_t *data;
+    size_t len;
+    const char *type;
+} part;
+
+/* STOW-RS of `n` parts to `path` as the administrator. */
+static reply stow(const char *path, const part *p, size_t n)
+{
+    const char *b = "covct-test-stow-5e1d";
+    size_t cap = 4096, len = 0;
+    for (size_t i = 0; i < n; i++)
+        cap += p[i].len + 200;
+    uint8_t *body = malloc(cap);
+    for (size_t i = 0; i < n; i++) {
+        len += (size_t)snprintf((char *)body + len, cap - len,
+                                "--%s\r\nContent-Type: %s\r\n\r\n", b,
+                                p[i].type ? p[i].type : "application/dicom");
+        if (p[i].len)
+            memcpy(body + len, p[i].data, p[i].len);
+        len += p[i].len;
+        len += (size_t)snprintf((char *)body + len, cap - len, "\r\n");
+    }
+    len += (size_t)snprintf((char *)body + len, cap - len, "--%s--\r\n", b);
+    char hdr[600], auth[200];
+    snprintf(hdr, sizeof hdr,
+             "%sContent-Type: multipart/related; "
+             "type=\"application/dicom\"; boundary=%s\r\n"
+             "Accept: application/dicom+json\r\n",
+             auth_for(admin_token, auth, sizeof auth), b);
+    reply r = req("POST", path, hdr, body, len);
+    free(body);
+    return r;
+}
+
+/* "Value" of attribute `tag` of a DICOM JSON object. */
+static cJSON *dj_value(const cJSON *o, const char *tag)
+{
+    return cJSON_GetObjectItem(cJSON_GetObjectItem(o, tag), "Value");
+}
+
+static const char *dj_str(const cJSON *o, const char *tag)
+{
+    return cJSON_GetStringValue(cJSON_GetArrayItem(dj_value(o, tag), 0));
+}
+
+/* A copy of a CT slice with the identity given, written by dcmtk's
+ * dcmodify (a writer independent of covct; it also updates the File Meta
+ * Information's Media Storage SOP Instance UID). */
+static bool make_instance(const file *src, file *out, const char *name,
+                          const char *pid, const char *date,
+                          const char *study, const char *series,
+                          const char *sop)
+{
+    static unsigned seq;
+    out->data = NULL;
+    out->len = 0;
+    snprintf(out->path, sizeof out->path, "%s/made-%u.dcm", g_dir, seq++);
+    FILE *fp = fopen(out->path, "wb");
+    if (!fp)
+        return false;
+    bool ok = fwrite(src->data, 1, src->len, fp) == src->len;
+    fclose(fp);
+    char cmd[9000];
+    snprintf(cmd, sizeof cmd,
+             "dcmodify -q -nb -i '(0010,0010)=%s' -i '(0010,0020)=%s' "
+             "-i '(0008,0020)=%s' -i '(0020,000D)=%s' -i '(0020,000E)=%s' "
+             "-i '(0008,0018)=%s' '%s'",
+             name, pid, date, study, series, sop, out->path);
+    covct_error err = { 0 };
+    ok = ok && system(cmd) == 0 &&
+         covct_file_read(out->path, &out->data, &out->len, &err) == COVCT_OK;
+    CHECKF(ok, "dcmodify of %s", out->path);
+    return ok;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+/* PatientIDs starting "QIDO-" of a study-level QIDO-RS answer, sorted
+ * and joined with ',' (the other studies of the store are left out). */
+static void qido_ids(const char *query, char *out, size_t cap)
+{
+    char path[600], auth[200];
+    snprintf(path, sizeof path, "/dicom-web/studies?%s", query);
+    reply r = req("GET", path, auth_for(admin_token, auth, sizeof auth),
+                  NULL, 0);
+    cJSON *j = cJSON_Parse((char *)r.body);
+    CHECKF(r.status == 200 && cJSON_IsArray(j), "QIDO-RS %s: %d %s", query,
+           r.status, r.body);
+    char ids[16][32];
+    size_t n = 0;
+    for (int i = 0; i < cJSON_GetArraySize(j) && n < 16; i++) {
+        const char *id = dj_str(cJSON_GetArrayItem(j, i), "00100020");
+        if (id && !strncmp(id, "QIDO-", 5))
+            snprintf(ids[n++], sizeof ids[0], "%s", id);
+    }
+    qsort(ids, n, sizeof ids[0], cmp_str);
+    size_t o = 0;
+    out[0] = 0;
+    for (size_t i = 0; i < n && o < cap; i++)
+        o += (size_t)snprintf(out + o, cap - o, "%s%s", i ? "," : "", ids[i]);
+    cJSON_Delete(j);
+    reply_free(&r);
+}
+
+/* Failure Reason (0008,1197) ranges of PS3.18 Table I.2-2. */
+static bool reason_in(const cJSON *item, unsigned lo, unsigned hi)
+{
+    const cJSON *v = cJSON_GetArrayItem(dj_value(item, "00081197"), 0);
+    return cJSON_IsNumber(v) && v->valuedouble >= lo && v->valuedouble <= hi;
+}
+
+/* PS3.18 F.2.5: an attribute without a value carries no "Value" (an
+ * empty array is not the DICOM JSON of an empty attribute). */
+static bool no_empty_values(const cJSON *item)
+{
+    for (const cJSON *a = item ? item->child : NULL; a; a = a->next) {
+        const cJSON *v = cJSON_GetObjectItem(a, "Value");
+        if (v && cJSON_GetArraySize(v) == 0)
+            return false;
+    }
+    return true;
+}
+
+static void test_dicomweb_more(void)
+{
+    file f[4];
+    size_t n = load_slices(f, 4);
+    CHECK(n == 4);
+    if (n < 1)
+        return;
+    char auth[200], hdr[600], path[600];
+    auth_for(admin_token, auth, sizeof auth);
+
+    /* ---- STOW-RS failures: PS3.18 10.5.3 (Table 10.5.3-1: 202 when some
+     * instances were stored, 409 when none) and Annex I (Failed SOP
+     * Sequence (0008,1198) items with a Failure Reason (0008,1197)). */
+    file a1, a2, b1, b2;
+    make_instance(&f[0], &a1, "STOW^A", "STOW-A", "20200105", "2.25.70001",
+                  "2.25.70001.1", "2.25.70001.1.1");
+    make_instance(&f[1], &a2, "STOW^A", "STOW-A", "20200105", "2.25.70001",
+                  "2.25.70001.1", "2.25.70001.1.2");
+    make_instance(&f[0], &b1, "STOW^B", "STOW-B", "20200106", "2.25.70002",
+                  "2.25.70002.1", "2.25.70002.1.1");
+    make_instance(&f[1], &b2, "STOW^B", "STOW-B", "20200106", "2.25.70002",
+                  "2.25.70002.1", "2.25.70002.1.2");
+    static const char garbage[] = "this is not a DICOM Part 10 file";
+    /* a file cut short inside its data set */
+    size_t cut = f[2].len > 1200 ? 1200 : f[2].len / 2;
+    part mixed[2] = { { a1.data, a1.len, NULL },
+                      { (const uint8_t *)garbage, sizeof garbage - 1, NULL } };
+    reply r = stow("/dicom-web/studies", mixed, 2);
+    cJSON *j = cJSON_Parse((char *)r.body);
+    cJSON *ok = dj_value(j, "00081199"), *bad = dj_value(j, "00081198");
+    CHECKF(r.status == 202, "STOW-RS, one good part, one bad: %d %s",
+           r.status, r.body);
+    CHECKF(cJSON_GetArraySize(ok) == 1 &&
+               !strcmp(dj_str(cJSON_GetArrayItem(ok, 0), "00081155") ?: "",
+                       "2.25.70001.1.1"),
+           "Referenced SOP Sequence: %s", r.body);
+    /* Cxxx: "Error: Cannot understand" */
+    CHECKF(cJSON_GetArraySize(bad) == 1 &&
+               reason_in(cJSON_GetArrayItem(bad, 0), 0xC000, 0xCFFF),
+           "Failed SOP Sequence: %s", r.body);
+    /* issue 7 item 6 (src/http/dicomweb.c): no "Value": [] for the
+     * unknown SOP Class/Instance UIDs of the part that is not DICOM */
+    CHECKF(no_empty_values(cJSON_GetArrayItem(bad, 0)),
+           "empty attribute with a \"Value\" (PS3.18 F.2.5): %s", r.body);
+    cJSON_Delete(j);
+    reply_free(&r);
+    /* nothing stored: 409 Conflict, no Referenced SOP Sequence */
+    part none[2] = { { (const uint8_t *)garbage, sizeof garbage - 1, NULL },
+                     { f[2].data, cut, NULL } };
+    r = stow("/dicom-web/studies", none, 2);
+    j = cJSON_Parse((char *)r.body);
+    bad = dj_value(j, "00081198");
+    CHECKF(r.status == 409 && !cJSON_GetObjectItem(j, "00081199") &&
+               cJSON_GetArraySize(bad) == 2 &&
+               reason_in(cJSON_GetArrayItem(bad, 0), 0xC000, 0xCFFF) &&
+               reason_in(cJSON_GetArrayItem(bad, 1), 0xC000, 0xCFFF),
+           "STOW-RS, all parts bad: %d %s", r.status, r.body);
+    cJSON_Delete(j);
+    reply_free(&r);
+    /* an instance of another study than the path's: a failure (409 names
+     * "Study Instance UID mismatch"); Table I.2-2 has no code of its own
+     * for it ("additional codes may be used"), so any failure code but
+     * out of resources: A9xx or Cxxx */
+    part two[2] = { { a2.data, a2.len, NULL }, { b1.data, b1.len, NULL } };
+    r = stow("/dicom-web/studies/2.25.70001", two, 2);
+    j = cJSON_Parse((char *)r.body);
+    ok = dj_value(j, "00081199");
+    bad = dj_value(j, "00081198");
+    const cJSON *bi = cJSON_GetArrayItem(bad, 0);
+    CHECKF(r.status == 202 && cJSON_GetArraySize(ok) == 1 &&
+               !strcmp(dj_str(cJSON_GetArrayItem(ok, 0), "00081155") ?: "",
+                       "2.25.70001.1.2") &&
+               cJSON_GetArraySize(bad) == 1 &&
+               !strcmp(dj_str(bi, "00081155") ?: "", "2.25.70002.1.1") &&
+               (reason_in(bi, 0xA900, 0xA9FF) ||
+                reason_in(bi, 0xC000, 0xCFFF)),
+           "STOW-RS to study 2.25.70001 of one of 2.25.70002: %d %s",
+           r.status, r.body);
+    cJSON_Delete(j);
+    reply_free(&r);
+    part other[1] = { { b2.data, b2.len, NULL } };
+    r = stow("/dicom-web/studies/2.25.70001", other, 1);
+    j = cJSON_Parse((char *)r.body);
+    CHECKF(r.status == 409 && !cJSON_GetObjectItem(j, "00081199") &&
+               !strcmp(dj_str(cJSON_GetArrayItem(dj_value(j, "00081198"), 0),
+                              "00081155") ?: "",
+                       "2.25.70002.1.2"),
+           "STOW-RS, only another study's instance: %d %s", r.status,
+           r.body);
+    cJSON_Delete(j);
+    reply_free(&r);
+
+    /* issue 7 item 6 (src/http/dicomweb.c): rendered, but the client
+     * takes no image type covct makes: 406 (PS3.18 8.7.3.5.2, RFC 9110
+     * 15.5.7) */
+    snprintf(hdr, sizeof hdr, "%sAccept: image/gif\r\n", auth);
+    r = req("GET",
+            "/dicom-web/studies/2.25.70001/series/2.25.70001.1/instances/"
+            "2.25.70001.1.1/rendered",
+            hdr, NULL, 0);
+    CHECKF(r.status == 406, "rendered for Accept: image/gif: %d", r.status);
+    reply_free(&r);
+
+    /* ---- QIDO-RS matching over HTTP (PS3.4 C.2.2.2): date ranges, open
+     * at either end and inclusive; single value matching of a person
+     * name; fuzzymatching=true (PS3.18 8.3.4.2) for a name's start */
+    struct {
+        const char *name, *pid, *date, *study;
+    } q[] = { { "ZEPHYRA^ALICE", "QIDO-1", "20200101", "2.25.70011" },
+              { "ZEPHYRINE^BOB", "QIDO-2", "20200301", "2.25.70012" },
+              { "ZORRO^CARL", "QIDO-3", "20200302", "2.25.70013" },
+              { "ZEPHYRA^DAVE", "QIDO-4", "20191231", "2.25.70014" } };
+    file qf[4];
+    part qp[4];
+    for (size_t i = 0; i < 4; i++) {
+        char series[80], sop[90];
+        snprintf(series, sizeof series, "%s.1", q[i].study);
+        snprintf(sop, sizeof sop, "%s.1.1", q[i].study);
+        make_instance(&f[i], &qf[i], q[i].name, q[i].pid, q[i].date,
+                      q[i].study, series, sop);
+        qp[i] = (part){ qf[i].data, qf[i].len, NULL };
+    }
+    r = stow("/dicom-web/studies", qp, 4);
+    CHECKF(r.status == 200, "STOW-RS of the QIDO studies: %d %s", r.status,
+           r.body);
+    reply_free(&r);
+    char ids[200];
+    qido_ids("StudyDate=20200101-20200301", ids, sizeof ids);
+    CHECKF(!strcmp(ids, "QIDO-1,QIDO-2"), "20200101-20200301: %s", ids);
+    qido_ids("StudyDate=-20200301", ids, sizeof ids);
+    CHECKF(!strcmp(ids, "QIDO-1,QIDO-2,QIDO-4"), "-20200301: %s", ids);
+    qido_ids("StudyDate=20200302-", ids, sizeof ids);
+    CHECKF(!strcmp(ids, "QIDO-3"), "20200302-: %s", ids);
+    qido_ids("StudyDate=20200101", ids, sizeof ids);
+    CHECKF(!strcmp(ids, "QIDO-1"), "20200101: %s", ids);
+    qido_ids("PatientName=ZEPHYRA%5EALICE", ids, sizeof ids);
+    CHECKF(!strcmp(ids, "QIDO-1"), "PatientName=ZEPHYRA^ALICE: %s", ids);
+    qido_ids("PatientName=ZEPHYR", ids, sizeof ids);
+    CHECKF(!strcmp(ids, ""), "PatientName=ZEPHYR, not fuzzy: %s", ids);
+    /* fuzzy matching may match more than the standard's rules, but a
+     * name that does not start the same is no near match */
+    qido_ids("PatientName=ZEPHYR&fuzzymatching=true", ids, sizeof ids);
+    CHECKF(!strcmp(ids, "QIDO-1,QIDO-2,QIDO-4"), "ZEPHYR, fuzzy: %s", ids);
+    qido_ids("PatientName=ZEPHYR&fuzzymatching=true&StudyDate=20200101-",
+             ids, sizeof ids);
+    CHECKF(!strcmp(ids, "QIDO-1,QIDO-2"), "ZEPHYR fuzzy from 20200101: %s",
+           ids);
+
+    /* ---- WADO-RS: a series as multipart/related, each part the bytes
+     * sent (PS3.18 10.4); study metadata: one object per instance of
+     * every series of the study */
+    file d[3];
+    const char *dser[3] = { "2.25.70004.1", "2.25.70004.1", "2.25.70004.2" };
+    const char *dsop[3] = { "2.25.70004.1.1", "2.25.70004.1.2",
+                            "2.25.70004.2.1" };
+    part dp[3];
+    for (size_t i = 0; i < 3; i++) {
+        make_instance(&f[i], &d[i], "WADO^D", "WADO-D", "20200201",
+                      "2.25.70004", dser[i], dsop[i]);
+        dp[i] = (part){ d[i].data, d[i].len, NULL };
+    }
+    r = stow("/dicom-web/studies/2.25.70004", dp, 3);
+    CHECKF(r.status == 200, "STOW-RS of study 2.25.70004: %d %s", r.status,
+           r.body);
+    reply_free(&r);
+    snprintf(hdr, sizeof hdr,
+             "%sAccept: multipart/related; type=\"application/dicom\"; "
+             "transfer-syntax=*\r\n",
+             auth);
+    r = req("GET", "/dicom-web/studies/2.25.70004/series/2.25.70004.1", hdr,
+            NULL, 0);
+    const uint8_t *pb[8];
+    size_t pl[8];
+    size_t np = mp_parts(&r, pb, pl, 8);
+    bool got[2] = { false, false };
+    for (size_t i = 0; i < np; i++)
+        for (size_t k = 0; k < 2; k++)
+            if (pl[i] == d[k].len && !memcmp(pb[i], d[k].data, d[k].len))
+                got[k] = true;
+    CHECKF(r.status == 200 && np == 2 && got[0] && got[1],
+           "series WADO-RS: %d, %zu parts, equal to the files sent: %d %d",
+           r.status, np, got[0], got[1]);
+    reply_free(&r);
+    /* the P001 series too: four parts, the four slices */
+    snprintf(path, sizeof path, "/dicom-web/studies/%s/series/%s", g_study,
+             g_series);
+    r = req("GET", path, hdr, NULL, 0);
+    np = mp_parts(&r, pb, pl, 8);
+    size_t same = 0;
+    for (size_t k = 0; k < n; k++)
+        for (size_t i = 0; i < np; i++)
+            if (pl[i] == f[k].len && !memcmp(pb[i], f[k].data, f[k].len)) {
+                same++;
+                break;
+            }
+    CHECKF(r.status == 200 && np == n && same == n,
+           "series WADO-RS of %s: %d, %zu parts, %zu equal", g_series,
+           r.status, np, same);
+    reply_free(&r);
+    r = req("GET", "/dicom-web/studies/2.25.70004/metadata", auth, NULL, 0);
+    j = cJSON_Parse((char *)r.body);
+    bool seen[3] = { false, false, false };
+    int objs = cJSON_GetArraySize(j);
+    for (int i = 0; i < objs; i++) {
+        const char *sop = dj_str(cJSON_GetArrayItem(j, i), "00080018");
+        for (size_t k = 0; sop && k < 3; k++)
+            if (!strcmp(sop, dsop[k]))
+                seen[k] = true;
+    }
+    CHECKF(r.status == 200 && objs == 3 && seen[0] && seen[1] && seen[2],
+           "study metadata: %d, %d objects %s", r.status, objs,
+           r.status == 200 ? "" : (char *)r.body);
+    cJSON_Delete(j);
+    reply_free(&r);
+
+    covct_free(a1.data);
+    covct_free(a2.data);
+    covct_free(b1.data);
+    covct_free(b2.data);
+    for (size_t i = 0; i < 4; i++)
+        covct_free(qf[i].data);
+    for (size_t i = 0; i < 3; i++)
+        covct_free(d[i].data);
+    for (size_t i = 0; i < n; i++)
+        free(f[i].data);
+}
+
 /* The study page's routes: volume, masks with blind reading, saving a
  * version, agreement, adjudication, clinical labels. */
+/* ---- the worklist (src/http/worklist.c) ------------------------------------
+ * Its contract (docs/openapi.yaml, pages-api.md): analysed studies first,
+ * most severe first, then the newest study date, then the study UID; q
+ * matches name, ID, accession or description as a substring ignoring
+ * case; from/to bound the study date; the answer follows the index at
+ * once (a study stored, a job finished). */
+static void wl_ids(const char *query, char *out, size_t cap)
+{
+    char path[600], auth[200];
+    snprintf(path, sizeof path, "/api/worklist?%s", query);
+    reply r = req("GET", path, auth_for(admin_token, auth, sizeof auth),
+                  NULL, 0);
+    cJSON *j = cJSON_Parse((char *)r.body);
+    CHECKF(r.status == 200 && j, "worklist %s: %d %s", query, r.status,
+           r.body);
+    out[0] = 0;
+    cJSON *it;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItem(j, "studies"))
+    {
+        const char *sev = "-";
+        char num[16];
+        cJSON *v = cJSON_GetObjectItem(it, "severity");
+        if (cJSON_IsNumber(v)) {
+            snprintf(num, sizeof num, "%d", (int)v->valuedouble);
+            sev = num;
+        }
+        size_t l = strlen(out);
+        snprintf(out + l, cap - l, "%s%s:%s:%s", l ? "," : "",
+                 cJSON_GetStringValue(cJSON_GetObjectItem(it, "patient_id")),
+                 sev,
+                 cJSON_GetStringValue(cJSON_GetObjectItem(it, "ai_status")));
+    }
+    cJSON_Delete(j);
+    reply_free(&r);
+}
+
+static void test_worklist(covct_store *store)
+{
+    file f[1];
+    if (load_slices(f, 1) != 1)
+        return;
+    file a, b, c;
+    make_instance(&f[0], &a, "Worklist^Alpha", "WL-A", "20210105",
+                  "2.25.71001", "2.25.71001.1", "2.25.71001.1.1");
+    make_instance(&f[0], &b, "WORKLIST^BRAVO", "WL-B", "20210310",
+                  "2.25.71002", "2.25.71002.1", "2.25.71002.1.1");
+    make_instance(&f[0], &c, "Worklist^Charlie", "WL-C", "20210310",
+                  "2.25.71003", "2.25.71003.1", "2.25.71003.1.1");
+    file *all[3] = { &a, &b, &c };
+    char got[2000];
+    covct_error err = { 0 };
+    for (int i = 0; i < 3; i++) {
+        covct_store_result res;
+        uint8_t *copy = covct_malloc(all[i]->len);
+        CHECK(copy != NULL);
+        if (!copy)
+            return;
+        memcpy(copy, all[i]->data, all[i]->len);
+        CHECKF(covct_store_put(store, copy, all[i]->len, "TEST", &res, NULL,
+                               &err) == COVCT_OK,
+               "%s", err.msg);
+        /* each stored study is listed at once, none analysed yet: newest
+         * date first, the UID between equal dates */
+        wl_ids("q=wl-", got, sizeof got);
+        static const char *const want[3] = {
+            "WL-A:-:waiting", "WL-B:-:waiting,WL-A:-:waiting",
+            "WL-B:-:waiting,WL-C:-:waiting,WL-A:-:waiting"
+        };
+        CHECKF(!strcmp(got, want[i]), "after %d: %s", i + 1, got);
+    }
+    /* case and field: "worklist^b" is in B's name, "charlie" in C's */
+    wl_ids("q=WORKLIST%5Eb", got, sizeof got);
+    CHECKF(!strcmp(got, "WL-B:-:waiting"), "%s", got);
+    wl_ids("q=charlie", got, sizeof got);
+    CHECKF(!strcmp(got, "WL-C:-:waiting"), "%s", got);
+    wl_ids("q=wl-&from=20210101&to=20210131", got, sizeof got);
+    CHECKF(!strcmp(got, "WL-A:-:waiting"), "%s", got);
+    wl_ids("q=wl-&from=20210310", got, sizeof got);
+    CHECKF(!strcmp(got, "WL-B:-:waiting,WL-C:-:waiting"), "%s", got);
+    wl_ids("q=wl-&limit=1&offset=1", got, sizeof got);
+    CHECKF(!strcmp(got, "WL-C:-:waiting"), "%s", got);
+    wl_ids("q=wl-&limit=2&offset=3", got, sizeof got);
+    CHECK(!strcmp(got, ""));
+
+    /* jobs: C analysed with score 12, A with 3, B's analysis failed;
+     * every other series of the store analysed without a score */
+    unsigned queued = 0, skipped = 0;
+    CHECKF(covct_jobs_scan(store, 0, 1, &queued, &skipped, &err) == COVCT_OK,
+           "%s", err.msg);
+    CHECK(queued >= 3);
+    covct_job job;
+    bool have = false, retry = false;
+    while (covct_jobs_take(store, &job, &have, &err) == COVCT_OK && have) {
+        bool is_b = !strcmp(job.study_uid, "2.25.71002");
+        CHECK(covct_jobs_finish(store, &job, !is_b, is_b ? "test failure" : NULL,
+                                NULL, 1, 60, &retry, &err) == COVCT_OK);
+        int sev = !strcmp(job.study_uid, "2.25.71003")   ? 12
+                  : !strcmp(job.study_uid, "2.25.71001") ? 3
+                                                         : -1;
+        if (sev >= 0)
+            CHECK(covct_jobs_set_result(store, job.id, sev,
+                                        sev > 10 ? "typical"
+                                                 : "indeterminate",
+                                        &err) == COVCT_OK);
+    }
+    wl_ids("q=wl-", got, sizeof got);
+    CHECKF(!strcmp(got, "WL-C:12:analysed,WL-A:3:analysed,WL-B:-:failed"),
+           "%s", got);
+    /* the most severe study of the whole store comes first */
+    wl_ids("limit=1", got, sizeof got);
+    CHECKF(!strcmp(got, "WL-C:12:analysed"), "%s", got);
+    for (int i = 0; i < 3; i++)
+        covct_free(all[i]->data);
+    covct_free(f[0].data);
+}
+
 static void test_viewer(void)
 {
     char path[400], a_rad1[200], a_rad2[200], a_admin[200], a_ann[200];
@@ -748,6 +1313,31 @@ static void test_viewer(void)
     r = req("POST", path, a_ann, form, strlen(form)); /* not allowed */
     CHECK(r.status == 403);
     reply_free(&r);
+    /* the study gives the form back to its author (the page fills the
+     * form with it), and not to the other reader */
+    snprintf(path, sizeof path, "/api/studies/%s", g_study);
+    r = req("GET", path, a_rad1, NULL, 0);
+    j = cJSON_Parse((char *)r.body);
+    cJSON *cl = cJSON_GetObjectItem(j, "clinical");
+    CHECKF(r.status == 200 &&
+               cJSON_GetNumberValue(cJSON_GetObjectItem(cl, "severity")) ==
+                   9 &&
+               !strcmp(cJSON_GetStringValue(
+                           cJSON_GetObjectItem(cl, "category")) ?: "",
+                       "typical") &&
+               !strcmp(cJSON_GetStringValue(
+                           cJSON_GetObjectItem(cl, "diagnosis")) ?: "",
+                       "covid-19-confirmed"),
+           "the saved case form: %s", r.body);
+    cJSON_Delete(j);
+    reply_free(&r);
+    r = req("GET", path, a_rad2, NULL, 0);
+    j = cJSON_Parse((char *)r.body);
+    CHECKF(r.status == 200 &&
+               cJSON_IsNull(cJSON_GetObjectItem(j, "clinical")),
+           "reader 2 sees reader 1's case form: %s", r.body);
+    cJSON_Delete(j);
+    reply_free(&r);
     free(m);
     free(m2);
 
@@ -788,6 +1378,52 @@ static void test_viewer(void)
                           "research", "images" };
     int64_t aid = 0;
     CHECK(covct_project_approve(g_site, proj, &ap, &aid, &err) == COVCT_OK);
+    /* an approval is not enough: the receiver's data use agreement must
+     * be in force too, recorded over the API by the ethics officer */
+    char a_eth[200];
+    for (size_t k = 0; k < covct_role_count; k++)
+        if (!strcmp(covct_roles[k], "ethics-officer"))
+            auth_for(tokens[k], a_eth, sizeof a_eth);
+    r = req("POST", path, a_it, "", 0);
+    CHECKF(r.status == 409 &&
+               strstr((char *)r.body, "no data use agreement"),
+           "%d %s", r.status, r.body);
+    reply_free(&r);
+    const char *dua_bad = "{\"party\":\"Uni Lab\",\"signed_on\":"
+                          "\"2026-13-01\"}";
+    r = req("POST", "/api/projects/web-proj/agreements", a_eth, dua_bad,
+            strlen(dua_bad));
+    CHECKF(r.status == 400 && strstr((char *)r.body, "2026-13-01"), "%d %s",
+           r.status, r.body);
+    reply_free(&r);
+    r = req("POST", "/api/projects/web-proj/agreements", a_res, dua_bad,
+            strlen(dua_bad));
+    CHECK(r.status == 403); /* a researcher cannot record one */
+    reply_free(&r);
+    const char *dua_old = "{\"party\":\"Uni Lab\",\"signed_on\":"
+                          "\"2020-01-01\",\"expires_on\":\"2020-12-31\"}";
+    r = req("POST", "/api/projects/web-proj/agreements", a_eth, dua_old,
+            strlen(dua_old));
+    CHECKF(r.status == 201, "%d %s", r.status, r.body);
+    reply_free(&r);
+    r = req("POST", path, a_it, "", 0);
+    CHECKF(r.status == 409 && strstr((char *)r.body, "expired on 2020-12-31"),
+           "%d %s", r.status, r.body);
+    reply_free(&r);
+    const char *dua = "{\"party\":\"Uni Lab\",\"signed_on\":"
+                      "\"2026-01-01\",\"expires_on\":\"\",\"terms\":\"no "
+                      "re-identification\"}";
+    r = req("POST", "/api/projects/web-proj/agreements", a_eth, dua,
+            strlen(dua));
+    CHECKF(r.status == 201, "%d %s", r.status, r.body);
+    reply_free(&r);
+    r = req("GET", "/api/projects/web-proj", a_res, NULL, 0);
+    j = cJSON_Parse((char *)r.body);
+    CHECKF(r.status == 200 &&
+               cJSON_GetArraySize(cJSON_GetObjectItem(j, "agreements")) == 2,
+           "%d %s", r.status, r.body);
+    cJSON_Delete(j);
+    reply_free(&r);
     r = req("POST", path, a_it, "", 0);
     j = cJSON_Parse((char *)r.body);
     CHECKF(r.status == 200 &&
@@ -799,10 +1435,6 @@ static void test_viewer(void)
     CHECK(r.status == 409); /* answered already */
     reply_free(&r);
     /* projects, approvals and consent over the API (ethics officer) */
-    char a_eth[200];
-    for (size_t k = 0; k < covct_role_count; k++)
-        if (!strcmp(covct_roles[k], "ethics-officer"))
-            auth_for(tokens[k], a_eth, sizeof a_eth);
     const char *pj = "{\"name\":\"web2\",\"title\":\"T\"}";
     r = req("POST", "/api/projects", a_eth, pj, strlen(pj));
     CHECKF(r.status == 201, "%d %s", r.status, r.body);
@@ -936,6 +1568,8 @@ int main(void)
     snprintf(g_dir, sizeof g_dir, "%s", dir);
     test_dicomweb();
     test_viewer();
+    test_dicomweb_more();
+    test_worklist(store);
     test_limits();
 
     /* HTTPS (libmicrohttpd with GnuTLS) with a throw-away certificate,
@@ -984,6 +1618,32 @@ int main(void)
                   memmem(o, ol, "Access-Control-Allow-Origin: "
                                 "https://viewer.example", 51) &&
                   memmem(o, ol, "Authorization", 13));
+            /* the preflight offers the methods the routes serve, and no
+             * other (here GET and POST; the router answers HEAD as GET) */
+            char methods[200] = "";
+            const uint8_t *am =
+                o ? memmem(o, ol, "Access-Control-Allow-Methods:", 29) : NULL;
+            if (am)
+                snprintf(methods, sizeof methods, "%.*s",
+                         (int)strcspn((const char *)am + 29, "\r\n"),
+                         (const char *)am + 29);
+            size_t listed = 0;
+            for (char *save = NULL, *t = strtok_r(methods, ", ", &save); t;
+                 t = strtok_r(NULL, ", ", &save), listed++) {
+                bool routed = !strcmp(t, "OPTIONS") || !strcmp(t, "HEAD");
+                for (size_t i = 0; i < covct_http_route_count() && !routed;
+                     i++)
+                    routed = !strcmp(covct_http_route_at(i)->method, t);
+                CHECKF(routed, "preflight offers %s, which no route serves",
+                       t);
+            }
+            for (size_t i = 0; i < covct_http_route_count(); i++) {
+                const char *m = covct_http_route_at(i)->method;
+                CHECKF(am && memmem(am, ol - (size_t)(am - o), m,
+                                    strlen(m)),
+                       "preflight does not offer %s", m);
+            }
+            CHECKF(listed >= 3, "Access-Control-Allow-Methods: %zu", listed);
             covct_free(o);
             covct_http_stop(tsrv);
         }

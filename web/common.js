@@ -112,6 +112,28 @@ export function fmtDate(d) {
   return /^\d{8}$/.test(s) ? `${s.slice(0, 4)}-${s.slice(4, 6)}-${s.slice(6)}` : s;
 }
 
+// A DICOM person name (PS3.5 6.2, VR PN) as a person reads it.  The value
+// has up to three component groups separated by '=' (alphabetic,
+// ideographic, phonetic), each of up to five components separated by '^':
+// family name, given name, middle name, prefix, suffix.  Shown as
+// "Prefix Family, Given Middle, Suffix" (family name first, as a list
+// sorted by it reads: "SYNTHETIC^PHANTOM" is "SYNTHETIC, PHANTOM"), and
+// the ideographic group, when there is one, after it in parentheses,
+// written without spaces as Chinese names are ("Wang^XiaoDong=王^小东=" is
+// "Wang, XiaoDong (王小东)").  The phonetic group is not shown.
+export function fmtPersonName(pn) {
+  if (pn === null || pn === undefined) return '';
+  const groups = String(pn).split('=');
+  const parts = (g) => (g || '').split('^').map((x) => x.trim());
+  const [family = '', given = '', middle = '', prefix = '', suffix = ''] = parts(groups[0]);
+  let s = [prefix, family].filter(Boolean).join(' ');
+  for (const more of [[given, middle].filter(Boolean).join(' '), suffix])
+    if (more) s = s ? `${s}, ${more}` : more;
+  const ideo = parts(groups[1]).slice(0, 3).join('');
+  if (ideo) s = s ? `${s} (${ideo})` : ideo;
+  return s;
+}
+
 export function fmtNum(v, digits = 1) {
   if (v === null || v === undefined || Number.isNaN(v)) return t('common.none');
   return Number(v).toLocaleString(getLang() === 'zh' ? 'zh-CN' : 'en', {

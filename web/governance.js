@@ -47,8 +47,9 @@ async function showProject(name) {
     const p = await getJSON(`/api/projects/${encodeURIComponent(name)}`);
     const c = p.consent || {};
     const approvals = (p.approvals || []).map((a) => `${a.number} (${a.granted_on} – ${a.expires_on}${a.revoked_at ? ', revoked' : ''})`).join('; ') || '—';
+    const agreements = (p.agreements || []).map((a) => `${a.party} (${a.signed_on} – ${a.expires_on || '…'})`).join('; ') || '—';
     $('#pm-detail').replaceChildren(h('p', { text: t('gv.pm.detail', {
-      name, given: c.given || 0, waived: c.waived || 0, withdrawn: c.withdrawn || 0, none: c.none || 0, approvals,
+      name, given: c.given || 0, waived: c.waived || 0, withdrawn: c.withdrawn || 0, none: c.none || 0, approvals, agreements,
     }) }));
   } catch (e) {
     showError($('#pm-msg'), e);
@@ -210,6 +211,7 @@ async function main() {
     loadProjects();
     const forms = [['#pm-create', 'project.manage', () => '/api/projects'],
       ['#pm-approve', 'approval.record', (b) => `/api/projects/${encodeURIComponent(b.project)}/approvals`],
+      ['#pm-agreement', 'approval.record', (b) => `/api/projects/${encodeURIComponent(b.project)}/agreements`],
       ['#pm-consent', 'consent.record', (b) => `/api/projects/${encodeURIComponent(b.project)}/consents`]];
     for (const [sel, perm, path] of forms) {
       if (!may(me, perm)) continue;

@@ -2,7 +2,7 @@
 import { t, tOr } from './i18n.js';
 import {
   $, h, call, getJSON, whoAmI, may, say, showError, setCsrf, setupHeader,
-  initPage, fmtDate, severityBadge,
+  initPage, fmtDate, fmtPersonName, severityBadge,
 } from './common.js';
 
 const LIMIT = 25;
@@ -93,7 +93,7 @@ function render() {
   rows.forEach((s, i) => {
     const href = `study.html?study=${encodeURIComponent(s.study_uid)}`;
     const top = i === 0 && state.offset === 0 && s.severity !== null && s.severity !== undefined;
-    const name = h('a.study-link', { href, text: s.patient_name || s.patient_id || s.study_uid });
+    const name = h('a.study-link', { href, text: fmtPersonName(s.patient_name) || s.patient_id || s.study_uid });
     const tr = h('tr' + (top ? '.most-severe' : ''), {
       dataset: { study: s.study_uid },
       on: {

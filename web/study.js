@@ -3,7 +3,7 @@
 import { t, tOr } from './i18n.js';
 import {
   $, h, call, getJSON, postJSON, whoAmI, may, say, showError, setupHeader,
-  initPage, fmtDate, fmtNum, severityBadge,
+  initPage, fmtDate, fmtNum, fmtPersonName, severityBadge,
 } from './common.js';
 import { Viewer, PRESETS } from './viewer.js';
 
@@ -85,10 +85,10 @@ function renderStudyInfo() {
   dl.replaceChildren();
   if (!study) return;
   const add = (k, v) => dl.append(h('div', null, h('dt', { text: t(k) }), h('dd', { text: v || t('common.none') })));
-  add('st.patient', [study.patient_name, study.patient_id].filter(Boolean).join(' · '));
+  add('st.patient', [fmtPersonName(study.patient_name), study.patient_id].filter(Boolean).join(' · '));
   add('st.date', fmtDate(study.study_date));
   add('st.desc', study.description);
-  document.title = `covct — ${study.patient_name || study.patient_id || ''}`;
+  document.title = `covct — ${fmtPersonName(study.patient_name) || study.patient_id || ''}`;
   const sel = $('#series');
   const cur = sel.value || series;
   sel.replaceChildren();
@@ -391,7 +391,27 @@ function setupCaseForm() {
   $('#cf-form').hidden = !has;
 }
 
+function renderCaseFrom() {
+  const c = study && study.clinical;
+  if (c) $('#cf-from').textContent = t('cf.from', { id: c.id, status: c.status, time: (c.created_at || '').replace('T', ' ').replace(/\.\d+Z$/, 'Z') });
+}
+
+// The form shows what was saved last (the newest version this user may
+// see: his own, final or imported; GET /api/studies/{study} .clinical);
+// a case without one starts from the AI's report.
 function prefillCaseForm() {
+  const c = study && study.clinical;
+  const from = $('#cf-from');
+  from.hidden = !c;
+  if (c) {
+    $('#cf-dx').value = c.diagnosis;
+    $('#cf-sev').value = c.severity ?? '';
+    $('#cf-outcome').value = c.outcome || '';
+    if (c.category) $('#cf-cat').value = c.category;
+    $('#cf-comment').value = c.comment || '';
+    renderCaseFrom();
+    return;
+  }
   if (report && !report.error) {
     if (report.ct_severity_score !== null && report.ct_severity_score !== undefined && $('#cf-sev').value === '')
       $('#cf-sev').value = report.ct_severity_score;
@@ -514,6 +534,7 @@ function bind() {
     renderReport();
     renderVersions();
     renderBase();
+    renderCaseFrom();
     sliceText();
   });
 }

@@ -9,9 +9,6 @@
 
 #include "http/http_int.h"
 
-#define PAGE_DEFAULT 50
-#define PAGE_MAX 500
-
 bool http_uid_ok(const char *u)
 {
     size_t n = strlen(u);
@@ -31,8 +28,8 @@ const char *http_param(const http_req *rq, size_t i, char *buf, size_t cap)
     return buf;
 }
 
-static long query_long(const http_req *rq, const char *key, long dflt,
-                       long lo, long hi)
+long http_query_long(const http_req *rq, const char *key, long dflt, long lo,
+                     long hi)
 {
     const char *v = http_query(rq, key);
     if (!v || !*v)
@@ -74,185 +71,6 @@ static bool has_jobs_table(covct_db *db)
                                " type = 'table' AND name = 'jobs'",
                                NULL, 0, &n, &e) &&
            n == 1;
-}
-
-/* The worklist is read by every open page every few seconds and by many
- * at once: the answer to the same query is reused for up to a second
- * (WORKLIST_TTL_MS), so 50 clients cost one query per second, not 50 per
- * refresh.  Nothing user-specific is in it (the route needs the same
- * permission for everyone). */
-#define WORKLIST_TTL_MS 1000
-#define WORKLIST_SLOTS 16
-
-static struct {
-    pthread_mutex_t lock;
-    struct {
-        char key[512];
-        double at;
-        char *json;
-        size_t len;
-    } e[WORKLIST_SLOTS];
-} wl_cache = { .lock = PTHREAD_MUTEX_INITIALIZER };
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static bool worklist_cached(const char *key, http_resp *rs)
-{
-    bool hit = false;
-    double t = now_ms();
-    pthread_mutex_lock(&wl_cache.lock);
-    for (size_t i = 0; i < WORKLIST_SLOTS && !hit; i++)
-        if (wl_cache.e[i].json && !strcmp(wl_cache.e[i].key, key) &&
-            t - wl_cache.e[i].at < WORKLIST_TTL_MS) {
-            covct_error err = { 0 };
-            hit = !covct_buf_append(&rs->body, wl_cache.e[i].json,
-                                    wl_cache.e[i].len, &err);
-        }
-    pthread_mutex_unlock(&wl_cache.lock);
-    if (hit) {
-        rs->status = 200;
-        rs->type = "application/json";
-    }
-    return hit;
-}
-
-static void worklist_keep(const char *key, const http_resp *rs)
-{
-    char *copy = covct_malloc(rs->body.len ? rs->body.len : 1);
-    if (!copy)
-        return;
-    memcpy(copy, rs->body.data, rs->body.len);
-    pthread_mutex_lock(&wl_cache.lock);
-    size_t v = 0;
-    for (size_t i = 0; i < WORKLIST_SLOTS; i++) {
-        if (!strcmp(wl_cache.e[i].key, key)) {
-            v = i;
-            break;
-        }
-        if (wl_cache.e[i].at < wl_cache.e[v].at)
-            v = i;
-    }
-    covct_free(wl_cache.e[v].json);
-    snprintf(wl_cache.e[v].key, sizeof wl_cache.e[v].key, "%s", key);
-    wl_cache.e[v].json = copy;
-    wl_cache.e[v].len = rs->body.len;
-    wl_cache.e[v].at = now_ms();
-    pthread_mutex_unlock(&wl_cache.lock);
-}
-
-int api_worklist(http_req *rq, http_resp *rs)
-{
-    char key[512];
-    snprintf(key, sizeof key, "%s|%s|%s|%s|%s",
-             http_query(rq, "q") ? http_query(rq, "q") : "",
-             http_query(rq, "from") ? http_query(rq, "from") : "",
-             http_query(rq, "to") ? http_query(rq, "to") : "",
-             http_query(rq, "limit") ? http_query(rq, "limit") : "",
-             http_query(rq, "offset") ? http_query(rq, "offset") : "");
-    if (worklist_cached(key, rs))
-        return 0;
-    covct_error err = { 0 };
-    covct_db *db = NULL;
-    if (http_index(rq->srv, &db, &err))
-        return http_error(rs, 503, "%s", err.msg);
-    long limit = query_long(rq, "limit", PAGE_DEFAULT, 1, PAGE_MAX),
-         offset = query_long(rq, "offset", 0, 0, 1L << 30);
-    const char *q = http_query(rq, "q"), *from = http_query(rq, "from"),
-               *to = http_query(rq, "to");
-    char like[200] = "";
-    if (q && *q)
-        snprintf(like, sizeof like, "%%%s%%", q);
-    bool jobs = has_jobs_table(db);
-    /* The page of studies first (most severe analysed study first, then
-     * the others, newest first), from one pass over the analysed series
-     * (few) and the studies' date index; the details of the page's rows
-     * after: per-row subqueries run for 50 rows, not for every study. */
-    char sql[3000];
-    snprintf(
-        sql, sizeof sql,
-        "WITH sev AS (%s),"
-        " page AS (SELECT st.study_uid, st.patient_id, st.study_date,"
-        "  st.study_description, st.accession_number, sev.severity,"
-        "  sev.category, sev.series_uid"
-        "  FROM studies st JOIN patients p ON p.patient_id = st.patient_id"
-        "  LEFT JOIN sev ON sev.study_uid = st.study_uid"
-        "  WHERE ($1 = '' OR p.patient_name LIKE $1 OR p.patient_id LIKE $1"
-        "   OR st.accession_number LIKE $1 OR st.study_description LIKE $1)"
-        "  AND ($2 = '' OR st.study_date >= $2)"
-        "  AND ($3 = '' OR st.study_date <= $3)"
-        "  ORDER BY sev.severity IS NULL, sev.severity DESC,"
-        "  st.study_date DESC, st.study_uid LIMIT $4 OFFSET $5)"
-        " SELECT pg.study_uid, pg.patient_id, p.patient_name, pg.study_date,"
-        " pg.study_description, pg.accession_number,"
-        " (SELECT COUNT(*) FROM series se WHERE se.study_uid = pg.study_uid),"
-        " (SELECT SUM(instance_count) FROM series se WHERE se.study_uid ="
-        "  pg.study_uid),"
-        " pg.severity, pg.category, pg.series_uid, %s"
-        " FROM page pg JOIN patients p ON p.patient_id = pg.patient_id"
-        " ORDER BY pg.severity IS NULL, pg.severity DESC, pg.study_date DESC,"
-        " pg.study_uid",
-        jobs ? "SELECT se.study_uid, MAX(j.severity) AS severity,"
-               " (SELECT j2.category FROM jobs j2 JOIN series s2 ON"
-               "  s2.series_uid = j2.series_uid WHERE s2.study_uid ="
-               "  se.study_uid AND j2.state = 'done' ORDER BY j2.severity"
-               "  DESC LIMIT 1) AS category,"
-               " (SELECT j2.series_uid FROM jobs j2 JOIN series s2 ON"
-               "  s2.series_uid = j2.series_uid WHERE s2.study_uid ="
-               "  se.study_uid AND j2.state = 'done' ORDER BY j2.severity"
-               "  DESC LIMIT 1) AS series_uid"
-               " FROM jobs j JOIN series se ON se.series_uid = j.series_uid"
-               " WHERE j.state = 'done' GROUP BY se.study_uid"
-             : "SELECT NULL AS study_uid, NULL AS severity, NULL AS category,"
-               " NULL AS series_uid WHERE 0",
-        jobs ? "(SELECT group_concat(j.state) FROM jobs j JOIN series se ON"
-               " se.series_uid = j.series_uid WHERE se.study_uid ="
-               " pg.study_uid)"
-             : "NULL");
-    covct_db_result *r = NULL;
-    covct_rc rc = covct_db_query(
-        db, sql,
-        (covct_db_param[]){ COVCT_DB_TEXT(like), COVCT_DB_TEXT(from ? from : ""),
-                            COVCT_DB_TEXT(to ? to : ""), COVCT_DB_INT(limit),
-                            COVCT_DB_INT(offset) },
-        5, &r, &err);
-    if (rc)
-        return http_error(rs, 500, "worklist: %s", err.msg);
-    static const char *const keys[] = {
-        "study_uid", "patient_id", "patient_name", "study_date",
-        "description", "accession", "#series", "#instances", "#severity",
-        "category", "analysed_series", "job_states", NULL
-    };
-    cJSON *o = cJSON_CreateObject();
-    cJSON *items = rows_json(r, keys);
-    /* the AI status in one word per study */
-    cJSON *it;
-    cJSON_ArrayForEach(it, items)
-    {
-        const char *states =
-            cJSON_GetStringValue(cJSON_GetObjectItem(it, "job_states"));
-        const char *status =
-            !states                            ? "waiting"
-            : strstr(states, "done")           ? "analysed"
-            : strstr(states, "running")        ? "running"
-            : strstr(states, "queued")         ? "queued"
-            : strstr(states, "failed")         ? "failed"
-                                               : "not a chest CT";
-        cJSON_AddStringToObject(it, "ai_status", status);
-        cJSON_DeleteItemFromObject(it, "job_states");
-    }
-    cJSON_AddItemToObject(o, "studies", items);
-    cJSON_AddNumberToObject(o, "limit", (double)limit);
-    cJSON_AddNumberToObject(o, "offset", (double)offset);
-    covct_db_result_free(r);
-    http_json(rs, 200, o);
-    if (rs->status == 200)
-        worklist_keep(key, rs);
-    return 0;
 }
 
 int api_study(http_req *rq, http_resp *rs)
@@ -329,6 +147,36 @@ int api_study(http_req *rq, http_resp *rs)
         cJSON_AddNumberToObject(o, "case_id", (double)case_id);
     else
         cJSON_AddNullToObject(o, "case_id");
+    /* the case form's last saved version, as blind as the masks: the
+     * newest final or imported version or one of this user's own, never
+     * another reader's (docs/internals/pages-api.md) */
+    covct_db_result *cl = NULL;
+    char me[96];
+    snprintf(me, sizeof me, "user:%s", rq->user);
+    if (case_id && covct_role_may(rq->role, "case.clinical") &&
+        !covct_db_query(covct_site_db(rq->site),
+                        "SELECT id, diagnosis, severity, outcome, category,"
+                        " comment, status, created_at FROM clinical_labels"
+                        " WHERE case_id = $1 AND (status IN ('final',"
+                        " 'imported') OR author = $2) ORDER BY id DESC"
+                        " LIMIT 1",
+                        (covct_db_param[]){ COVCT_DB_INT(case_id),
+                                            COVCT_DB_TEXT(me) },
+                        2, &cl, &e2) &&
+        covct_db_rows(cl)) {
+        static const char *const ckeys[] = { "#id",      "diagnosis",
+                                             "#severity", "outcome",
+                                             "category", "comment",
+                                             "status",   "created_at",
+                                             NULL };
+        cJSON *ca = rows_json(cl, ckeys);
+        cJSON_AddItemToObject(o, "clinical",
+                              cJSON_DetachItemFromArray(ca, 0));
+        cJSON_Delete(ca);
+    } else {
+        cJSON_AddNullToObject(o, "clinical");
+    }
+    covct_db_result_free(cl);
     covct_db_result_free(st);
     covct_db_result_free(se);
     return http_json(rs, 200, o);
@@ -378,7 +226,7 @@ int api_jobs(http_req *rq, http_resp *rs)
     covct_db *db = NULL;
     if (http_index(rq->srv, &db, &err))
         return http_error(rs, 503, "%s", err.msg);
-    long limit = query_long(rq, "limit", PAGE_DEFAULT, 1, PAGE_MAX);
+    long limit = http_query_long(rq, "limit", HTTP_PAGE_DEFAULT, 1, HTTP_PAGE_MAX);
     covct_db_result *r = NULL;
     covct_rc rc = has_jobs_table(db)
                       ? covct_db_query(db,
@@ -404,8 +252,8 @@ int api_jobs(http_req *rq, http_resp *rs)
 int api_cases(http_req *rq, http_resp *rs)
 {
     covct_error err = { 0 };
-    long limit = query_long(rq, "limit", PAGE_DEFAULT, 1, PAGE_MAX),
-         offset = query_long(rq, "offset", 0, 0, 1L << 30);
+    long limit = http_query_long(rq, "limit", HTTP_PAGE_DEFAULT, 1, HTTP_PAGE_MAX),
+         offset = http_query_long(rq, "offset", 0, 0, 1L << 30);
     covct_db_result *r = NULL;
     if (covct_db_query(
             covct_site_db(rq->site),
@@ -482,8 +330,8 @@ int api_users(http_req *rq, http_resp *rs)
 int api_audit(http_req *rq, http_resp *rs)
 {
     covct_error err = { 0 };
-    long limit = query_long(rq, "limit", PAGE_DEFAULT, 1, PAGE_MAX),
-         offset = query_long(rq, "offset", 0, 0, 1L << 30);
+    long limit = http_query_long(rq, "limit", HTTP_PAGE_DEFAULT, 1, HTTP_PAGE_MAX),
+         offset = http_query_long(rq, "offset", 0, 0, 1L << 30);
     covct_db_result *r = NULL;
     if (covct_db_query(covct_site_db(rq->site),
                        "SELECT seq, at, actor, role, action, object, detail"
@@ -729,6 +577,27 @@ int api_project_approve(http_req *rq, http_resp *rs)
     if (rc)
         return http_error(rs, status_of(rc), "%s", err.msg);
     return http_created(rs, aid);
+}
+
+int api_project_agreement(http_req *rq, http_resp *rs)
+{
+    char name[80];
+    covct_error err = { 0 };
+    int64_t id = path_project(rq, rs, name);
+    if (!id)
+        return 0;
+    cJSON *in = body_json(rq, rs, "{party, signed_on, expires_on, terms}");
+    if (!in)
+        return 0;
+    /* an empty expiry from the form means an open-ended agreement */
+    const char *expires = jstr(in, "expires_on");
+    covct_rc rc = covct_project_agreement(
+        rq->site, id, jstr(in, "party"), jstr(in, "signed_on"),
+        expires && *expires ? expires : NULL, jstr(in, "terms"), &err);
+    cJSON_Delete(in);
+    if (rc)
+        return http_error(rs, status_of(rc), "%s", err.msg);
+    return http_json(rs, 201, cJSON_CreateObject());
 }
 
 int api_project_consent(http_req *rq, http_resp *rs)

@@ -69,6 +69,7 @@ struct covct_http_server {
     void **indexes; /* covct_db * */
     size_t n_indexes, cap_indexes;
     struct http_auth *auth; /* sessions, login throttling (auth.c) */
+    struct http_worklist *worklist; /* the worklist's copy (worklist.c) */
 };
 
 /* ---- responses ----------------------------------------------------------- */
@@ -119,6 +120,18 @@ int api_logout(http_req *rq, http_resp *rs);
 int api_me(http_req *rq, http_resp *rs);
 
 /* ---- handlers ------------------------------------------------------------ */
+/* Page size of the JSON lists: default and most (limit=). */
+#define HTTP_PAGE_DEFAULT 50
+#define HTTP_PAGE_MAX 500
+/* A query parameter as a number in [lo, hi] (clamped), or dflt when it
+ * is absent or not a number. */
+long http_query_long(const http_req *rq, const char *key, long dflt, long lo,
+                     long hi);
+/* The worklist's in-memory copy of the index, one per server
+ * (worklist.c). */
+typedef struct http_worklist http_worklist;
+http_worklist *http_worklist_new(void);
+void http_worklist_free(http_worklist *wl);
 int api_worklist(http_req *rq, http_resp *rs);
 int api_study(http_req *rq, http_resp *rs);
 int api_report(http_req *rq, http_resp *rs);
@@ -133,6 +146,7 @@ int api_exports(http_req *rq, http_resp *rs);
 int api_project_create(http_req *rq, http_resp *rs);
 int api_project_show(http_req *rq, http_resp *rs);
 int api_project_approve(http_req *rq, http_resp *rs);
+int api_project_agreement(http_req *rq, http_resp *rs);
 int api_project_consent(http_req *rq, http_resp *rs);
 int api_export_request(http_req *rq, http_resp *rs);
 int api_export_run(http_req *rq, http_resp *rs);

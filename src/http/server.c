@@ -232,6 +232,34 @@ static enum MHD_Result send_resp(struct MHD_Connection *c, http_server *srv,
     return ok;
 }
 
+/* The methods of the router table, each once, in the order they first
+ * appear, then HEAD (the router answers it as GET) and OPTIONS: a
+ * preflight offers what some route serves and nothing else (Fetch
+ * Standard, CORS protocol: Access-Control-Allow-Methods). */
+static void route_methods(char *out, size_t cap)
+{
+    const char *seen[8];
+    size_t n_seen = 0, o = 0;
+    bool get = false;
+    out[0] = 0;
+    for (size_t i = 0; i < covct_http_route_count(); i++) {
+        const char *m = covct_http_route_at(i)->method;
+        bool dup = false;
+        for (size_t k = 0; k < n_seen && !dup; k++)
+            dup = !strcmp(seen[k], m);
+        if (dup || n_seen == sizeof seen / sizeof *seen)
+            continue;
+        seen[n_seen++] = m;
+        get |= !strcmp(m, "GET");
+        int w = snprintf(out + o, cap - o, "%s%s", o ? ", " : "", m);
+        if (w < 0 || (size_t)w >= cap - o)
+            break;
+        o += (size_t)w;
+    }
+    snprintf(out + o, cap - o, "%s%sOPTIONS", get ? ", HEAD" : "",
+             o ? ", " : "");
+}
+
 /* CORS preflight: the methods and headers an external viewer uses. */
 static int preflight(http_server *srv, http_resp *rs)
 {
@@ -239,8 +267,9 @@ static int preflight(http_server *srv, http_resp *rs)
         return http_error(rs, 403, "cross-origin requests are not enabled "
                                    "(covct serve --cors-origin)");
     rs->status = 204;
-    http_header(rs, "Access-Control-Allow-Methods",
-                "GET, POST, PUT, DELETE, OPTIONS");
+    char methods[128];
+    route_methods(methods, sizeof methods);
+    http_header(rs, "Access-Control-Allow-Methods", methods);
     http_header(rs, "Access-Control-Allow-Headers",
                 "Authorization, Content-Type, Accept, X-CSRF-Token");
     http_header(rs, "Access-Control-Max-Age", "600");
@@ -384,7 +413,8 @@ covct_rc covct_http_start(const covct_http_config *cfg,
     covct_rc rc = COVCT_OK;
     if (!(srv->data_dir = covct_strdup(cfg->data_dir)) ||
         (cfg->web_dir && !(srv->web_dir = covct_strdup(cfg->web_dir))) ||
-        !(srv->auth = http_auth_new()))
+        !(srv->auth = http_auth_new()) ||
+        !(srv->worklist = http_worklist_new()))
         rc = COVCT_ERR(err, COVCT_ERR_NOMEM, "out of memory");
     if (!rc && cfg->tls_cert && cfg->tls_key &&
         (!(rc = read_text(cfg->tls_cert, &cert, err))))
@@ -463,6 +493,7 @@ void covct_http_stop(covct_http_server *s)
         covct_db_close(srv->indexes[i]);
     covct_free(srv->indexes);
     http_auth_free(srv->auth);
+    http_worklist_free(srv->worklist);
     pthread_key_delete(srv->site_key);
     pthread_key_delete(srv->index_key);
     pthread_mutex_destroy(&srv->handles_lock);

@@ -80,6 +80,57 @@ const lesionVoxels = (page, series, version) => page.evaluate(async ([s, v]) => 
   return n;
 }, [series, version]);
 
+// What changed between two saved lesion mask versions, counted in the
+// page from the API's bytes: how many voxels, on which slices (z), to
+// which labels, the HU range of the volume under them, and the newer
+// version's label at one voxel [x, y, z].
+const maskDiff = (page, series, a, b, probe = null) => page.evaluate(async ([s, va, vb, pr]) => {
+  const get = async (u) => { const r = await fetch(u); if (!r.ok) throw new Error(`${u}: ${r.status}`); return r; };
+  const ra = await get(`/api/series/${s}/mask/lesions?version=${va}`);
+  const [nx, ny] = ra.headers.get('X-Covct-Dims').split(',').map(Number);
+  const ma = new Uint8Array(await ra.arrayBuffer());
+  const mb = new Uint8Array(await (await get(`/api/series/${s}/mask/lesions?version=${vb}`)).arrayBuffer());
+  const vol = new Int16Array(await (await get(`/api/series/${s}/volume`)).arrayBuffer());
+  let n = 0;
+  let huLo = Infinity;
+  let huHi = -Infinity;
+  const zs = new Set();
+  const to = {};
+  for (let i = 0; i < ma.length; i++) {
+    if (ma[i] === mb[i]) continue;
+    n++;
+    zs.add(Math.floor(i / (nx * ny)));
+    to[mb[i]] = (to[mb[i]] || 0) + 1;
+    huLo = Math.min(huLo, vol[i]);
+    huHi = Math.max(huHi, vol[i]);
+  }
+  const at = pr ? mb[pr[2] * nx * ny + pr[1] * nx + pr[0]] : null;
+  return { n, zs: [...zs], to, huLo, huHi, at, len: ma.length === mb.length };
+}, [series, a, b, probe]);
+
+// Save the lesion mask as the chosen reader; the version number once the
+// page has said so and listed it (it reloads the list after the message).
+async function saveVersion(page) {
+  const before = await page.textContent('#label-msg');
+  await page.click('#save');
+  await page.waitForFunction((prev) => {
+    const m = document.querySelector('#label-msg');
+    return m.classList.contains('msg-ok') && m.textContent !== prev;
+  }, before, { timeout: 30000 });
+  const id = Number(((await page.textContent('#label-msg')).match(/\d+/) || [])[0]);
+  await page.locator(`#versions-body tr[data-id="${id}"]`).waitFor();
+  return id;
+}
+
+// The axial canvas once it differs from (or equals) `than`: rendering
+// happens on the next animation frame, so poll instead of reading at once.
+const axialChanged = (page, than) => page.waitForFunction((a) => document.querySelector('#axial').toDataURL() !== a, than, { timeout: 5000 }).then(() => true, () => false);
+const axialBackTo = (page, img) => page.waitForFunction((a) => document.querySelector('#axial').toDataURL() === a, img, { timeout: 5000 }).then(() => true, () => false);
+// a range input moved as a user does (input event)
+const setRange = (page, sel, v) => page.$eval(sel, (el, x) => { el.value = String(x); el.dispatchEvent(new Event('input', { bubbles: true })); }, v);
+// the pointer off the canvas, so the brush outline is not drawn
+const pointerAway = (page) => page.mouse.move(2, 2);
+
 async function paint(page, strokes) {
   await page.locator('#axial').scrollIntoViewIfNeeded();
   const box = await page.locator('#axial').boundingBox();
@@ -116,6 +167,18 @@ async function paint(page, strokes) {
   }
   const unknown = [...used].filter((k) => !(k in dict.en));
   ok(!unknown.length, `every text the pages use (${used.size}) is in the dictionary${unknown.length ? `; unknown: ${unknown.join(', ')}` : ''}`);
+  // person names (PS3.5 6.2: family^given^middle^prefix^suffix, groups
+  // alphabetic=ideographic=phonetic; the examples are PS3.5 6.2.1's) as
+  // docs/internals/pages-api.md says the pages show them
+  const { fmtPersonName } = await import(path.join(web, 'common.js').replace(/^/, 'file://'));
+  for (const [pn, want] of [
+    ['SYNTHETIC^PHANTOM', 'SYNTHETIC, PHANTOM'],
+    ['Adams^John Robert Quincy^^Rev.^B.A. M.Div.', 'Rev. Adams, John Robert Quincy, B.A. M.Div.'],
+    ['Morrison-Jones^Susan^^^Ph.D., Chief Executive Officer', 'Morrison-Jones, Susan, Ph.D., Chief Executive Officer'],
+    ['Wang^XiaoDong=王^小東=', 'Wang, XiaoDong (王小東)'],
+    ['=王^小東', '王小東'],
+    ['SMITH', 'SMITH'],
+  ]) ok(fmtPersonName(pn) === want, `person name ${pn} is shown as "${want}" (${fmtPersonName(pn)})`);
 }
 
 const browser = await chromium.launch({
@@ -138,6 +201,10 @@ try {
     ok(sev === sevs[0] && Number(sevs[0]) > Number(sevs[1]), `its severity badge says ${sev} (worklist API: ${sevs.join(', ')})`);
     ok((await p1.locator('#wl-body tr.most-severe').count()) === 1, 'only one row is marked most severe');
     ok(/SYNTHETIC/.test(await top.textContent()), 'the synthetic phantom is listed');
+    // Patient Name SYNTHETIC^PHANTOM: family name SYNTHETIC, given PHANTOM
+    const shownName = (await top.locator('td').nth(2).textContent()).trim();
+    ok(shownName === 'SYNTHETIC, PHANTOM', `the patient name reads "SYNTHETIC, PHANTOM" (${shownName})`);
+    ok(!(await p1.textContent('#wl-body')).includes('^'), 'no raw DICOM name (with ^) in the worklist');
     ok((await p1.textContent('#who')).includes('r1'), 'the header shows the user and role');
     study = await top.getAttribute('data-study');
     await snap(p1, 'worklist-r1');
@@ -160,6 +227,33 @@ try {
     await p1.click('#wl-clear');
     await p1.waitForSelector('#wl-body tr');
   });
+  await step('worklist date filter', async () => {
+    // the expected rows from the unfiltered worklist's study dates
+    const dates = await p1.evaluate(async () => (await (await fetch('/api/worklist')).json()).studies.map((x) => x.study_date));
+    const d0 = dates[0];
+    const shift = (d, days) => {
+      const t0 = Date.UTC(Number(d.slice(0, 4)), Number(d.slice(4, 6)) - 1, Number(d.slice(6)));
+      return new Date(t0 + days * 86400000).toISOString().slice(0, 10).replace(/-/g, '');
+    };
+    const iso = (d) => (d ? `${d.slice(0, 4)}-${d.slice(4, 6)}-${d.slice(6)}` : '');
+    const cases = [[shift(d0, 1), ''], ['', shift(d0, -1)], [d0, d0]];
+    for (const [from, to] of cases) {
+      const want = dates.filter((d) => (!from || d >= from) && (!to || d <= to)).length;
+      await p1.fill('#wl-from', iso(from));
+      await p1.fill('#wl-to', iso(to));
+      const [res] = await Promise.all([
+        p1.waitForResponse((r) => r.url().includes('/api/worklist') && (!from || r.url().includes(`from=${from}`)) && (!to || r.url().includes(`to=${to}`))),
+        p1.click('#wl-filter button[type=submit]'),
+      ]);
+      const got = (await res.json()).studies.length;
+      await p1.waitForFunction((n) => document.querySelectorAll('#wl-body tr').length === n, want, { timeout: 10000 });
+      ok(got === want, `date filter ${iso(from) || '…'} to ${iso(to) || '…'}: ${want} of ${dates.length} studies listed`);
+      if (from === d0) await snap(p1, 'worklist-date-filter');
+    }
+    await p1.click('#wl-clear');
+    await p1.waitForFunction((n) => document.querySelectorAll('#wl-body tr').length === n, dates.length, { timeout: 10000 });
+    ok(true, 'cleared: all studies again');
+  });
 
   // ---- r1: the study --------------------------------------------------------
   await step('open the study', async () => {
@@ -168,6 +262,9 @@ try {
     await p1.waitForSelector('body[data-ready="1"]', { timeout: 60000 });
     series = await p1.inputValue('#series');
     ok(!!series, `series ${series} chosen`);
+    const info = await p1.textContent('#study-info');
+    ok(info.includes('SYNTHETIC, PHANTOM') && !info.includes('^') && (await p1.title()).includes('SYNTHETIC, PHANTOM'),
+      'the study page and its title show the patient name as a person reads it');
     ok(await p1.isVisible('.ai-notice'), 'the "AI result, to be confirmed" notice is shown');
     ok((await p1.locator('#report-body .score .badge').textContent()).trim() === process.env.E2E_SEVERITY.split(' ')[0], 'the report shows the severity score');
     ok((await p1.locator('#report-body table.lobes tbody tr').count()) === 5, 'the report lists five lobes');
@@ -218,6 +315,49 @@ try {
     await p1.click('#zoom-fit');
     ok(true, 'zoom buttons and the pan tool');
   });
+  await step('coronal view', async () => {
+    const corImg = () => p1.evaluate(() => document.querySelector('#coronal').toDataURL());
+    const stats = await p1.evaluate(() => {
+      const c = document.querySelector('#coronal');
+      const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+      let lit = 0;
+      const grey = new Set();
+      for (let i = 0; i < d.length; i += 4) { if (d[i] || d[i + 1] || d[i + 2]) lit++; grey.add(d[i]); }
+      return { frac: lit / (c.width * c.height), grey: grey.size };
+    });
+    ok(stats.frac > 0.1 && stats.grey > 16, `the coronal view shows an image (${(100 * stats.frac).toFixed(0)} % of it lit, ${stats.grey} grey levels)`);
+    const k0 = Number(await p1.inputValue('#slice'));
+    // a click on the axial view puts the coronal plane through that row
+    const before = await corImg();
+    const box = await p1.locator('#axial').boundingBox();
+    await p1.mouse.click(box.x + box.width * 0.5, box.y + box.height * 0.3);
+    const moved = await p1.waitForFunction((a) => document.querySelector('#coronal').toDataURL() !== a, before, { timeout: 5000 }).then(() => true, () => false);
+    ok(moved, 'a click on the axial view moves the coronal plane');
+    // a click on the coronal view picks the axial slice: head at the top
+    const cb = await p1.locator('#coronal').boundingBox();
+    await p1.mouse.click(cb.x + cb.width / 2, cb.y + cb.height * 0.3);
+    const top = Number(await p1.inputValue('#slice'));
+    await p1.mouse.click(cb.x + cb.width / 2, cb.y + cb.height * 0.7);
+    const low = Number(await p1.inputValue('#slice'));
+    ok(top > low && top !== k0, `coronal clicks choose slices (upper ${top + 1}, lower ${low + 1}): the head is at the top`);
+    await snap(p1, 'coronal');
+    await setRange(p1, '#slice', k0);
+    ok(Number(await p1.inputValue('#slice')) === k0, `back to slice ${k0 + 1}`);
+  });
+  await step('overlay opacity', async () => {
+    await pointerAway(p1);
+    await p1.check('#ov-lobes');
+    await setRange(p1, '#opacity', 100);
+    await p1.waitForTimeout(100);
+    const opaque = await canvasData(p1);
+    await setRange(p1, '#opacity', 10);
+    ok(await axialChanged(p1, opaque), 'the opacity slider changes how the overlay is drawn');
+    await snap(p1, 'opacity-10');
+    await setRange(p1, '#opacity', 100);
+    ok(await axialBackTo(p1, opaque), 'and back at 100 % it is drawn as before');
+    await setRange(p1, '#opacity', 45);
+    await p1.uncheck('#ov-lobes');
+  });
 
   // ---- r1: paint a correction, save as reader-1 ------------------------------
   await step('label as reader-1', async () => {
@@ -243,6 +383,84 @@ try {
     const after = await lesionVoxels(p1, series, r1Version);
     ok(after > before, `the saved mask holds the strokes (${before} -> ${after} voxels)`);
     await snap(p1, 'saved-reader-1');
+  });
+  let erased = null;
+  await step('eraser', async () => {
+    const k = Number(await p1.inputValue('#slice'));
+    await p1.check('input[name=tool][value=eraser]');
+    await paint(p1, [[[0.30, 0.45], [0.36, 0.50], [0.40, 0.55]]]); // over the first brush stroke
+    ok((await p1.textContent('#base')).includes('Unsaved'), 'erasing is an unsaved change');
+    await pointerAway(p1);
+    await snap(p1, 'erased');
+    erased = await saveVersion(p1);
+    const d = await maskDiff(p1, series, r1Version, erased);
+    ok(d.len && d.n > 0 && d.zs.join() === String(k) && Object.keys(d.to).join() === '0',
+      `the eraser cleared ${d.n} voxels, all on slice ${k + 1} (version ${r1Version} -> ${erased}; to labels ${JSON.stringify(d.to)})`);
+  });
+  let filled = null;
+  await step('fill', async () => {
+    const k = Number(await p1.inputValue('#slice'));
+    await p1.check('input[name=tool][value=fill]');
+    ok(await p1.isVisible('#fill-opts'), 'the fill options are shown');
+    await p1.selectOption('#fill-mode', 'hu');
+    await p1.check('input[name=cls][value="1"]');
+    // a seed in lung tissue: the HU under the pointer, as the page shows it
+    const box = await p1.locator('#axial').boundingBox();
+    let seed = null;
+    for (const [fx, fy] of [[0.35, 0.35], [0.65, 0.35], [0.35, 0.6], [0.65, 0.6], [0.3, 0.5], [0.7, 0.5], [0.4, 0.3], [0.6, 0.3]]) {
+      await p1.mouse.move(box.x + box.width * fx, box.y + box.height * fy);
+      const m = (await p1.textContent('#hu')).match(/(-?\d+) HU at \((\d+), (\d+), (\d+)\)/);
+      if (m && Number(m[1]) > -950 && Number(m[1]) < -700 && Number(m[4]) === k + 1) { seed = { fx, fy, hu: Number(m[1]), x: Number(m[2]), y: Number(m[3]) }; break; }
+    }
+    if (!ok(!!seed, `a seed in the lung on slice ${k + 1}${seed ? `: ${seed.hu} HU at (${seed.x}, ${seed.y})` : ''}`)) return;
+    const lo = seed.hu - 60;
+    const hi = seed.hu + 60;
+    await p1.fill('#hu-min', String(lo));
+    await p1.locator('#hu-min').dispatchEvent('change');
+    await p1.fill('#hu-max', String(hi));
+    await p1.locator('#hu-max').dispatchEvent('change');
+    await p1.mouse.click(box.x + box.width * seed.fx, box.y + box.height * seed.fy);
+    ok((await p1.textContent('#base')).includes('Unsaved'), 'the fill is an unsaved change');
+    await pointerAway(p1);
+    await snap(p1, 'filled');
+    filled = await saveVersion(p1);
+    const d = await maskDiff(p1, series, erased, filled, [seed.x, seed.y, k]);
+    ok(d.n > 0 && d.zs.join() === String(k) && Object.keys(d.to).join() === '1' && d.at === 1,
+      `the fill made ${d.n} voxels ground glass, all on slice ${k + 1}, the seed among them`);
+    ok(d.huLo >= lo && d.huHi <= hi, `every filled voxel is within ${lo}..${hi} HU (${d.huLo}..${d.huHi})`);
+  });
+  await step('lesion and lung overlay toggles', async () => {
+    // this slice now has ground glass (the fill) and consolidation (the
+    // second brush stroke)
+    await pointerAway(p1);
+    for (const [sel, what] of [['#ov-ggo', 'ground glass'], ['#ov-cons', 'consolidation'], ['#ov-lungs', 'lungs']]) {
+      await p1.waitForTimeout(100);
+      const a = await canvasData(p1);
+      const wasOn = await p1.isChecked(sel);
+      await p1.setChecked(sel, !wasOn);
+      ok(await axialChanged(p1, a), `${what} overlay ${wasOn ? 'off' : 'on'}: the image changes`);
+      if (sel === '#ov-lungs') await snap(p1, 'overlay-lungs');
+      await p1.setChecked(sel, wasOn);
+      ok(await axialBackTo(p1, a), `${what} overlay ${wasOn ? 'on' : 'off'} again: the image is as before`);
+    }
+  });
+  await step('undo', async () => {
+    await p1.check('input[name=tool][value=brush]');
+    await p1.check('input[name=cls][value="2"]');
+    await paint(p1, [[[0.45, 0.62], [0.55, 0.66]]]);
+    const stroked = await saveVersion(p1);
+    const d0 = await maskDiff(p1, series, filled, stroked);
+    ok(d0.n > 0, `a brush stroke changed ${d0.n} voxels (version ${stroked})`);
+    await p1.click('#undo');
+    await pointerAway(p1);
+    await snap(p1, 'undone');
+    const undone = await saveVersion(p1);
+    const d1 = await maskDiff(p1, series, filled, undone);
+    ok(d1.n === 0, `undo takes the stroke back: 0 voxels differ from version ${filled} (${d1.n})`);
+    await p1.click('#undo'); // and then the fill
+    const undone2 = await saveVersion(p1);
+    const d2 = await maskDiff(p1, series, erased, undone2);
+    ok(d2.n === 0, `a second undo takes the fill back: 0 voxels differ from version ${erased} (${d2.n})`);
   });
   await c1.close();
 
@@ -287,13 +505,31 @@ try {
   });
   await step('case form', async () => {
     if (!await p3.isVisible('#cf-form')) { ok(false, 'the case form is shown (study in the case database)'); return; }
+    // a severity and category other than the AI's, which the form starts from
+    const aiSev = Number(process.env.E2E_SEVERITY.split(' ')[0]);
+    const sev = (aiSev + 7) % 26;
+    const aiCat = await p3.inputValue('#cf-cat');
+    const cat = ['typical', 'indeterminate', 'atypical', 'negative'].find((c) => c !== aiCat);
     await p3.selectOption('#cf-dx', 'covid-19-clinical');
+    await p3.fill('#cf-sev', String(sev));
+    await p3.selectOption('#cf-cat', cat);
     await p3.fill('#cf-outcome', 'discharged');
     await p3.fill('#cf-comment', 'e2e test (synthetic phantom)');
     await p3.click('#cf-form button[type=submit]');
     await p3.waitForSelector('#cf-msg.msg-ok, #cf-msg.msg-error');
     ok(await p3.locator('#cf-msg.msg-ok').count() === 1, `case form: ${await p3.textContent('#cf-msg')}`);
     await snap(p3, 'case-form');
+    // reloaded, the form shows what was saved, not the AI's values
+    await openStudy(p3, study);
+    const shown = await p3.waitForFunction(([s, c]) => document.querySelector('#cf-sev').value === s && document.querySelector('#cf-cat').value === c,
+      [String(sev), cat], { timeout: 10000 }).then(() => true, () => false);
+    ok(shown, `after a reload the form shows severity ${sev} and category ${cat} (AI: ${aiSev}, ${aiCat}); shown: ${await p3.inputValue('#cf-sev')}, ${await p3.inputValue('#cf-cat')}`);
+    ok(await p3.inputValue('#cf-dx') === 'covid-19-clinical' && await p3.inputValue('#cf-outcome') === 'discharged', 'and the diagnosis and outcome saved');
+    ok(await p3.isVisible('#cf-from'), `the form says where it comes from: ${await p3.textContent('#cf-from')}`);
+    const api = await p3.evaluate(async (u) => (await (await fetch(`/api/studies/${encodeURIComponent(u)}`)).json()).clinical, study);
+    ok(api && api.severity === sev && api.category === cat, `the server has them too (${JSON.stringify(api && { severity: api.severity, category: api.category })})`);
+    await p3.locator('#caseform').scrollIntoViewIfNeeded();
+    await snap(p3, 'case-form-reloaded');
   });
   await step('governance', async () => {
     await p3.click('#nav-governance');
@@ -330,6 +566,18 @@ try {
     await p3.waitForFunction(() => /given 1/.test(document.querySelector('#pm-detail')?.textContent || ''));
     ok(true, 'consent recorded and counted');
     await p3.click('#pj-body tr:has-text("e2e-proj") button');
+    await p3.waitForSelector('#ex-body tr:has-text("requested") button');
+    // approval and consent are not enough: no data use agreement yet
+    await p3.click('#ex-body tr:has-text("requested") button');
+    await p3.waitForSelector('#ex-msg.msg-error', { timeout: 10000 }).catch(() => {});
+    const refusal = await p3.textContent('#ex-msg');
+    ok(/no data use agreement/.test(refusal), `refused without a data use agreement: ${refusal}`);
+    await p3.selectOption('#pm-agreement select[name=project]', 'e2e-proj');
+    await p3.fill('#pm-agreement input[name=party]', 'University Lung Lab');
+    await p3.fill('#pm-agreement input[name=signed_on]', '2026-01-01');
+    await p3.click('#pm-agreement button[type=submit]');
+    await p3.waitForFunction(() => /University Lung Lab/.test(document.querySelector('#pm-detail')?.textContent || ''));
+    ok(true, 'the data use agreement is recorded and shown with the project');
     await p3.waitForSelector('#ex-body tr:has-text("requested") button');
     await p3.click('#ex-body tr:has-text("requested") button');
     await p3.waitForFunction(() => /Written to/.test(document.querySelector('#ex-msg')?.textContent || ''));

@@ -1,10 +1,12 @@
 #!/bin/bash
 # The pages end to end (issue 7): a real covct serve with a synthetic CT
 # analysed, then Playwright (playwright-core, pinned in package-lock.json)
-# drives Debian's Chromium through pages.test.mjs: log in, worklist, study
-# viewer, a correction painted and saved as reader-1, a blind second
-# reader, adjudication, the case form, governance with the audit log
-# verified.  Screenshots of each step go to $COVCT_E2E_ARTIFACTS (default
+# drives Debian's Chromium through pages.test.mjs: log in, worklist (date
+# filter, patient names as people read them), study viewer (coronal view,
+# overlays and their opacity), a correction painted, erased, filled and
+# undone, each saved as reader-1 and counted voxel by voxel, a blind second
+# reader, adjudication, the case form saved and seen again after a reload,
+# governance with the audit log verified.  Screenshots of each step go to $COVCT_E2E_ARTIFACTS (default
 # ./e2e-artifacts in the test's working folder).
 #
 # node_modules: installed with `npm ci` from tests/e2e/package-lock.json
