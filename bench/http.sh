@@ -14,9 +14,8 @@
 #      made with pydicom): /dicom-web/studies?PatientName=P1*&limit=100
 #      at 10 connections;
 #   c. the worklist at 50 concurrent clients (wrk, p99 latency): one URL
-#      (mostly covct's 1-s answer reuse) and varied queries
-#      (bench/worklist.lua: q / from / to / limit / offset), which the
-#      reuse cannot serve; Orthanc has no worklist: its closest list,
+#      and varied queries (bench/worklist.lua: q / from / to / limit /
+#      offset, as many open pages ask); Orthanc has no worklist: its closest list,
 #      /dicom-web/studies?limit=50, is measured beside it.
 # Environment: N_STUDIES (10000), DUR (10 s per wrk run), COLD_RUNS (5).
 # Orthanc's files are in the page cache (written through it); covct's are
@@ -166,7 +165,7 @@ echo "   QIDO-RS $N_STUDIES studies, wrk 10: covct $r_c req/s (p99 $p_c ms), Ort
 
 read -r r_c p_c <<<"$(wrk_run 50 "$C_URL/api/worklist" "$AUTH")"
 read -r r_o p_o <<<"$(wrk_run 50 "$O_URL/dicom-web/studies?limit=50")"
-echo "   worklist, one URL, wrk 50 clients: covct $r_c req/s, p99 $p_c ms (mostly the 1-s answer reuse); Orthanc /dicom-web/studies?limit=50: $r_o req/s, p99 $p_o ms"
+echo "   worklist, one URL, wrk 50 clients: covct $r_c req/s, p99 $p_c ms (the same page each time); Orthanc /dicom-web/studies?limit=50: $r_o req/s, p99 $p_o ms"
 out=$(N_STUDIES=$N_STUDIES wrk -t2 -c50 -d"${DUR}s" --latency -H "$AUTH" -s "$HERE/worklist.lua" "$C_URL" 2>&1)
 read -r r_v p50_v p99_v bad_v to_v <<<"$(printf '%s\n' "$out" | awk '
     function ms(p,  v) { v = p + 0; if (p ~ /us$/) v /= 1000; else if (p ~ /[0-9]s$/) v *= 1000; return v }

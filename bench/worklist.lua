@@ -1,7 +1,8 @@
 -- wrk script for bench/http.sh: the worklist (/api/worklist) with varied
--- queries, so that covct's one-second answer reuse (WORKLIST_TTL_MS, 16
--- slots, keyed by q|from|to|limit|offset) serves few of them.  The
--- parameters are the ones src/http/api.c reads and web/index.js sends:
+-- queries, as many open worklist pages ask (an earlier covct reused the
+-- answer to the very same query for a second; the worklist now answers
+-- every query from its in-memory copy, src/http/worklist.c).  The
+-- parameters are the ones src/http/worklist.c reads and web/index.js sends:
 --   q       patient name / ID / accession / description substring
 --   from,to study date range (YYYYMMDD)
 --   limit   page size (1..PAGE_MAX), offset  rows to skip
