@@ -136,7 +136,23 @@ m[220:240, 220:240, 65:75] = 2
 nib.save(nib.Nifti1Image(m, v.affine), t + "/lesions.nii.gz")
 nib.save(nib.Nifti1Image(np.zeros((64, 64, 20), np.uint8), v.affine),
          t + "/small.nii.gz")
+b = m.copy()                             # one voxel with no lesion class
+b[10, 20, 30] = 3
+nib.save(nib.Nifti1Image(b, v.affine), t + "/badlabel.nii.gz")
+f = m.astype(np.float32)                 # a label that is not a whole number
+f[11, 21, 31] = 0.5
+nib.save(nib.Nifti1Image(f, v.affine), t + "/halflabel.nii.gz")
 EOF
+run badlabel import --nifti "$T/vol.nii.gz" --patient "$PID" \
+    --mask lesions="$T/badlabel.nii.gz" --data "$D"
+check "lesion mask with a label outside 0-2: exit 1" test "$RC" = 1
+check "  ... the refusal names the voxel, its value and the labels allowed" has badlabel.err \
+    "$T/badlabel.nii.gz: voxel (10, 20, 30) is 3; a lesions mask holds the labels 0 to 2"
+run halflabel import --nifti "$T/vol.nii.gz" --patient "$PID" \
+    --mask lesions="$T/halflabel.nii.gz" --data "$D"
+check "lesion mask with a fractional label: exit 1" test "$RC" = 1
+check "  ... the refusal names the voxel and its value" has halflabel.err \
+    "$T/halflabel.nii.gz: voxel (11, 21, 31) is 0.5; a lesions mask holds the labels 0 to 2"
 run nifti import --nifti "$T/vol.nii.gz" --patient "$PID" \
     --mask lesions="$T/lesions.nii.gz" --mask lobes="$T/small.nii.gz" --data "$D"
 check "NIfTI with a wrongly shaped mask: exit 1" test "$RC" = 1
