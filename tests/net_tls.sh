@@ -3,7 +3,8 @@
 # dcmtk's TLS tools, with certificates made by openssl for the test:
 #  - echoscu +tls with a certificate signed by the CA: Success;
 #  - plain TCP, and a certificate from another CA: refused, server alive;
-#  - covct echo/send with TLS to covct, and covct send to storescp +tls.
+#  - covct echo/send with TLS to covct, and covct send to storescp +tls;
+#  - HTTPS on the web port with its own certificate while DICOM is plain.
 . "$(dirname "$0")/lib.sh"
 need echoscu storescp openssl
 COVCT=${COVCT_BIN:-build/covct}
@@ -58,5 +59,29 @@ check "covct send --tls to storescp +tls" "$COVCT" send STORESCP@127.0.0.1:"$P2"
 check "  ... storescp wrote them" test "$(ls got | wc -l)" -eq "$(ls ph/dicom | wc -l)"
 kill -TERM "$SERVER"; wait "$SERVER"; rc=$?; SERVER=""
 check "clean stop" test "$rc" -eq 0
-if sanitizer_report serve.log; then bad "sanitizer report"; cat serve.log >&2; fi
+
+# HTTPS on the web port with its own certificate, DICOM plain (as a
+# hospital with TLS only towards browsers runs it); curl checks the
+# certificate against the CA, echoscu talks plain DICOM
+need curl
+rm -f port hport
+"$COVCT" serve --data store2 --dicom-port 0 --port-file port --no-analysis \
+    --http-port 0 --http-port-file hport --http-tls-cert server.crt \
+    --http-tls-key server.key 2>serve2.log &
+SERVER=$!
+for _ in $(seq 100); do [ -s port ] && [ -s hport ] && break; sleep 0.1; done
+PORT=$(cat port); HP=$(cat hport)
+check "web port: HTTPS with its own certificate (curl verifies it)" test \
+    "$(curl -s --cacert ca.crt --resolve server:"$HP":127.0.0.1 -o /dev/null \
+        -w '%{http_code}' https://server:"$HP"/api/me)" = 401
+check "  ... plain HTTP refused there" bash -c \
+    "! curl -s -o /dev/null --max-time 5 http://127.0.0.1:$HP/api/me"
+check "  ... DICOM stays plain: echoscu without TLS" echoscu -aec COVCT 127.0.0.1 "$PORT"
+check "  ... logged as https" grep -q "web service on https://" serve2.log
+kill -TERM "$SERVER"; wait "$SERVER"; SERVER=""
+check "--http-tls-cert without its key: a clear usage error" bash -c \
+    "! $COVCT serve --data store3 --dicom-port 0 --http-port 0 --http-tls-cert server.crt 2>err3.txt && grep -q 'needs both --http-tls-cert and --http-tls-key' err3.txt"
+for l in serve.log serve2.log; do
+    if sanitizer_report "$l"; then bad "sanitizer report in $l"; cat "$l" >&2; fi
+done
 finish

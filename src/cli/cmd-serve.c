@@ -64,7 +64,13 @@ static const char help[] =
     "                           verified\n"
     "  --http-port N            also serve the web pages, the REST API and\n"
     "                           DICOMweb (/dicom-web/) on this port (0: any\n"
-    "                           free port); HTTPS with --tls-cert/--tls-key\n"
+    "                           free port); HTTPS with --http-tls-cert/\n"
+    "                           --http-tls-key, or else with --tls-cert/\n"
+    "                           --tls-key when those are given\n"
+    "  --http-tls-cert FILE     HTTPS certificate and private key (PEM) for\n"
+    "  --http-tls-key FILE      the web port only, e.g. the hospital's web\n"
+    "                           certificate while DICOM stays plain inside\n"
+    "                           the network\n"
     "  --http-bind ADDRESS      HTTP on this IPv4 address only (default all)\n"
     "  --http-port-file FILE    write the HTTP port to FILE\n"
     "  --web-dir DIR            the pages (default: covct's web/ folder)\n"
@@ -102,6 +108,7 @@ typedef struct serve_opts {
     const char *port_file;
     const char *results_to;
     const char *tls_cert, *tls_key, *tls_ca;
+    const char *http_tls_cert, *http_tls_key;
     double settle;
     long min_slices;
     int no_analysis;
@@ -178,6 +185,10 @@ static int set_opt(serve_opts *o, const char *name, const char *v)
         o->tls_key = v;
     else if (!strcmp(name, "tls-ca"))
         o->tls_ca = v;
+    else if (!strcmp(name, "http-tls-cert"))
+        o->http_tls_cert = v;
+    else if (!strcmp(name, "http-tls-key"))
+        o->http_tls_key = v;
     else if (!strcmp(name, "send-results-to"))
         o->results_to = v;
     else if (!strcmp(name, "min-slices"))
@@ -508,6 +519,18 @@ int covct_cmd_serve(int argc, char **argv)
         covct_cli_error("TLS needs both --tls-cert and --tls-key");
         goto out;
     }
+    if (!o.http_tls_cert != !o.http_tls_key) {
+        covct_cli_error("HTTPS needs both --http-tls-cert and --http-tls-key");
+        goto out;
+    }
+    if (o.http_tls_cert && o.http_port < 0) {
+        covct_cli_error("--http-tls-cert is for the web port: add "
+                        "--http-port N");
+        goto out;
+    }
+    /* the web port's certificate: its own, else the DICOM node's */
+    const char *web_cert = o.http_tls_cert ? o.http_tls_cert : o.tls_cert,
+               *web_key = o.http_tls_cert ? o.http_tls_key : o.tls_key;
     if (o.tls_cert) {
         covct_error terr = {0};
         if (covct_net_tls_init(o.tls_cert, o.tls_key, o.tls_ca, &terr)) {
@@ -615,8 +638,8 @@ int covct_cmd_serve(int argc, char **argv)
             .data_dir = o.data,
             .store = store,
             .web_dir = o.web_dir ? o.web_dir : COVCT_WEB_DEFAULT,
-            .tls_cert = o.tls_cert,
-            .tls_key = o.tls_key,
+            .tls_cert = web_cert,
+            .tls_key = web_key,
             .cors_origin = o.cors_origin,
             .ae_title = o.ae,
         };
@@ -628,7 +651,7 @@ int covct_cmd_serve(int argc, char **argv)
         }
         covct_log(COVCT_LOG_INFO,
                   "web service on %s://%s:%u/ (pages, /api/, /dicom-web/)",
-                  o.tls_cert ? "https" : "http",
+                  web_cert ? "https" : "http",
                   o.http_bind ? o.http_bind : "0.0.0.0",
                   covct_http_port(web));
         if (o.http_port_file) {
