@@ -124,6 +124,18 @@ async function saveVersion(page) {
 
 // The axial canvas once it differs from (or equals) `than`: rendering
 // happens on the next animation frame, so poll instead of reading at once.
+// the axial image once it has stopped changing (two reads 50 ms apart
+// agree): a baseline taken while a redraw is pending would be stale
+async function settledAxial(page) {
+  let a = await canvasData(page);
+  for (let i = 0; i < 60; i++) {
+    await page.waitForTimeout(50);
+    const b = await canvasData(page);
+    if (b === a) return a;
+    a = b;
+  }
+  return a;
+}
 const axialChanged = (page, than) => page.waitForFunction((a) => document.querySelector('#axial').toDataURL() !== a, than, { timeout: 5000 }).then(() => true, () => false);
 const axialBackTo = (page, img) => page.waitForFunction((a) => document.querySelector('#axial').toDataURL() === a, img, { timeout: 5000 }).then(() => true, () => false);
 // a range input moved as a user does (input event)
@@ -348,8 +360,7 @@ try {
     await pointerAway(p1);
     await p1.check('#ov-lobes');
     await setRange(p1, '#opacity', 100);
-    await p1.waitForTimeout(100);
-    const opaque = await canvasData(p1);
+    const opaque = await settledAxial(p1);
     await setRange(p1, '#opacity', 10);
     ok(await axialChanged(p1, opaque), 'the opacity slider changes how the overlay is drawn');
     await snap(p1, 'opacity-10');
@@ -434,8 +445,7 @@ try {
     // second brush stroke)
     await pointerAway(p1);
     for (const [sel, what] of [['#ov-ggo', 'ground glass'], ['#ov-cons', 'consolidation'], ['#ov-lungs', 'lungs']]) {
-      await p1.waitForTimeout(100);
-      const a = await canvasData(p1);
+      const a = await settledAxial(p1);
       const wasOn = await p1.isChecked(sel);
       await p1.setChecked(sel, !wasOn);
       ok(await axialChanged(p1, a), `${what} overlay ${wasOn ? 'off' : 'on'}: the image changes`);
