@@ -143,6 +143,16 @@ def item(i):
     return it
 
 
+def concrete_tag(t):
+    """The tag a table row stands for here: a repeating group's row (50xx,
+    60xx, gggg,xxxx) as the one element of it that make() writes."""
+    if "x" not in t:
+        return int(t, 16)
+    g = int(t[:4].replace("x", "0"), 16)
+    el = 0x2500 if t[4:] == "xxxx" else int(t[4:], 16)
+    return (g << 16) | el
+
+
 def make(table_path, out):
     rows, _ = read_table(table_path)
     ds = Dataset()
@@ -156,10 +166,10 @@ def make(table_path, out):
             continue
         if "x" in t:
             # One element of each repeating group, with identifying text.
-            g = int(t[:4].replace("x", "0"), 16)
-            el = 0x2500 if t[4:] == "xxxx" else int(t[4:], 16)
+            tag = concrete_tag(t)
+            el = tag & 0xFFFF
             vr = "LO" if el == 0x2500 else ("OW" if el == 0x3000 else "LT")
-            ds.add(DataElement((g << 16) | el, vr, value(vr, i)))
+            ds.add(DataElement(tag, vr, value(vr, i)))
             continue
         tag = int(t, 16)
         if tag >> 16 == 0x0002:
@@ -279,39 +289,33 @@ def check(table_path, orig_path, out_path):
     for i, (t, act) in enumerate(sorted(rows.items())):
         if act == "K" or t.startswith("0000"):
             continue
-        if "x" in t:
-            g = int(t[:4].replace("x", "0"), 16)
-            el = 0x2500 if t[4:] == "xxxx" else int(t[4:], 16)
-            tags = [(g << 16) | el]
-        else:
-            tags = [int(t, 16)]
-        for tag in tags:
-            name = f"({tag >> 16:04x},{tag & 0xffff:04x}) {act}"
-            if tag not in o:
-                problems.append(f"{name}: not in the input (test defect)")
-                continue
-            checked += 1
-            vr = o[tag][0]
-            got, shift = outcome(o[tag], d.get(tag))
-            if got == "changed" or (got == "uid" and vr != "UI"):
-                got = "dummy"
-            ok = allowed(act, vr, opts.get(t, {}))
-            if got not in ok:
-                problems.append(f"{name} {vr}: {got}, the table allows "
-                                f"{'/'.join(sorted(ok))}")
-            if got == "shifted":
-                shifts.add(shift)
-            if "same" not in ok and marker(i).encode() in raw:
-                problems.append(f"{name}: its marker {marker(i)} is still in "
-                                "the output")
-            if vr == "SQ" and "same" not in ok and \
-                    f"S{i:04d}".encode() in raw:
-                problems.append(f"{name}: the patient name of its item is "
-                                "still in the output")
-            if vr == "SQ" and "same" not in ok and \
-                    f"3680043.98.1{i:04d}".encode() in raw:
-                problems.append(f"{name}: the UID in its item is still in "
-                                "the output")
+        tag = concrete_tag(t)
+        name = f"({tag >> 16:04x},{tag & 0xffff:04x}) {act}"
+        if tag not in o:
+            problems.append(f"{name}: not in the input (test defect)")
+            continue
+        checked += 1
+        vr = o[tag][0]
+        got, shift = outcome(o[tag], d.get(tag))
+        if got == "changed" or (got == "uid" and vr != "UI"):
+            got = "dummy"
+        ok = allowed(act, vr, opts.get(t, {}))
+        if got not in ok:
+            problems.append(f"{name} {vr}: {got}, the table allows "
+                            f"{'/'.join(sorted(ok))}")
+        if got == "shifted":
+            shifts.add(shift)
+        if "same" not in ok and marker(i).encode() in raw:
+            problems.append(f"{name}: its marker {marker(i)} is still in "
+                            "the output")
+        if vr == "SQ" and "same" not in ok and \
+                f"S{i:04d}".encode() in raw:
+            problems.append(f"{name}: the patient name of its item is "
+                            "still in the output")
+        if vr == "SQ" and "same" not in ok and \
+                f"3680043.98.1{i:04d}".encode() in raw:
+            problems.append(f"{name}: the UID in its item is still in "
+                            "the output")
     if len(shifts) != 1 or not -365 <= next(iter(shifts)) <= -1:
         problems.append(f"date shifts {sorted(shifts)}: want one, 1-365 "
                         "days back")

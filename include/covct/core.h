@@ -112,6 +112,12 @@ void covct_buf_free(covct_buf *b);
 covct_rc covct_file_read(const char *path, uint8_t **data, size_t *len,
                          covct_error *err);
 
+/* Read exactly n bytes at offset `off` of fd (retrying short reads and
+ * EINTR); a file that ends before is an error.  `path` names the file in
+ * the error. */
+covct_rc covct_fd_pread_all(int fd, void *buf, size_t n, uint64_t off,
+                            const char *path, covct_error *err);
+
 /* Write all n bytes to fd (retrying short writes and EINTR); `what` names
  * the file in the error. */
 covct_rc covct_fd_write_all(int fd, const void *p, size_t n, const char *what,

@@ -143,6 +143,10 @@ covct_rc covct_consent_status(covct_site *site, int64_t patient_id,
                               covct_error *err);
 /* Today's date in UTC as YYYY-MM-DD. */
 void covct_today(char out[11]);
+/* Where `today` lies against a period from `from` to `to`, both
+ * inclusive (YYYY-MM-DD; `to` NULL or empty: open-ended), e.g. a data use
+ * agreement's: -1 not yet begun, 0 in force, 1 over. */
+int covct_date_window(const char *today, const char *from, const char *to);
 
 /* ---- research export (src/govern/export.c) ----------------------------
  * A project's data set for research: de-identified NIfTI volumes and

@@ -205,13 +205,13 @@ static int show(covct_site *site, int64_t id, const char *name)
         for (size_t i = 0; i < covct_db_rows(r); i++) {
             const char *from = covct_db_get(r, i, 1),
                        *to = covct_db_get(r, i, 2);
+            int w = covct_date_window(today, from, to);
             printf("  agreement with %s, signed %s%s%s%s\n",
                    covct_db_get(r, i, 0), from, to ? ", expires " : "",
                    to ? to : "",
-                   from && strcmp(today, from) < 0 ? " (not yet in force)"
-                   : to && *to && strcmp(today, to) > 0
-                       ? " (EXPIRED: exports are refused under it)"
-                       : "");
+                   w < 0   ? " (not yet in force)"
+                   : w > 0 ? " (EXPIRED: exports are refused under it)"
+                           : "");
         }
         covct_db_result_free(r);
     }

@@ -278,6 +278,28 @@ out:
     return rc;
 }
 
+covct_rc covct_fd_pread_all(int fd, void *buf, size_t n, uint64_t off,
+                            const char *path, covct_error *err)
+{
+    uint8_t *p = buf;
+    while (n) {
+        ssize_t r = pread(fd, p, n > (1u << 30) ? (1u << 30) : n, (off_t)off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return COVCT_ERR(err, COVCT_ERR_IO, "cannot read %s: %s", path,
+                             strerror(errno));
+        if (r == 0)
+            return COVCT_ERR(err, COVCT_ERR_IO,
+                             "cannot read %s: it ends before byte %llu",
+                             path, (unsigned long long)off);
+        p += r;
+        n -= (size_t)r;
+        off += (uint64_t)r;
+    }
+    return COVCT_OK;
+}
+
 covct_rc covct_fd_write_all(int fd, const void *p, size_t n, const char *what,
                             covct_error *err)
 {

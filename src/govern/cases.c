@@ -245,6 +245,15 @@ bool covct_category_valid(const char *c)
 }
 
 /* Which permission a new version with this status and source needs. */
+/* The other reader's status of a reader's version (reader 1 <-> reader
+ * 2), NULL for other statuses: the two readers must be different people. */
+static const char *other_reader(const char *status)
+{
+    return !strcmp(status, COVCT_LABEL_READER1)   ? COVCT_LABEL_READER2
+           : !strcmp(status, COVCT_LABEL_READER2) ? COVCT_LABEL_READER1
+                                                  : NULL;
+}
+
 static const char *label_action(const char *status, const char *source_kind)
 {
     if (!strcmp(status, COVCT_LABEL_FINAL))
@@ -314,11 +323,9 @@ covct_rc covct_label_image_add(covct_site *site, int64_t series_id,
     if ((rc = site_begin_write(site, label_action(status, source_kind), obj, err)))
         return rc;
     int64_t n = 0;
-    if (!strcmp(status, COVCT_LABEL_READER2) || !strcmp(status, COVCT_LABEL_READER1)) {
+    const char *other = other_reader(status);
+    if (other) {
         /* two independent readers: the second reader cannot be the first */
-        const char *other = !strcmp(status, COVCT_LABEL_READER2)
-                                ? COVCT_LABEL_READER1
-                                : COVCT_LABEL_READER2;
         rc = covct_db_query_int(
             site->db,
             "SELECT COUNT(*) FROM image_labels WHERE series_id = $1 AND"
@@ -403,14 +410,11 @@ covct_rc covct_label_clinical_add(covct_site *site, int64_t case_id,
                           obj, err)))
         return rc;
     int64_t n = 0;
-    if (!strcmp(status, COVCT_LABEL_READER2) ||
-        !strcmp(status, COVCT_LABEL_READER1)) {
+    const char *other = other_reader(status);
+    if (other) {
         /* the rule of the masks: two independent readers of a case, so
          * the second reader cannot be the first (the kappa of one person
          * with herself would say nothing) */
-        const char *other = !strcmp(status, COVCT_LABEL_READER2)
-                                ? COVCT_LABEL_READER1
-                                : COVCT_LABEL_READER2;
         rc = covct_db_query_int(
             site->db,
             "SELECT COUNT(*) FROM clinical_labels WHERE case_id = $1 AND"

@@ -484,12 +484,11 @@ static covct_rc write_datasheet(ctx *c, int64_t approval_id, covct_error *err)
         for (size_t i = 0; i < covct_db_rows(d); i++) {
             /* every agreement on record, each marked as judged today: the
              * receiver sees which one the release falls under */
-            const char *from = covct_db_get(d, i, 1),
-                       *to = covct_db_get(d, i, 2);
-            const char *state =
-                from && strcmp(c->today, from) < 0 ? "not yet in force"
-                : to && *to && strcmp(c->today, to) > 0 ? "EXPIRED"
-                                                        : "in force";
+            const char *to = covct_db_get(d, i, 2);
+            int w = covct_date_window(c->today, covct_db_get(d, i, 1), to);
+            const char *state = w < 0   ? "not yet in force"
+                                : w > 0 ? "EXPIRED"
+                                        : "in force";
             fprintf(f, "- Data use agreement with %s, signed %s, expires "
                        "%s (%s on %s); terms: %s\n",
                     V(d, i, 0), V(d, i, 1), to && *to ? to : "never", state,
@@ -675,13 +674,12 @@ static covct_rc agreement_in_force(covct_site *site, int64_t project_id,
         const char *party = covct_db_get(r, i, 0),
                    *from = covct_db_get(r, i, 1),
                    *to = covct_db_get(r, i, 2);
-        bool early = from && strcmp(today, from) < 0,
-             late = to && *to && strcmp(today, to) > 0;
-        if (!early && !late)
+        int w = covct_date_window(today, from, to);
+        if (w == 0)
             *ok = true;
         else if (i > 0)
             continue;
-        else if (early)
+        else if (w < 0)
             snprintf(why, 256,
                      "the data use agreement with %.80s is in force only "
                      "from %s",

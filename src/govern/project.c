@@ -22,6 +22,13 @@ void covct_today(char out[11])
     strftime(out, 11, "%Y-%m-%d", &tm);
 }
 
+int covct_date_window(const char *today, const char *from, const char *to)
+{
+    if (from && strcmp(today, from) < 0)
+        return -1;
+    return to && *to && strcmp(today, to) > 0;
+}
+
 /* The value of n decimal digits at s, or -1. */
 static int digits(const char *s, int n)
 {

@@ -62,7 +62,7 @@ static cJSON *rows_json(const covct_db_result *r, const char *const *keys)
     return arr;
 }
 
-static bool has_jobs_table(covct_db *db)
+bool http_index_has_jobs(covct_db *db)
 {
     int64_t n = 0;
     covct_error e = { 0 };
@@ -82,7 +82,7 @@ int api_study(http_req *rq, http_resp *rs)
     if (http_index(rq->srv, &db, &err))
         return http_error(rs, 503, "%s", err.msg);
     covct_db_result *st = NULL, *se = NULL;
-    bool jobs = has_jobs_table(db);
+    bool jobs = http_index_has_jobs(db);
     covct_rc rc = covct_db_query(
         db,
         "SELECT st.study_uid, p.patient_id, p.patient_name, p.birth_date,"
@@ -228,7 +228,7 @@ int api_jobs(http_req *rq, http_resp *rs)
         return http_error(rs, 503, "%s", err.msg);
     long limit = http_query_long(rq, "limit", HTTP_PAGE_DEFAULT, 1, HTTP_PAGE_MAX);
     covct_db_result *r = NULL;
-    covct_rc rc = has_jobs_table(db)
+    covct_rc rc = http_index_has_jobs(db)
                       ? covct_db_query(db,
                                        "SELECT id, series_uid, state, reason,"
                                        " attempts, severity, category FROM"

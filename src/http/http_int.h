@@ -127,6 +127,9 @@ int api_me(http_req *rq, http_resp *rs);
  * is absent or not a number. */
 long http_query_long(const http_req *rq, const char *key, long dflt, long lo,
                      long hi);
+/* Whether the index has the analysis job table (a store opened by
+ * covct serve with analysis has it; others may not). */
+bool http_index_has_jobs(covct_db *db);
 /* The worklist's in-memory copy of the index, one per server
  * (worklist.c). */
 typedef struct http_worklist http_worklist;

@@ -87,22 +87,6 @@ static bool stopped_at_pixels(const covct_dcm_file *f, const uint8_t *buf,
     return rd16(q, be) == 0x7FE0 && rd16(q + 2, be) == 0x0010;
 }
 
-static covct_rc pread_all(int fd, uint8_t *buf, size_t n, const char *path,
-                          covct_error *err)
-{
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = pread(fd, buf + got, n - got, (off_t)got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return COVCT_ERR(err, COVCT_ERR_IO, "%s: cannot read: %s", path,
-                             r < 0 ? strerror(errno) : "file shrank");
-        got += (size_t)r;
-    }
-    return COVCT_OK;
-}
-
 covct_rc meta_header_read(const char *path, covct_dcm_file **out,
                           covct_error *err)
 {
@@ -126,6 +110,9 @@ covct_rc meta_header_read(const char *path, covct_dcm_file **out,
     size_t size = (size_t)st.st_size, want = META_PREFIX;
     covct_rc rc = COVCT_OK;
     for (;;) {
+        /* each try reads from the start: the parse owns the buffer it is
+         * given, and a longer try is rare (headers over 16 KiB) and reads
+         * the first bytes from the page cache */
         bool whole = want >= size;
         size_t n = whole ? size : want;
         uint8_t *buf = covct_malloc(n ? n : 1);
@@ -133,7 +120,7 @@ covct_rc meta_header_read(const char *path, covct_dcm_file **out,
             rc = COVCT_ERR(err, COVCT_ERR_NOMEM, "out of memory");
             break;
         }
-        if ((rc = pread_all(fd, buf, n, path, err))) {
+        if ((rc = covct_fd_pread_all(fd, buf, n, 0, path, err))) {
             covct_free(buf);
             break;
         }

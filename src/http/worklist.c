@@ -122,7 +122,6 @@ static unsigned state_bit(const char *st)
 static covct_rc build(covct_db *db, wl_snap **out, covct_error *err)
 {
     covct_db_result *st = NULL, *jb = NULL;
-    int64_t has_jobs = 0;
     covct_rc rc = covct_db_query(
         db,
         "SELECT st.study_uid, st.patient_id, p.patient_name, st.study_date,"
@@ -132,12 +131,7 @@ static covct_rc build(covct_db *db, wl_snap **out, covct_error *err)
         " LEFT JOIN series se ON se.study_uid = st.study_uid"
         " GROUP BY st.study_uid ORDER BY st.study_uid",
         NULL, 0, &st, err);
-    if (!rc)
-        rc = covct_db_query_int(db,
-                                "SELECT COUNT(*) FROM sqlite_master WHERE"
-                                " type = 'table' AND name = 'jobs'",
-                                NULL, 0, &has_jobs, err);
-    if (!rc && has_jobs)
+    if (!rc && http_index_has_jobs(db))
         rc = covct_db_query(
             db,
             "SELECT se.study_uid, j.state, j.severity, j.category,"

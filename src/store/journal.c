@@ -86,28 +86,6 @@ static uint32_t crc_update(uint32_t crc, const uint8_t *p, size_t n)
 
 /* ---- I/O helpers --------------------------------------------------------- */
 
-static covct_rc pread_all(int fd, void *buf, size_t n, uint64_t off,
-                          const char *path, covct_error *err)
-{
-    uint8_t *p = buf;
-    while (n) {
-        ssize_t r = pread(fd, p, n > (1u << 30) ? (1u << 30) : n, (off_t)off);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return COVCT_ERR(err, COVCT_ERR_IO, "cannot read %s: %s", path,
-                             strerror(errno));
-        if (r == 0)
-            return COVCT_ERR(err, COVCT_ERR_IO,
-                             "cannot read %s: it ends before byte %llu",
-                             path, (unsigned long long)off);
-        p += r;
-        n -= (size_t)r;
-        off += (uint64_t)r;
-    }
-    return COVCT_OK;
-}
-
 /* pwritev until every byte is written (short writes resume where they
  * stopped). */
 static covct_rc pwritev_all(int fd, struct iovec *iov, int cnt, uint64_t off,
@@ -389,7 +367,7 @@ covct_rc covct_store_journal_open(const char *dir, uint64_t create_size,
                        j->path, (long long)st.st_size);
         goto fail;
     }
-    if ((rc = pread_all(j->fd, slots, sizeof slots, 0, j->path, err)))
+    if ((rc = covct_fd_pread_all(j->fd, slots, sizeof slots, 0, j->path, err)))
         goto fail;
     journal_header a, b;
     bool va = decode_header(slots, &a);
@@ -593,7 +571,8 @@ covct_rc covct_store_journal_scan(covct_store_journal *j,
     for (uint64_t off = covct_store_journal_half_start(j, g->half);
          off + JOURNAL_REC_HDR <= end;) {
         uint8_t hdr[JOURNAL_REC_HDR];
-        if ((rc = pread_all(j->fd, hdr, sizeof hdr, off, j->path, err)))
+        if ((rc = covct_fd_pread_all(j->fd, hdr, sizeof hdr, off, j->path,
+                                     err)))
             return rc;
         bool v1 = memcmp(hdr, record_magic_v1, 8) == 0;
         if ((!v1 && memcmp(hdr, record_magic, 8) != 0) ||
@@ -620,8 +599,8 @@ covct_rc covct_store_journal_scan(covct_store_journal *j,
             return COVCT_ERR(err, COVCT_ERR_NOMEM,
                              "out of memory for a %zu-byte journal record",
                              r.len);
-        if ((rc = pread_all(j->fd, payload, r.len, off + at, j->path,
-                            err))) {
+        if ((rc = covct_fd_pread_all(j->fd, payload, r.len, off + at,
+                                     j->path, err))) {
             covct_free(payload);
             return rc;
         }
