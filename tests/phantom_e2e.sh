@@ -20,6 +20,7 @@ check "report.json names the density method" \
 check "covct analyze (network, the default) on the phantom" [ $? -eq 0 ]
 check "network: phantom results against the truth" \
     "$PY" "$(dirname "$0")/phantom_e2e.py" "$tmp/ph" "$tmp/n" --network
+check "report.json: the density check ran" grep -q '"density_check":[[:space:]]*true' "$tmp/n/report.json"
 check "report.json names the network" \
     grep -q '"name":[[:space:]]*"network"' "$tmp/n/report.json"
 # A series that is not axial (the phantom turned into sagittal slices): the

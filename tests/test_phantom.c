@@ -678,7 +678,7 @@ static void test_options(void)
     p.sphere_radius_mm = 10;
     p.sphere_centre_mm[0] = -80;
     p.sphere_centre_mm[1] = 0;
-    p.sphere_centre_mm[2] = -12; /* on the right oblique fissure */
+    p.sphere_centre_mm[2] = 12; /* on the right oblique fissure */
     err = (covct_error){0};
     CHECK(covct_phantom_make(&p, &ct, NULL, NULL, &err) == COVCT_ERR_ARG);
     CHECK(strstr(err.msg, "fissure") != NULL);

@@ -123,6 +123,8 @@ typedef struct covct_lesions_nn_options {
     int threshold;
     int workers; /* slices segmented side by side; 0: one per core, at
                   * most 4 (each splits the cores left over) */
+    bool density_check; /* default true: covct_lesions_density_check on
+                         * the network's lesions */
 } covct_lesions_nn_options;
 void covct_lesions_nn_options_default(covct_lesions_nn_options *o);
 covct_rc covct_lesions_segment_nn(const covct_volume *ct, covct_seg *seg,
@@ -145,6 +147,22 @@ covct_rc covct_lesions_nn_start(const covct_volume *ct, const covct_seg *seg,
 covct_rc covct_lesions_nn_finish(covct_lesions_nn_job *job, covct_seg *seg,
                                  covct_error *err);
 void covct_lesions_nn_cancel(covct_lesions_nn_job *job);
+
+/* The density check of the network's lesions (docs/internals/
+ * lesions-nn.md): lesion voxels whose HU, averaged with their 8 in-plane
+ * neighbours, is below -700 (well-aerated lung) are dropped, and lung of
+ * at least -300 HU that lies 5 mm or more from aerated lung and 3 mm
+ * inside the lung mask -- with the dense voxels up to 7 mm from such
+ * points -- becomes consolidation.  Run by
+ * covct_lesions_nn_finish unless the options turn it off; stats (may be
+ * NULL) count the voxels each rule changed. */
+typedef struct covct_lesions_check_stats {
+    size_t aerated_voxels; /* lesion voxels dropped as well aerated */
+    size_t dense_voxels;   /* voxels made consolidation */
+} covct_lesions_check_stats;
+covct_rc covct_lesions_density_check(const covct_volume *ct, covct_seg *seg,
+                                     covct_lesions_check_stats *stats,
+                                     covct_error *err);
 
 /* ---- measures -------------------------------------------------------------- */
 typedef enum covct_category {

@@ -30,6 +30,9 @@ typedef struct covct_report_input {
     /* How lesions were found: "network" or "density" (NULL: density), and
      * for the network the model's name and file (may be NULL). */
     const char *lesion_method, *lesion_model, *lesion_model_file;
+    /* Network: whether its lesions passed the density check
+     * (covct_lesions_density_check). */
+    bool density_check;
 } covct_report_input;
 
 /* Write every output into `outdir` (created if missing).  Files are

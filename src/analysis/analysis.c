@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "covct/analysis.h"
+#include "analysis/analysis_int.h"
 
 const char *covct_lobe_name(int lobe)
 {
@@ -113,4 +114,46 @@ int covct_lobe_score(double pct)
     if (pct <= 75.5)
         return 4;
     return 5;
+}
+
+bool covct_mask_box(const uint8_t *mask, size_t nx, size_t ny, size_t nz,
+                    const double spacing[3], double pad_mm, covct_box *b)
+{
+    const size_t plane = nx * ny;
+    size_t lo[3] = {nx, ny, nz}, hi[3] = {0, 0, 0};
+    bool any = false;
+    for (size_t z = 0; z < nz; z++)
+        for (size_t y = 0; y < ny; y++) {
+            const uint8_t *row = mask + z * plane + y * nx;
+            size_t x = 0, last = 0;
+            bool row_any = false;
+            for (; x < nx; x++)
+                if (row[x]) {
+                    if (!row_any && x < lo[0])
+                        lo[0] = x;
+                    row_any = true;
+                    last = x;
+                }
+            if (!row_any)
+                continue;
+            any = true;
+            if (last > hi[0]) hi[0] = last;
+            if (y < lo[1]) lo[1] = y;
+            if (y > hi[1]) hi[1] = y;
+            if (z < lo[2]) lo[2] = z;
+            if (z > hi[2]) hi[2] = z;
+        }
+    if (!any)
+        return false;
+    const size_t dim[3] = {nx, ny, nz};
+    size_t *b0[3] = {&b->x0, &b->y0, &b->z0}, *bn[3] = {&b->nx, &b->ny, &b->nz};
+    for (int a = 0; a < 3; a++) {
+        size_t pad = (size_t)ceil(pad_mm / spacing[a]);
+        size_t s = lo[a] > pad ? lo[a] - pad : 0;
+        size_t e = hi[a] + pad < dim[a] ? hi[a] + pad : dim[a] - 1;
+        *b0[a] = s;
+        *bn[a] = e - s + 1;
+    }
+    b->n = b->nx * b->ny * b->nz;
+    return true;
 }

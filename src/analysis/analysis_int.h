@@ -27,6 +27,27 @@ static inline double covct_hu(const covct_volume *ct, size_t i)
     return ((const int16_t *)ct->data)[i];
 }
 
+/* The same for filtering: voxels outside the scanner's field of view read
+ * as air (-1024 HU), and padding values (-2048, -3024) are clamped to
+ * -1024 so that they do not ring through a smoothing. */
+static inline float covct_hu_filter(const covct_volume *ct, size_t i)
+{
+    float v = (float)covct_hu(ct, i);
+    if (ct->outside && ct->outside[i])
+        v = -1024.0f;
+    return v < -1024.0f ? -1024.0f : v;
+}
+
+/* A box of voxels: its first voxel and its size along x, y, z; n voxels. */
+typedef struct covct_box {
+    size_t x0, y0, z0, nx, ny, nz, n;
+} covct_box;
+
+/* The bounding box of the set voxels of mask (nx*ny*nz), grown by pad_mm
+ * on every side and cut to the volume; false when nothing is set. */
+bool covct_mask_box(const uint8_t *mask, size_t nx, size_t ny, size_t nz,
+                    const double spacing[3], double pad_mm, covct_box *b);
+
 /* ---- threads -------------------------------------------------------------
  * Run fn over slices [0, nz) split in contiguous ranges, one per thread
  * (up to the number of cores, at most 16).  fn returns 0 on success, non-

@@ -43,6 +43,7 @@ void covct_lesions_nn_options_default(covct_lesions_nn_options *o)
 {
     memset(o, 0, sizeof *o);
     o->threshold = 128;
+    o->density_check = true;
 }
 
 typedef struct shared {
@@ -51,6 +52,7 @@ typedef struct shared {
     uint8_t *lab; /* class per voxel before the lung mask: 1 GGO, 2 cons. */
     const covct_nn_model *m;
     int threshold;
+    bool density_check;
     covct_axes ax;
     const char *dump;
     int omp_threads;        /* oneDNN threads of each worker */
@@ -285,6 +287,7 @@ covct_rc covct_lesions_nn_start(const covct_volume *ct, const covct_seg *seg,
     sh->body = seg->body;
     sh->m = m;
     sh->threshold = opt->threshold;
+    sh->density_check = opt->density_check;
     sh->ax = ax;
     sh->rc = COVCT_OK;
     /* COVCT_LESIONS_NN_DUMP=DIR writes each slice as the network got it
@@ -378,6 +381,15 @@ covct_rc covct_lesions_nn_finish(covct_lesions_nn_job *j, covct_seg *seg,
         size_t n = (size_t)sh->ct->nx * sh->ct->ny * sh->ct->nz;
         for (size_t i = 0; i < n; i++)
             seg->lesions[i] = seg->lungs[i] ? sh->lab[i] : 0;
+        if (sh->density_check) {
+            covct_lesions_check_stats st;
+            double t0 = covct_now();
+            rc = covct_lesions_density_check(sh->ct, seg, &st, err);
+            covct_log(COVCT_LOG_DEBUG,
+                      "lesions (network): density check %.3f s: %zu voxels "
+                      "well aerated, %zu made consolidation",
+                      covct_now() - t0, st.aerated_voxels, st.dense_voxels);
+        }
     }
     double t_net = 0;
     unsigned n_slices = 0;

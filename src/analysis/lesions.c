@@ -81,9 +81,7 @@ enum {
     F_SEEN = 16    /* scratch for the component walk */
 };
 
-typedef struct box {
-    size_t x0, y0, z0, nx, ny, nz, n;
-} box;
+typedef covct_box box;
 
 typedef struct stack {
     size_t *v;
@@ -312,15 +310,6 @@ static void tmark(timing *tm, int step)
     tm->last = now;
 }
 
-static float hu_of(const covct_volume *ct, size_t i)
-{
-    float v = (float)covct_hu(ct, i);
-    if (ct->outside && ct->outside[i])
-        v = -1024.0f;
-    /* Padding values (-2048, -3024) would ring through the smoothing. */
-    return v < -1024.0f ? -1024.0f : v;
-}
-
 covct_rc covct_lesions_segment(const covct_volume *ct, covct_seg *seg,
                                covct_error *err)
 {
@@ -349,35 +338,9 @@ covct_rc covct_lesions_segment(const covct_volume *ct, covct_seg *seg,
     }
 
     /* Bounding box of the lungs, padded. */
-    size_t lo[3] = {nx, ny, nz}, hi[3] = {0, 0, 0};
-    bool any = false;
-    for (size_t z = 0; z < nz; z++)
-        for (size_t y = 0; y < ny; y++) {
-            const uint8_t *row = seg->lungs + z * plane + y * nx;
-            for (size_t x = 0; x < nx; x++)
-                if (row[x]) {
-                    any = true;
-                    if (x < lo[0]) lo[0] = x;
-                    if (x > hi[0]) hi[0] = x;
-                    if (y < lo[1]) lo[1] = y;
-                    if (y > hi[1]) hi[1] = y;
-                    if (z < lo[2]) lo[2] = z;
-                    if (z > hi[2]) hi[2] = z;
-                }
-        }
-    if (!any)
-        return COVCT_OK;
-    size_t dim[3] = {nx, ny, nz};
     box b;
-    size_t *b0[3] = {&b.x0, &b.y0, &b.z0}, *bn[3] = {&b.nx, &b.ny, &b.nz};
-    for (int a = 0; a < 3; a++) {
-        size_t pad = (size_t)ceil(PAD_MM / ct->spacing[a]);
-        size_t s = lo[a] > pad ? lo[a] - pad : 0;
-        size_t e = hi[a] + pad < dim[a] ? hi[a] + pad : dim[a] - 1;
-        *b0[a] = s;
-        *bn[a] = e - s + 1;
-    }
-    b.n = b.nx * b.ny * b.nz;
+    if (!covct_mask_box(seg->lungs, nx, ny, nz, ct->spacing, PAD_MM, &b))
+        return COVCT_OK;
     size_t bplane = b.nx * b.ny;
     double vox_mm3 = ct->spacing[0] * ct->spacing[1] * ct->spacing[2];
     unsigned threads = covct_filter_threads();
@@ -400,7 +363,7 @@ covct_rc covct_lesions_segment(const covct_volume *ct, covct_seg *seg,
             size_t src = (z + b.z0) * plane + (y + b.y0) * nx + b.x0;
             size_t dst = z * bplane + y * b.nx;
             for (size_t x = 0; x < b.nx; x++) {
-                f[dst + x] = hu_of(ct, src + x);
+                f[dst + x] = covct_hu_filter(ct, src + x);
                 if (seg->lungs[src + x])
                     fl[dst + x] = F_LUNG;
             }

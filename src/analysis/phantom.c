@@ -219,7 +219,7 @@ static int lung_at(double x, double y, double z, int *why)
  * (right) splits the part in front of and above the oblique one. */
 static double oblique_z(int side, double x, double y)
 {
-    double z0 = side == COVCT_LUNG_RIGHT ? -68.0 : -72.0;
+    double z0 = side == COVCT_LUNG_RIGHT ? -56.0 : -53.0;
     return z0 + 0.86 * (y + 80) - 0.002 * (y - 5) * (y - 5) +
            0.05 * (fabs(x) - 75);
 }
@@ -239,7 +239,7 @@ static double oblique_dist(int side, double x, double y, double z)
 
 static double horizontal_dist(double x, double y, double z)
 {
-    return surf_dist(z - (8.0 + 0.04 * y + 0.03 * (fabs(x) - 75)), 0.03,
+    return surf_dist(z - (36.0 + 0.04 * y + 0.03 * (fabs(x) - 75)), 0.03,
                      0.04);
 }
 

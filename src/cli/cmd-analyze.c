@@ -39,6 +39,11 @@ static const char help[] =
     "  --lesion-threshold N  network: a voxel is lesion when its infection\n"
     "                     map (0-255) reaches N (default 128, probability\n"
     "                     0.5; lower finds more and fainter opacity)\n"
+    "  --no-density-check network: keep its lesions as they are (by\n"
+    "                     default voxels of well-aerated lung, under\n"
+    "                     -700 HU, are dropped from them, and solid\n"
+    "                     opacities 10 mm or more across are added as\n"
+    "                     consolidation)\n"
     "  --dicom            also write the DICOM results (DICOM input only:\n"
     "                     they reference the source images by UID)\n"
     "  --threads N        decoding threads (default: all cores)\n"
@@ -104,6 +109,8 @@ int covct_cmd_analyze(int argc, char **argv)
                 return COVCT_EXIT_USAGE;
             }
             nn_opt.threshold = (int)t;
+        } else if (!strcmp(a, "--no-density-check")) {
+            nn_opt.density_check = false;
         } else if (!strcmp(a, "--model") && i + 1 < argc) {
             model_path = argv[++i];
         } else if (!strcmp(a, "--dicom")) {
@@ -276,6 +283,7 @@ int covct_cmd_analyze(int argc, char **argv)
         .lesion_method = use_net ? "network" : "density",
         .lesion_model = net_name,
         .lesion_model_file = use_net ? model_path : NULL,
+        .density_check = use_net && nn_opt.density_check,
     };
     if (covct_report_write(outdir, &ri, &err)) {
         covct_cli_error("%s", err.msg);

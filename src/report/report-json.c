@@ -261,6 +261,7 @@ covct_rc covct_report_json(const covct_report_input *in, char **out,
         if (net) {
             add_opt_str(&c, lm, "model", in->lesion_model);
             add_opt_str(&c, lm, "model_file", in->lesion_model_file);
+            add_bool(&c, lm, "density_check", in->density_check);
         }
     }
 

@@ -9,3 +9,7 @@ set_tests_properties(test_lesions PROPERTIES TIMEOUT 600)
 covct_add_test(test_lesions_nn ${CMAKE_CURRENT_SOURCE_DIR}/test_lesions_nn.c)
 set_property(TEST test_lesions_nn APPEND PROPERTY ENVIRONMENT
              "OMP_WAIT_POLICY=PASSIVE")
+# The density check after the network (src/analysis/lesions-check.c) on
+# hand-made volumes: well-aerated voxels dropped, dense balls made
+# consolidation, vessels and border tissue left alone.
+covct_add_test(test_lesions_check ${CMAKE_CURRENT_SOURCE_DIR}/test_lesions_check.c)
