@@ -66,7 +66,7 @@ def main():
                  score(ens, gt, os.path.join(out, "eval_ens.json"))))
     print("%-40s %8s %8s %8s" % ("maps", "Dice@128", "meanDice", "maxDice"))
     for name, r in rows:
-        m = r["mean"] if "mean" in r else r
+        m = r["averages"]
         print("%-40s %8.4f %8.4f %8.4f" % (name, m["dice"], m["mean_dice"],
                                           m["max_dice"]))
 
