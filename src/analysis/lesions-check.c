@@ -38,9 +38,9 @@
 /* Rule 1: below this (mean9) a voxel is well-aerated lung. */
 #define AERATED_MAX_HU (-700.0)
 /* Rule 2: dense = HU at least this (a block's mean on the coarse grid,
- * mean9 at full resolution); a piece needs a ball of radius BALL_MM
- * of dense voxels, and keeps its dense voxels within BALL_MM + EDGE_MM of
- * the balls' centres. */
+ * mean9 at full resolution); a centre is dense lung farther than BALL_MM
+ * from aerated lung, and the dense voxels within BALL_MM + EDGE_MM of a
+ * centre become consolidation. */
 #define DENSE_MIN_HU (-300.0)
 #define BALL_MM 5.0
 #define EDGE_MM 2.0
@@ -137,11 +137,12 @@ covct_rc covct_lesions_density_check(const covct_volume *ct, covct_seg *seg,
                        cx, cy, b.nz);
         goto done;
     }
-    /* Coarse cells: dense (m = 1) when all lung and dense on average;
-     * aerated (d = 0, where the distances are measured from) when some
-     * lung and its lung voxels are not dense on average.  Outside the lung
-     * is neither: consolidation against the chest wall or the diaphragm
-     * still holds its ball. */
+    /* Coarse cells: CELL_DENSE when all lung and dense on average,
+     * CELL_LUNG when all lung; aerated (d = 0, where the distances are
+     * measured from) when some lung and its lung voxels are not dense on
+     * average.  Outside the lung is neither: consolidation against the
+     * chest wall or the diaphragm still reaches BALL_MM from aerated
+     * lung. */
     bool any_dense = false;
     for (size_t z = 0; z < b.nz; z++)
         for (size_t j = 0; j < cy; j++)
