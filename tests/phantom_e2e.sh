@@ -21,6 +21,18 @@ check "covct analyze (network, the default) on the phantom" [ $? -eq 0 ]
 check "network: phantom results against the truth" \
     "$PY" "$(dirname "$0")/phantom_e2e.py" "$tmp/ph" "$tmp/n" --network
 check "report.json: the density check ran" grep -q '"density_check":[[:space:]]*true' "$tmp/n/report.json"
+# Without the density check the network alone misses the phantom's
+# homogeneous consolidation (docs/internals/lesions-nn.md): the switch
+# must really turn the check off, and the report must say so.
+"$COVCT_BIN" analyze "$tmp/ph/dicom" -o "$tmp/o" -q --no-density-check
+check "covct analyze --no-density-check" [ $? -eq 0 ]
+check "report.json: no density check" grep -q '"density_check":[[:space:]]*false' "$tmp/o/report.json"
+check "without the check: less consolidation than with it" "$PY" - "$tmp/n" "$tmp/o" <<'PYEOF'
+import json, sys
+c = [json.load(open(d + "/report.json"))["lesions"]["consolidation_ml"] for d in sys.argv[1:3]]
+print("consolidation with / without the density check: %.1f / %.1f ml" % tuple(c))
+sys.exit(0 if c[1] < 0.5 * c[0] else 1)
+PYEOF
 check "report.json names the network" \
     grep -q '"name":[[:space:]]*"network"' "$tmp/n/report.json"
 # A series that is not axial (the phantom turned into sagittal slices): the
