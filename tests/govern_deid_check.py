@@ -13,11 +13,16 @@ Removed is YES with the DCM 113100 code; the original patient name, ID,
 institution and UIDs appear nowhere in the output bytes; pixel data are
 unchanged (the same bytes when the transfer syntax is kept, the same
 decoded values otherwise)."""
+import os
 import re
 import subprocess
 import sys
 
 import pydicom
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "tools"))
+from deidtable import entries  # noqa: E402
 
 LINE = re.compile(r"^(\s*)\(([0-9a-f]{4}),([0-9a-f]{4})\) (\w\w) (.*?)\s+#\s*\d+")
 
@@ -46,15 +51,7 @@ def dump(path):
 
 def table(path):
     basic, keep = {}, set()
-    section = None
-    for raw in open(path):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        if line.startswith("["):
-            section = line.strip("[]")
-            continue
-        parts = line.split()
+    for section, parts, _ in entries(path):
         if section == "basic" and "x" not in parts[0]:
             basic[int(parts[0], 16)] = parts[1]
         elif section == "pat" and parts[1] == "K":

@@ -31,6 +31,7 @@ know (rows added to PS3.6 after 2022) are written with the VR given in
 NEW_VR below, from PS3.6, or as UT where the row's action is X, since
 removal does not depend on the VR."""
 import datetime
+import os
 import re
 import subprocess
 import sys
@@ -40,6 +41,10 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "tools"))
+from deidtable import entries  # noqa: E402
 
 # PS3.6 (2025) VRs of non-X rows unknown to pydicom 2.3.1.
 NEW_VR = {0x00080017: "UI",  # Acquisition UID
@@ -53,15 +58,8 @@ OPTS = {"dates": True, "pat": True, "desc": True,
 
 
 def read_table(path):
-    rows, opts, section = {}, {}, None
-    for raw in open(path, encoding="ascii"):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        if line.startswith("["):
-            section = line.strip("[]")
-            continue
-        parts = line.split()
+    rows, opts = {}, {}
+    for section, parts, _ in entries(path):
         if section == "basic":
             rows[parts[0].lower()] = parts[1]
         elif section in ("uids", "dates", "desc"):

@@ -6,7 +6,11 @@ script only reshapes it into a sorted C array so that the table stays
 readable and diffable against the standard.  Usage:
     python3 tools/deidgen.py src/govern/deid-table.txt > src/govern/deid-table.c
 """
+import os
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from deidtable import entries  # noqa: E402
 
 BASIC = {"D": "DEID_D", "Z": "DEID_Z", "X": "DEID_X", "K": "DEID_K",
          "C": "DEID_C", "U": "DEID_U", "X/Z": "DEID_XZ", "X/D": "DEID_XD",
@@ -25,15 +29,7 @@ def parse_tag(t):
 
 def main(path):
     rows = {}
-    section = None
-    for raw in open(path, encoding="ascii"):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        if line.startswith("["):
-            section = line.strip("[]")
-            continue
-        parts = line.split()
+    for section, parts, line in entries(path):
         if section == "basic":
             tag, act = parts
             key = parse_tag(tag)

@@ -125,19 +125,16 @@ bool covct_mask_box(const uint8_t *mask, size_t nx, size_t ny, size_t nz,
     for (size_t z = 0; z < nz; z++)
         for (size_t y = 0; y < ny; y++) {
             const uint8_t *row = mask + z * plane + y * nx;
-            size_t x = 0, last = 0;
-            bool row_any = false;
-            for (; x < nx; x++)
-                if (row[x]) {
-                    if (!row_any && x < lo[0])
-                        lo[0] = x;
-                    row_any = true;
-                    last = x;
-                }
-            if (!row_any)
+            size_t first = 0, last = nx;
+            while (first < nx && !row[first])
+                first++;
+            if (first == nx)
                 continue;
+            while (!row[last - 1])
+                last--;
             any = true;
-            if (last > hi[0]) hi[0] = last;
+            if (first < lo[0]) lo[0] = first;
+            if (last - 1 > hi[0]) hi[0] = last - 1;
             if (y < lo[1]) lo[1] = y;
             if (y > hi[1]) hi[1] = y;
             if (z < lo[2]) lo[2] = z;
