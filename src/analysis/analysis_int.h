@@ -160,4 +160,16 @@ covct_rc covct_morph_erode_box(uint8_t *mask, uint32_t nx, uint32_t ny,
                                uint32_t nz, uint32_t rx, uint32_t ry,
                                uint32_t rz, covct_error *err);
 
+/* ---- 3-D closing -----------------------------------------------------------
+ * Closing (dilation, then erosion) by a ball of radius r mm, exact
+ * Euclidean and anisotropic (spacing sp[0..2] mm along x, y, z), through
+ * the separable squared distance transform: a voxel is in the result when
+ * no ball of radius r that contains it fits outside the mask.  Voxels
+ * beyond the grid count as unset, so give the mask a margin of at least
+ * r where the result matters at its border.  In place; the mask becomes
+ * 0/1.  Memory: one float per voxel. */
+covct_rc covct_morph_close_ball(uint8_t *mask, uint32_t nx, uint32_t ny,
+                                uint32_t nz, const double sp[3], double r_mm,
+                                covct_error *err);
+
 #endif

@@ -801,3 +801,163 @@ covct_rc covct_morph_erode_box(uint8_t *mask, uint32_t nx, uint32_t ny,
 {
     return box(mask, nx, ny, nz, rx, ry, rz, true, err);
 }
+
+/* ---- 3-D ball closing ---------------------------------------------------------- */
+
+/* Squared 3-D distance (mm2) from each voxel to the nearest voxel whose
+ * mask value is `want` (0 or 1), separable: rows, columns, then along z.
+ * With `edge`, the voxels beyond the grid count as such voxels too (each
+ * 1-D line is padded with one at both ends). */
+typedef struct ball_job {
+    const uint8_t *mask;
+    float *g;
+    uint32_t nx, ny, nz;
+    double s2[3];
+    int want;
+    bool edge;
+} ball_job;
+
+/* One padded 1-D pass over n samples read and written with `stride`. */
+static void sq_line(float *p, size_t n, size_t stride, double s2, bool edge,
+                    double *f, double *d, double *zb, uint32_t *v)
+{
+    uint32_t o = edge ? 1 : 0, m = (uint32_t)n + 2 * o;
+    if (edge)
+        f[0] = f[m - 1] = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        float x = p[i * stride];
+        f[i + o] = x >= FLT_MAX ? DBL_MAX : (double)x;
+    }
+    edt1d(f, m, s2, d, zb, v);
+    for (size_t i = 0; i < n; i++) {
+        double x = d[i + o];
+        p[i * stride] = x >= (double)FLT_MAX ? FLT_MAX : (float)x;
+    }
+}
+
+static bool line_alloc(size_t n, double **buf, uint32_t **v)
+{
+    *buf = covct_malloc(3 * (n + 3) * sizeof **buf);
+    *v = covct_malloc((n + 3) * sizeof **v);
+    return *buf && *v;
+}
+
+static int ball_xy_range(uint32_t z0, uint32_t z1, void *p)
+{
+    ball_job *j = p;
+    size_t np = (size_t)j->nx * j->ny, mx = j->nx > j->ny ? j->nx : j->ny;
+    double *b;
+    uint32_t *v;
+    int rc = 1;
+    if (!line_alloc(mx, &b, &v))
+        goto done;
+    for (uint32_t z = z0; z < z1; z++) {
+        float *g = j->g + np * z;
+        const uint8_t *m = j->mask + np * z;
+        /* Rows: the input is binary, so two sweeps give the distance to
+         * the nearest wanted voxel of the row (no parabolas needed). */
+        for (uint32_t y = 0; y < j->ny; y++) {
+            const uint8_t *r = m + (size_t)y * j->nx;
+            float *o = g + (size_t)y * j->nx;
+            int64_t n = j->nx, last = j->edge ? -1 : INT64_MIN / 2;
+            for (int64_t x = 0; x < n; x++) {
+                if ((r[x] != 0) == j->want)
+                    last = x;
+                double d = (double)(x - last);
+                o[x] = last == INT64_MIN / 2 ? FLT_MAX
+                                              : (float)(d * d * j->s2[0]);
+            }
+            last = j->edge ? n : INT64_MAX / 2;
+            for (int64_t x = n; x-- > 0;) {
+                if ((r[x] != 0) == j->want)
+                    last = x;
+                if (last != INT64_MAX / 2) {
+                    double d = (double)(last - x);
+                    float f = (float)(d * d * j->s2[0]);
+                    if (f < o[x])
+                        o[x] = f;
+                }
+            }
+        }
+        for (uint32_t x = 0; x < j->nx; x++)
+            sq_line(g + x, j->ny, j->nx, j->s2[1], j->edge, b, b + mx + 3,
+                    b + 2 * (mx + 3), v);
+    }
+    rc = 0;
+done:
+    covct_free(b);
+    covct_free(v);
+    return rc;
+}
+
+static int ball_z_range(uint32_t y0, uint32_t y1, void *p)
+{
+    ball_job *j = p;
+    size_t np = (size_t)j->nx * j->ny, n = j->nz, nx = j->nx;
+    double *b;
+    uint32_t *v;
+    /* The lines along z of one row y, transposed so each is contiguous:
+     * reading and writing whole rows keeps the strided access cheap. */
+    float *t = covct_malloc(nx * n * sizeof *t);
+    int rc = 1;
+    if (!line_alloc(n, &b, &v) || !t)
+        goto done;
+    for (uint32_t y = y0; y < y1; y++) {
+        for (size_t z = 0; z < n; z++) {
+            const float *r = j->g + np * z + (size_t)y * nx;
+            for (size_t x = 0; x < nx; x++)
+                t[x * n + z] = r[x];
+        }
+        for (size_t x = 0; x < nx; x++)
+            sq_line(t + x * n, n, 1, j->s2[2], j->edge, b, b + n + 3,
+                    b + 2 * (n + 3), v);
+        for (size_t z = 0; z < n; z++) {
+            float *r = j->g + np * z + (size_t)y * nx;
+            for (size_t x = 0; x < nx; x++)
+                r[x] = t[x * n + z];
+        }
+    }
+    rc = 0;
+done:
+    covct_free(b);
+    covct_free(v);
+    covct_free(t);
+    return rc;
+}
+
+/* Dilation (grow) or erosion of mask by the ball, in place, through g. */
+static int ball_pass(uint8_t *mask, float *g, uint32_t nx, uint32_t ny,
+                     uint32_t nz, const double sp[3], double r, bool grow)
+{
+    ball_job j = {mask, g, nx, ny, nz,
+                  {sp[0] * sp[0], sp[1] * sp[1], sp[2] * sp[2]},
+                  grow ? 1 : 0, !grow};
+    if (covct_morph_parallel(nz, ball_xy_range, &j) != 0 ||
+        covct_morph_parallel(ny, ball_z_range, &j) != 0)
+        return 1;
+    float r2 = (float)(r * r);
+    size_t n = (size_t)nx * ny * nz;
+    for (size_t i = 0; i < n; i++)
+        if (g[i] <= r2)
+            mask[i] = grow ? 1 : 0;
+    return 0;
+}
+
+covct_rc covct_morph_close_ball(uint8_t *mask, uint32_t nx, uint32_t ny,
+                                uint32_t nz, const double sp[3], double r_mm,
+                                covct_error *err)
+{
+    size_t n = (size_t)nx * ny * nz;
+    if (n == 0)
+        return COVCT_OK;
+    for (size_t i = 0; i < n; i++)
+        mask[i] = mask[i] != 0;
+    float *g = covct_malloc(n * sizeof *g);
+    if (!g || ball_pass(mask, g, nx, ny, nz, sp, r_mm, true) ||
+        ball_pass(mask, g, nx, ny, nz, sp, r_mm, false)) {
+        covct_free(g);
+        return COVCT_ERR(err, COVCT_ERR_NOMEM, "out of memory in closing");
+    }
+    covct_free(g);
+    return COVCT_OK;
+}
