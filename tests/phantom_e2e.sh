@@ -35,6 +35,17 @@ sys.exit(0 if c[1] < 0.5 * c[0] else 1)
 PYEOF
 check "report.json names the network" \
     grep -q '"name":[[:space:]]*"network"' "$tmp/n/report.json"
+# Two more phantoms with the default method: other lesions, other places.
+# Seed 3 puts consolidation against the pleura at the base of the left
+# lung and the apex of the right, where the lung stage's rolling ball
+# (docs/internals/lungs.md, step 9) must keep it inside the lung mask.
+for seed in 2 3; do
+    "$COVCT_BIN" phantom -o "$tmp/ph$seed" --seed $seed >/dev/null
+    "$COVCT_BIN" analyze "$tmp/ph$seed/dicom" -o "$tmp/n$seed" -q
+    check "covct analyze on the phantom of seed $seed" [ $? -eq 0 ]
+    check "network, seed $seed: phantom results against the truth" \
+        "$PY" "$(dirname "$0")/phantom_e2e.py" "$tmp/ph$seed" "$tmp/n$seed" --network
+done
 # A series that is not axial (the phantom turned into sagittal slices): the
 # network does not run, the lung stage says why, the report is written.
 "$COVCT_BIN" volume "$tmp/ph/dicom" -o "$tmp/v.nii.gz" -q

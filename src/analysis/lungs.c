@@ -36,6 +36,17 @@
  * aerated lung on its inner side; the rims of the heart and mediastinum,
  * whose inner side is the mediastinum, do not. */
 #define ZCLOSE_RAY_MM 35.0
+/* Rolling ball (3-D closing of each lung, step 9): a ball of this radius
+ * (mm) fills the dents that dense disease against the pleura leaves in the
+ * aerated lung, where the z-closing has no lung on both sides (base, apex)
+ * and the slice's hull pocket merges with the diaphragm dome.  The heart
+ * and the dome are far wider than the ball and stay out; the hilar vessels
+ * do not, so only voxels within BALL_WALL_MM of the outline of the hull of
+ * both lungs are taken (as for the z-closing).  The closing runs on a grid
+ * of about BALL_GRID_MM, ample for a 15 mm ball. */
+#define BALL_MM 15.0
+#define BALL_GRID_MM 2.0
+#define BALL_WALL_MM 40.0
 /* Adult single-lung volumes: a small or collapsed-but-aerated lung is
  * about 0.5 L, a hyperinflated one about 4.5 L; the margins allow for
  * partial scan range and disease. */
@@ -58,6 +69,10 @@ typedef struct ctx {
     uint8_t *work;  /* second working mask */
     uint32_t ox, oy, oz; /* where this ctx's grid starts in the volume's
                             (a crop; 0 for the whole volume) */
+    double wall_mm; /* wall_range(): hull outline distance kept */
+    bool wall_rays; /* wall_range(): also require lung on the inner side */
+    const uint32_t *wall_count; /* wall_range(): c->work voxels per slice,
+                                   or NULL (unknown) */
     covct_error *err;
 } ctx;
 
@@ -857,7 +872,7 @@ static bool slice_hull(const ctx *c, uint32_t z, uint8_t L, uint32_t zr,
 static void fill_pockets(const ctx *c, uint32_t z, uint8_t L, fin_scratch *w)
 {
     uint32_t nx = c->nx, ny = c->ny;
-    size_t np = c->np, off = np * z;
+    size_t off = c->np * z;
     uint8_t *lung = c->seg->lungs + off;
     const uint8_t *body = c->seg->body + off;
     const uint8_t *aw = c->seg->airways + off;
@@ -865,19 +880,22 @@ static void fill_pockets(const ctx *c, uint32_t z, uint8_t L, fin_scratch *w)
     uint32_t y0, y1;
     if (!slice_hull(c, z, L, 0, w, &y0, &y1))
         return;
-    /* Lung area and centre in this slice. */
-    double la = 0, lx = 0;
-    for (size_t i = 0; i < np; i++)
-        if (lung[i] == L) {
-            la++;
-            lx += patient_x(c->ct, (double)(i % nx), (double)(i / nx), z);
-        }
+    /* Lung area and centre in this slice (patient x is affine in the
+     * voxel indices: the x of the mean index is the mean x). */
+    double la = 0, li = 0, lj = 0;
+    for (uint32_t y = y0; y <= y1; y++)
+        for (uint32_t x = 0; x < nx; x++)
+            if (lung[(size_t)y * nx + x] == L) {
+                la++;
+                li += x;
+                lj += y;
+            }
     if (la < 20)
         return;
-    lx /= la;
-    /* Depth: distance inside the hull to its outline, on the hull's
-     * bounding box plus a margin of one pixel (the distance transform is
-     * the costly part of this stage). */
+    double lx = patient_x(c->ct, li / la, lj / la, z);
+    /* The pockets lie in the hull: work on its bounding box plus a margin
+     * of one pixel (background at the crop's border).  Depth: distance
+     * inside the hull to its outline (the costly part of this stage). */
     uint32_t cx0 = nx, cx1 = 0;
     for (uint32_t y = y0; y <= y1; y++) {
         if (w->lo[y] > w->hi[y])
@@ -890,51 +908,56 @@ static void fill_pockets(const ctx *c, uint32_t z, uint8_t L, fin_scratch *w)
     cx1 = cx1 + 1 < nx ? cx1 + 1 : nx - 1;
     uint32_t cy0 = y0 > 0 ? y0 - 1 : 0, cy1 = y1 + 1 < ny ? y1 + 1 : ny - 1;
     uint32_t cw = cx1 - cx0 + 1, ch = cy1 - cy0 + 1;
+    size_t nc = (size_t)cw * ch;
     for (uint32_t y = 0; y < ch; y++)
         memcpy(w->crop + (size_t)y * cw, w->hull + (size_t)(y + cy0) * nx + cx0,
                cw);
     covct_morph_edt2d(w->crop, cw, ch, c->sx, c->sy, w->dist, w->edt);
-    for (size_t i = 0; i < np; i++) {
-        double v = covct_hu(c->ct, off + i);
-        w->m[i] = w->hull[i] && !lung[i] && !aw[i] && body[i] &&
-                  !(outside && outside[i]) && v > -1000.0 &&
-                  v <= POCKET_HU_MAX;
+    for (size_t k = 0; k < nc; k++) {
+        size_t i = (size_t)(k / cw + cy0) * nx + k % cw + cx0;
+        uint8_t in = w->crop[k] && !lung[i] && !aw[i] && body[i] &&
+                     !(outside && outside[i]);
+        if (in) {
+            double v = covct_hu(c->ct, off + i);
+            in = v > -1000.0 && v <= POCKET_HU_MAX;
+        }
+        w->m[k] = in;
     }
-    uint32_t nl = covct_morph_label2d(w->m, nx, ny, false, w->lab, w->parent);
+    uint32_t nl = covct_morph_label2d(w->m, cw, ch, false, w->lab, w->parent);
     if (!nl)
         return;
-    /* Per pocket: area, depth, centre x (reusing the hull scratch rows is
-     * not possible; lo/hi hold ny doubles, enough only for small counts,
-     * so accumulate in the parent scratch as floats via a second pass). */
-    double *area = w->edt, *depth = w->edt + nl + 1, *cx = w->edt + 2 * (nl + 1);
+    /* Per pocket: area, depth, mean voxel index (for its centre x). */
+    double *area = w->edt, *depth = w->edt + nl + 1;
+    double *si = w->edt + 2 * ((size_t)nl + 1), *sj = w->edt + 3 * ((size_t)nl + 1);
     for (uint32_t l = 0; l <= nl; l++)
-        area[l] = depth[l] = cx[l] = 0;
-    for (size_t i = 0; i < np; i++) {
-        uint32_t l = w->lab[i];
+        area[l] = depth[l] = si[l] = sj[l] = 0;
+    for (size_t k = 0; k < nc; k++) {
+        uint32_t l = w->lab[k];
         if (!l)
             continue;
-        area[l] += c->px_mm2;
-        size_t ci = (size_t)(i / nx - cy0) * cw + (i % nx - cx0);
-        if (w->dist[ci] > depth[l])
-            depth[l] = w->dist[ci];
-        cx[l] += patient_x(c->ct, (double)(i % nx), (double)(i / nx), z) *
-                 c->px_mm2;
+        area[l] += 1;
+        if (w->dist[k] > depth[l])
+            depth[l] = w->dist[k];
+        si[l] += (double)(k % cw + cx0);
+        sj[l] += (double)(k / cw + cy0);
     }
     double lung_mm2 = la * c->px_mm2;
     for (uint32_t l = 1; l <= nl; l++) {
-        cx[l] /= area[l];
-        bool ok = depth[l] <= POCKET_DEPTH_MM && area[l] <= 0.5 * lung_mm2 &&
-                  fabs(cx[l] - c->mid_x) >= 0.6 * fabs(lx - c->mid_x);
+        double cx = patient_x(c->ct, si[l] / area[l], sj[l] / area[l], z);
+        bool ok = depth[l] <= POCKET_DEPTH_MM &&
+                  area[l] * c->px_mm2 <= 0.5 * lung_mm2 &&
+                  fabs(cx - c->mid_x) >= 0.6 * fabs(lx - c->mid_x);
         depth[l] = ok ? 1 : 0;
     }
     /* Decide every voxel against the lung as it was, then add them. */
-    for (size_t i = 0; i < np; i++)
-        if (w->lab[i] && depth[w->lab[i]] == 1 &&
-            !inner_lung(c, lung, z, (int)(i % nx), (int)(i / nx), L))
-            w->lab[i] = 0;
-    for (size_t i = 0; i < np; i++)
-        if (w->lab[i] && depth[w->lab[i]] == 1)
-            lung[i] = L;
+    for (size_t k = 0; k < nc; k++)
+        if (w->lab[k] && depth[w->lab[k]] == 1 &&
+            !inner_lung(c, lung, z, (int)(k % cw + cx0), (int)(k / cw + cy0),
+                        L))
+            w->lab[k] = 0;
+    for (size_t k = 0; k < nc; k++)
+        if (w->lab[k] && depth[w->lab[k]] == 1)
+            lung[(size_t)(k / cw + cy0) * nx + k % cw + cx0] = L;
 }
 
 static bool fin_alloc(const ctx *c, fin_scratch *w)
@@ -1123,49 +1146,87 @@ done:
     return rc;
 }
 
-/* Keep only the z-closing voxels of c->work near the chest wall: within
- * ZCLOSE_WALL_MM of the outline of the convex hull of both lungs in the
- * slice (or outside it).  The heart's and the hila's rims, whose columns
- * are lung above and below too, lie deep inside that hull. */
-static int zwall_range(uint32_t z0, uint32_t z1, void *p)
+/* Keep only the voxels of c->work near the chest wall: within c->wall_mm
+ * of the outline of the convex hull of both lungs in the slice (or
+ * outside it).  The heart's and the hila's rims, whose columns are lung
+ * above and below too, lie deep inside that hull.  With c->wall_rays, a
+ * voxel must also have lung on its inner side (ZCLOSE_RAY_MM). */
+static int wall_range(uint32_t z0, uint32_t z1, void *p)
 {
     const ctx *c = p;
     size_t np = c->np;
     fin_scratch w;
     int rc = 1;
-    if (!fin_alloc(c, &w))
+    /* At most two hull vertices per row. */
+    double *lines = covct_malloc(3 * (2 * (size_t)c->ny + 2) * sizeof *lines);
+    if (!fin_alloc(c, &w) || !lines)
         goto done;
     for (uint32_t z = z0; z < z1; z++) {
         uint8_t *wk = c->work + np * z;
-        if (!memchr(wk, 1, np) && !memchr(wk, 2, np))
+        if (c->wall_count ? !c->wall_count[z]
+                          : !memchr(wk, 1, np) && !memchr(wk, 2, np))
             continue;
         uint32_t y0, y1;
         if (!slice_hull(c, z, 0, 0, &w, &y0, &y1)) {
             memset(wk, 0, np);
             continue;
         }
+        /* A voxel is deep when it lies farther than wall_mm inside every
+         * edge's line (inside a convex polygon, the distance to the
+         * outline is the smallest distance to the edges' lines).  Each
+         * line bounds x on a row, so the deep voxels of a row form one
+         * interval: O(edges) per row, O(1) per voxel. */
         const uint32_t *h = w.stack;
-        for (size_t i = 0; i < np; i++) {
-            if (!wk[i] || !w.hull[i])
-                continue;
-            double x = (double)(i % c->nx), y = (double)(i / c->nx);
-            double best = DBL_MAX;
-            for (size_t e = 0; e < w.nh && best > 0; e++) {
-                /* Edge in mm, point-segment distance. */
-                double ax = w.px[h[e]] * c->sx, ay = w.py[h[e]] * c->sy;
-                double bx = w.px[h[e + 1]] * c->sx, by = w.py[h[e + 1]] * c->sy;
-                double qx = x * c->sx, qy = y * c->sy;
-                double dx = bx - ax, dy = by - ay, l2 = dx * dx + dy * dy;
-                double t = l2 > 0 ? ((qx - ax) * dx + (qy - ay) * dy) / l2 : 0;
-                t = t < 0 ? 0 : t > 1 ? 1 : t;
-                double ex = ax + t * dx - qx, ey = ay + t * dy - qy;
-                double d2 = ex * ex + ey * ey;
-                if (d2 < best)
-                    best = d2;
-            }
-            if (best > ZCLOSE_WALL_MM * ZCLOSE_WALL_MM)
-                wk[i] = 0;
+        double gx = 0, gy = 0;
+        for (size_t e = 0; e < w.nh; e++) {
+            gx += w.px[h[e]] * c->sx;
+            gy += w.py[h[e]] * c->sy;
         }
+        gx /= (double)w.nh;
+        gy /= (double)w.nh;
+        size_t ne = 0;
+        for (size_t e = 0; e < w.nh; e++) {
+            double ax = w.px[h[e]] * c->sx, ay = w.py[h[e]] * c->sy;
+            double dx = w.px[h[e + 1]] * c->sx - ax;
+            double dy = w.py[h[e + 1]] * c->sy - ay;
+            double l = sqrt(dx * dx + dy * dy);
+            if (l <= 0)
+                continue;
+            /* Unit normal pointing inwards (towards the vertex mean). */
+            double nxe = -dy / l, nye = dx / l;
+            if (nxe * (gx - ax) + nye * (gy - ay) < 0) {
+                nxe = -nxe;
+                nye = -nye;
+            }
+            double *q = lines + 3 * ne++;
+            q[0] = nxe;
+            q[1] = nye;
+            q[2] = nxe * ax + nye * ay + c->wall_mm;
+        }
+        for (uint32_t y = y0; y <= y1; y++) {
+            /* Deep: nx * X + ny * Y > k for every line, X, Y in mm. */
+            double lo = -DBL_MAX, hi = DBL_MAX, qy = y * c->sy;
+            for (size_t e = 0; e < ne && lo < hi; e++) {
+                const double *q = lines + 3 * e;
+                double k = q[2] - q[1] * qy;
+                if (q[0] > 1e-12)
+                    lo = fmax(lo, k / q[0]);
+                else if (q[0] < -1e-12)
+                    hi = fmin(hi, k / q[0]);
+                else if (k >= 0)
+                    hi = lo; /* 0 > k fails: no deep voxel on this row */
+            }
+            if (!(lo < hi))
+                continue;
+            uint8_t *r = wk + (size_t)y * c->nx;
+            for (uint32_t x = 0; x < c->nx; x++) {
+                double qx = x * c->sx;
+                if (r[x] && qx > lo && qx < hi)
+                    r[x] = 0;
+            }
+        }
+        if (!c->wall_rays)
+            continue;
         /* Inner side must be lung (see ZCLOSE_RAY_MM). */
         const uint8_t *lg = c->seg->lungs + np * z;
         double cy[3] = {0, 0, 0}, cn[3] = {0, 0, 0};
@@ -1208,6 +1269,7 @@ static int zwall_range(uint32_t z0, uint32_t z1, void *p)
     }
     rc = 0;
 done:
+    covct_free(lines);
     fin_free(&w);
     return rc;
 }
@@ -1326,6 +1388,200 @@ static int zclose_range(uint32_t y0, uint32_t y1, void *p)
     covct_free(last);
     covct_free(lastl);
     return 0;
+}
+
+/* ---- rolling ball ----------------------------------------------------------- */
+
+/* Coarse grid of one lung for the closing: factor f per axis, origin o
+ * (coarse index of the grid's first voxel, may lie before the volume). */
+typedef struct ball_grid {
+    uint32_t f[3], n[3];
+    int64_t o[3];
+    uint8_t *m;
+} ball_grid;
+
+typedef struct ball_fill_job {
+    const ctx *c;
+    ball_grid *g;
+    uint8_t L;
+} ball_fill_job;
+
+/* Coarse voxel (cx, cy, cz) of g is set when its whole block is lung L;
+ * over ranges of cz. */
+static int ball_fill_range(uint32_t z0, uint32_t z1, void *p)
+{
+    const ball_fill_job *j = p;
+    const ctx *c = j->c;
+    ball_grid *g = j->g;
+    const uint32_t *f = g->f;
+    uint32_t dim[3] = {c->nx, c->ny, c->nz};
+    for (uint32_t cz = z0; cz < z1; cz++)
+        for (uint32_t cy = 0; cy < g->n[1]; cy++)
+            for (uint32_t cx = 0; cx < g->n[0]; cx++) {
+                int64_t q[3] = {(g->o[0] + cx) * f[0], (g->o[1] + cy) * f[1],
+                                (g->o[2] + cz) * f[2]};
+                bool all = true;
+                for (int a = 0; a < 3 && all; a++)
+                    all = q[a] >= 0 && q[a] + f[a] <= dim[a];
+                for (uint32_t z = 0; z < f[2] && all; z++)
+                    for (uint32_t y = 0; y < f[1] && all; y++) {
+                        const uint8_t *r = c->seg->lungs +
+                                           c->np * (size_t)(q[2] + z) +
+                                           (size_t)(q[1] + y) * c->nx +
+                                           (size_t)q[0];
+                        for (uint32_t x = 0; x < f[0] && all; x++)
+                            all = r[x] == j->L;
+                    }
+                g->m[((size_t)cz * g->n[1] + cy) * g->n[0] + cx] = all;
+            }
+    return 0;
+}
+
+/* Voxel indices of the rolling ball's candidates, with a count per slice
+ * for wall_range(). */
+typedef struct ball_take {
+    uint32_t *idx, *per_z;
+    size_t n, cap;
+} ball_take;
+
+static bool take_push(ball_take *t, size_t i, uint32_t z)
+{
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? 2 * t->cap : 65536;
+        uint32_t *p = covct_realloc(t->idx, cap * sizeof *p);
+        if (!p)
+            return false;
+        t->idx = p;
+        t->cap = cap;
+    }
+    t->idx[t->n++] = (uint32_t)i;
+    t->per_z[z]++;
+    return true;
+}
+
+/* The tissue of lung L's closed dents into c->work and t: the fine voxels
+ * of coarse voxels the closing set (and that were not lung before), if
+ * air-like to +100 HU, in the body, not airway, not outside the scan. */
+static bool ball_take_lung(ctx *c, const ball_grid *g, const uint8_t *before,
+                           uint8_t L, ball_take *t)
+{
+    uint32_t dim[3] = {c->nx, c->ny, c->nz};
+    const uint8_t *out = c->ct->outside;
+    for (uint32_t cz = 0; cz < g->n[2]; cz++)
+        for (uint32_t cy = 0; cy < g->n[1]; cy++)
+            for (uint32_t cx = 0; cx < g->n[0]; cx++) {
+                size_t ci = ((size_t)cz * g->n[1] + cy) * g->n[0] + cx;
+                if (!g->m[ci] || before[ci])
+                    continue;
+                int64_t q[3] = {(g->o[0] + cx) * g->f[0],
+                                (g->o[1] + cy) * g->f[1],
+                                (g->o[2] + cz) * g->f[2]};
+                for (uint32_t z = 0; z < g->f[2]; z++)
+                    for (uint32_t y = 0; y < g->f[1]; y++)
+                        for (uint32_t x = 0; x < g->f[0]; x++) {
+                            int64_t p[3] = {q[0] + x, q[1] + y, q[2] + z};
+                            bool in = true;
+                            for (int a = 0; a < 3 && in; a++)
+                                in = p[a] >= 0 && p[a] < dim[a];
+                            if (!in)
+                                continue;
+                            size_t i = c->np * (size_t)p[2] +
+                                       (size_t)p[1] * c->nx + (size_t)p[0];
+                            if (c->seg->lungs[i] || c->work[i] ||
+                                !c->seg->body[i] || c->seg->airways[i] ||
+                                (out && out[i]))
+                                continue;
+                            double v = covct_hu(c->ct, i);
+                            if (!(v > AIR_HU && v <= POCKET_HU_MAX))
+                                continue;
+                            c->work[i] = L;
+                            if (!take_push(t, i, (uint32_t)p[2]))
+                                return false;
+                        }
+            }
+    return true;
+}
+
+/* Step 9: closing of each lung by a ball of BALL_MM (see above) on a
+ * coarse grid; the tissue of the closed dents near the chest wall becomes
+ * lung. */
+static covct_rc roll_ball(ctx *c)
+{
+    double sp[3] = {c->sx, c->sy, c->sz}, csp[3];
+    covct_rc rc = COVCT_OK;
+    ball_take t = {0};
+    ball_grid g = {0};
+    uint8_t *before = NULL;
+    t.per_z = covct_calloc(c->nz, sizeof *t.per_z);
+    if (!t.per_z)
+        goto nomem;
+    covct_morph_parallel(c->nz, ends_range, c);
+    memset(c->work, 0, c->n);
+    for (uint8_t L = 1; L <= 2; L++) {
+        /* The lung's bounding box, from its row ends. */
+        uint32_t lo[3] = {UINT32_MAX, UINT32_MAX, UINT32_MAX}, hi[3] = {0};
+        for (uint32_t z = 0; z < c->nz; z++)
+            for (uint32_t y = 0; y < c->ny; y++) {
+                const uint16_t *e = c->ext + 2 * ((size_t)(L - 1) * c->nz *
+                                                  c->ny + (size_t)z * c->ny + y);
+                if (e[0] == UINT16_MAX)
+                    continue;
+                uint32_t v[3][2] = {{e[0], e[1]}, {y, y}, {z, z}};
+                for (int a = 0; a < 3; a++) {
+                    if (v[a][0] < lo[a]) lo[a] = v[a][0];
+                    if (v[a][1] > hi[a]) hi[a] = v[a][1];
+                }
+            }
+        if (lo[0] == UINT32_MAX)
+            continue;
+        /* Coarse grid over the box plus the ball's reach. */
+        size_t cn = 1;
+        for (int a = 0; a < 3; a++) {
+            long f = lround(BALL_GRID_MM / sp[a]);
+            g.f[a] = f < 1 ? 1 : (uint32_t)f;
+            csp[a] = sp[a] * g.f[a];
+            uint32_t m = (uint32_t)ceil(BALL_MM / csp[a]) + 1;
+            g.o[a] = (int64_t)(lo[a] / g.f[a]) - m;
+            g.n[a] = hi[a] / g.f[a] - lo[a] / g.f[a] + 1 + 2 * m;
+            cn *= g.n[a];
+        }
+        g.m = covct_malloc(cn);
+        before = covct_malloc(cn);
+        if (!g.m || !before)
+            goto nomem;
+        ball_fill_job fj = {c, &g, L};
+        covct_morph_parallel(g.n[2], ball_fill_range, &fj);
+        memcpy(before, g.m, cn);
+        rc = covct_morph_close_ball(g.m, g.n[0], g.n[1], g.n[2], csp, BALL_MM,
+                                    c->err);
+        if (rc != COVCT_OK)
+            goto done;
+        if (!ball_take_lung(c, &g, before, L, &t))
+            goto nomem;
+        covct_free(g.m);
+        covct_free(before);
+        g.m = before = NULL;
+    }
+    /* Near the chest wall only (the hila's vessels are dents too). */
+    c->wall_mm = BALL_WALL_MM;
+    c->wall_rays = false;
+    c->wall_count = t.per_z;
+    int wrc = covct_morph_parallel(c->nz, wall_range, c);
+    c->wall_count = NULL;
+    if (wrc != 0)
+        goto nomem;
+    for (size_t k = 0; k < t.n; k++)
+        if (c->work[t.idx[k]])
+            c->seg->lungs[t.idx[k]] = c->work[t.idx[k]];
+    goto done;
+nomem:
+    rc = COVCT_ERR(c->err, COVCT_ERR_NOMEM, "out of memory (lungs)");
+done:
+    covct_free(g.m);
+    covct_free(before);
+    covct_free(t.idx);
+    covct_free(t.per_z);
+    return rc;
 }
 
 /* ---- driver ------------------------------------------------------------------ */
@@ -1566,7 +1822,9 @@ covct_rc covct_lungs_segment(const covct_volume *ct, covct_seg *seg,
             goto done;
         }
         covct_morph_parallel(c.nz, ends_range, &c);
-        if (covct_morph_parallel(c.nz, zwall_range, &c) != 0) {
+        c.wall_mm = ZCLOSE_WALL_MM;
+        c.wall_rays = true;
+        if (covct_morph_parallel(c.nz, wall_range, &c) != 0) {
             rc = COVCT_ERR(err, COVCT_ERR_NOMEM, "out of memory (lungs)");
             goto done;
         }
@@ -1574,13 +1832,17 @@ covct_rc covct_lungs_segment(const covct_volume *ct, covct_seg *seg,
             if (c.work[i])
                 seg->lungs[i] = c.work[i];
     }
+    tm = covct_debug_time("lungs", "z-closing", tm);
     covct_morph_parallel(c.nz, ends_range, &c);
     if (covct_morph_parallel(c.nz, pockets_range, &c) != 0) {
         rc = COVCT_ERR(err, COVCT_ERR_NOMEM, "out of memory (lungs)");
         goto done;
     }
 
-    tm = covct_debug_time("lungs", "z-closing", tm);
+    tm = covct_debug_time("lungs", "pleural pockets", tm);
+    if ((rc = roll_ball(&c)) != COVCT_OK)
+        goto done;
+    tm = covct_debug_time("lungs", "rolling ball", tm);
     /* Each lung one connected component. */
     for (uint8_t L = 1; L <= 2; L++) {
         for (size_t i = 0; i < c.n; i++)
