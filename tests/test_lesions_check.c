@@ -10,7 +10,11 @@
  *    of tissue in the lung mask reaching into the mediastinum does not
  *    (no point of it lies 3 mm inside the lung mask);
  *  - both grids: 0.75 mm pixels (the 2 x 2 coarse search) and 1.4 mm;
- *  - wrong input is refused with a message; no lung changes nothing.
+ *  - wrong input is refused with a message; no lung changes nothing;
+ *  - the thick-slice check (covct_lesions_thick_slice_check): on 5 mm
+ *    slices a column of lesion through the whole lung loses exactly its
+ *    lowest and highest slice (no lung below / above them), on 2 mm
+ *    slices nothing; lung that runs off the scan keeps its edge slices.
  */
 #include <math.h>
 #include <stdio.h>
@@ -256,12 +260,80 @@ static void test_input(void)
     scene_free(&b);
 }
 
+/* A 10 x 10 mm column of ground glass through the whole lung (z 6..74 mm
+ * of the scene). */
+static void test_thick(double slice)
+{
+    scene s;
+    if (scene_make(&s, 1.4, slice) != 0) {
+        CHECK(!"scene");
+        scene_free(&s);
+        return;
+    }
+    size_t per = 0, n = s.nx * s.ny * s.nz, zlo = s.nz, zhi = 0;
+    for (size_t z = 0; z < s.nz; z++)
+        for (size_t y = 0; y < s.ny; y++)
+            for (size_t x = 0; x < s.nx; x++) {
+                size_t i = (z * s.ny + y) * s.nx + x;
+                double p[3];
+                mm(&s, x, y, z, p);
+                if (s.seg->lungs[i] && p[0] >= 20 && p[0] < 30 &&
+                    p[1] >= 20 && p[1] < 30) {
+                    s.seg->lesions[i] = COVCT_LESION_GGO;
+                    per += z == (size_t)ceil(40.0 / slice);
+                    zlo = z < zlo ? z : zlo;
+                    zhi = z > zhi ? z : zhi;
+                }
+            }
+    size_t before = 0, after = 0, lo_left = 0, hi_left = 0, dropped = 9;
+    for (size_t i = 0; i < n; i++)
+        before += s.seg->lesions[i] != 0;
+    covct_error err = {0};
+    CHECK(covct_lesions_thick_slice_check(s.ct, s.seg, &dropped, &err) ==
+          COVCT_OK);
+    for (size_t i = 0; i < n; i++) {
+        after += s.seg->lesions[i] != 0;
+        size_t z = i / (s.nx * s.ny);
+        lo_left += z == zlo && s.seg->lesions[i];
+        hi_left += z == zhi && s.seg->lesions[i];
+    }
+    printf("thick-slice check, %.1f mm slices: %zu of %zu lesion voxels "
+           "dropped (%zu per slice)\n", slice, dropped, before, per);
+    CHECKF(after + dropped == before, "%zu + %zu != %zu", after, dropped,
+           before);
+    if (slice > COVCT_THICK_SLICE_MM) {
+        CHECKF(dropped == 2 * per, "%.1f mm: %zu dropped, want %zu", slice,
+               dropped, 2 * per);
+        CHECK(lo_left == 0 && hi_left == 0);
+        /* Lung that runs off the scan: its edge slice is not a surface. */
+        size_t plane = s.nx * s.ny;
+        for (size_t i = 0; i < plane; i++)
+            if (s.seg->lungs[zlo * plane + i]) {
+                for (size_t z = 0; z < zlo; z++)
+                    s.seg->lungs[z * plane + i] = s.seg->lungs[zlo * plane + i];
+                s.seg->lesions[i] = COVCT_LESION_GGO;
+            }
+        CHECK(covct_lesions_thick_slice_check(s.ct, s.seg, &dropped, &err) ==
+              COVCT_OK);
+        size_t first = 0;
+        for (size_t i = 0; i < plane; i++)
+            first += s.seg->lesions[i] != 0;
+        CHECKF(first > 0 && dropped == 0,
+               "first slice kept %zu, dropped %zu", first, dropped);
+    } else {
+        CHECKF(dropped == 0, "%.1f mm: %zu dropped", slice, dropped);
+    }
+    scene_free(&s);
+}
+
 int main(void)
 {
     test_grid(0.75, 2.0); /* coarse 2 x 2 search */
     test_grid(1.4, 2.5);  /* the phantom's grid */
     test_grid(0.7, 5.0);  /* thick slices */
     test_input();
+    test_thick(5.0);
+    test_thick(2.0);
     printf("%d passed, %d failed\n", test_passed, test_failed);
     return test_failed ? 1 : 0;
 }

@@ -164,6 +164,18 @@ covct_rc covct_lesions_density_check(const covct_volume *ct, covct_seg *seg,
                                      covct_lesions_check_stats *stats,
                                      covct_error *err);
 
+/* Thick slices (spacing along z above COVCT_THICK_SLICE_MM): a slab that
+ * cuts the lung's top or bottom surface obliquely (the diaphragm's dome,
+ * the apex, the heart's lower border) mixes lung and soft tissue into
+ * ground-glass density.  Lesion voxels of such slices with no lung
+ * directly above or below them in the next slice are therefore dropped
+ * (beyond the scan counts as lung).  Nothing changes on thinner slices.
+ * dropped (may be NULL) counts the voxels.  Run by covct analyze after
+ * either lesion method; docs/internals/lesions-nn.md, "Thick slices". */
+#define COVCT_THICK_SLICE_MM 2.5
+covct_rc covct_lesions_thick_slice_check(const covct_volume *ct, covct_seg *seg,
+                                         size_t *dropped, covct_error *err);
+
 /* ---- measures -------------------------------------------------------------- */
 typedef enum covct_category {
     COVCT_CAT_NEGATIVE = 0,     /* negative for pneumonia */

@@ -33,6 +33,9 @@ typedef struct covct_report_input {
     /* Network: whether its lesions passed the density check
      * (covct_lesions_density_check). */
     bool density_check;
+    /* Thick slices: opacity (ml) left out by covct_lesions_thick_slice_check
+     * on the lungs' top and bottom surfaces (0 on thin slices). */
+    double thick_slice_ml;
 } covct_report_input;
 
 /* Write every output into `outdir` (created if missing).  Files are

@@ -254,3 +254,37 @@ done:
         *stats = st;
     return rc;
 }
+
+/* ---- thick slices: the lung's top and bottom surfaces ---------------------- */
+
+covct_rc covct_lesions_thick_slice_check(const covct_volume *ct, covct_seg *seg,
+                                         size_t *dropped, covct_error *err)
+{
+    if (dropped)
+        *dropped = 0;
+    if (!ct || !seg || !seg->lungs || !seg->lesions)
+        return COVCT_ERR(err, COVCT_ERR_ARG, "thick-slice check: missing input");
+    if (seg->nx != ct->nx || seg->ny != ct->ny || seg->nz != ct->nz)
+        return COVCT_ERR(err, COVCT_ERR_ARG,
+                         "thick-slice check: segmentation and CT differ in size");
+    if (!(ct->spacing[2] > COVCT_THICK_SLICE_MM))
+        return COVCT_OK;
+    const size_t plane = (size_t)ct->nx * ct->ny, nz = ct->nz;
+    size_t n = 0;
+    for (size_t z = 0; z < nz; z++)
+        for (size_t i = 0; i < plane; i++) {
+            size_t v = z * plane + i;
+            if (!seg->lesions[v])
+                continue;
+            /* Beyond the scan counts as lung: nothing is known there. */
+            bool below = z == 0 || seg->lungs[v - plane];
+            bool above = z + 1 == nz || seg->lungs[v + plane];
+            if (!(below && above)) {
+                seg->lesions[v] = 0;
+                n++;
+            }
+        }
+    if (dropped)
+        *dropped = n;
+    return COVCT_OK;
+}

@@ -237,6 +237,9 @@ int covct_cmd_analyze(int argc, char **argv)
         covct_cli_error("lung segmentation: %s", err.msg);
         goto out;
     }
+    size_t pv = 0; /* voxels the thick-slice check left out */
+    const double voxel_ml =
+        ct->spacing[0] * ct->spacing[1] * ct->spacing[2] / 1000.0;
     if (li.is_chest) {
         step(show, "dividing the lobes", t0);
         if (covct_lobes_segment(ct, seg, &err)) {
@@ -257,10 +260,19 @@ int covct_cmd_analyze(int argc, char **argv)
         } else {
             lrc = covct_lesions_segment(ct, seg, &err);
         }
+        pv = 0;
+        if (!lrc)
+            lrc = covct_lesions_thick_slice_check(ct, seg, &pv, &err);
         if (lrc) {
             covct_cli_error("lesion segmentation: %s", err.msg);
             goto out;
         }
+        if (pv && show)
+            fprintf(stderr,
+                    "          slices %.1f mm thick: %.1f ml of opacity on the "
+                    "lungs' top and bottom\n          surfaces not counted "
+                    "(partial volume of the slab)\n",
+                    ct->spacing[2], (double)pv * voxel_ml);
     }
     covct_lesions_nn_cancel(job); /* not a chest CT: not needed */
     job = NULL;
@@ -284,6 +296,7 @@ int covct_cmd_analyze(int argc, char **argv)
         .lesion_model = net_name,
         .lesion_model_file = use_net ? model_path : NULL,
         .density_check = use_net && nn_opt.density_check,
+        .thick_slice_ml = (double)pv * voxel_ml,
     };
     if (covct_report_write(outdir, &ri, &err)) {
         covct_cli_error("%s", err.msg);

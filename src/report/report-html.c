@@ -422,6 +422,15 @@ static void put_method(html *h, const covct_report_input *in)
             "&minus;700 to &minus;300 HU, consolidation &minus;300 to +100 "
             "HU, after light smoothing; vessels (by a vesselness filter) and "
             "airway walls are excluded.</li>\n");
+    if (in->thick_slice_ml > 0)
+        putf(h,
+             "<li>Thick slices (%.1f mm): %.1f ml of opacity on the lungs' "
+             "top and bottom surfaces was not counted. A thick slice that "
+             "cuts the diaphragm, the heart or the lung apex obliquely mixes "
+             "lung and soft tissue into ground-glass density there, so "
+             "opacity on those surfaces cannot be told from the slice's "
+             "partial volume.</li>\n",
+             in->ct->spacing[2], in->thick_slice_ml);
     put(h,
         "<li>Scores: each lobe scores 0&ndash;5 by the percentage of it "
         "involved (Pan et al.); the CT severity score is their sum. The "

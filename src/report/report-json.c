@@ -263,6 +263,7 @@ covct_rc covct_report_json(const covct_report_input *in, char **out,
             add_opt_str(&c, lm, "model_file", in->lesion_model_file);
             add_bool(&c, lm, "density_check", in->density_check);
         }
+        add_num(&c, lm, "thick_slice_ml", round_to(in->thick_slice_ml, 0.1));
     }
 
     bool chest = in->lungs->is_chest;

@@ -13,3 +13,7 @@ set_property(TEST test_lesions_nn APPEND PROPERTY ENVIRONMENT
 # hand-made volumes: well-aerated voxels dropped, dense balls made
 # consolidation, vessels and border tissue left alone.
 covct_add_test(test_lesions_check ${CMAKE_CURRENT_SOURCE_DIR}/test_lesions_check.c)
+# Thick slices (5 mm slabs of COVID-CT-MD's 2 mm series, tools/slab.py):
+# normal001 stays negative, P001 keeps its opacity volume.
+covct_add_script_test(thick_slices ${CMAKE_CURRENT_SOURCE_DIR}/thick_slices.sh)
+set_tests_properties(thick_slices PROPERTIES TIMEOUT 900)
