@@ -1390,6 +1390,33 @@ static int zclose_range(uint32_t y0, uint32_t y1, void *p)
     return 0;
 }
 
+/* Bounding box (inclusive) of lung L, or of both lungs for L = 0, from
+ * the row ends in c->ext; false when there is none. */
+static bool ext_bbox(const ctx *c, uint8_t L, uint32_t lo[3], uint32_t hi[3])
+{
+    for (int a = 0; a < 3; a++) {
+        lo[a] = UINT32_MAX;
+        hi[a] = 0;
+    }
+    for (uint8_t l = 1; l <= 2; l++) {
+        if (L && l != L)
+            continue;
+        for (uint32_t z = 0; z < c->nz; z++)
+            for (uint32_t y = 0; y < c->ny; y++) {
+                const uint16_t *e = c->ext + 2 * ((size_t)(l - 1) * c->nz *
+                                                  c->ny + (size_t)z * c->ny + y);
+                if (e[0] == UINT16_MAX)
+                    continue;
+                uint32_t v[3][2] = {{e[0], e[1]}, {y, y}, {z, z}};
+                for (int a = 0; a < 3; a++) {
+                    if (v[a][0] < lo[a]) lo[a] = v[a][0];
+                    if (v[a][1] > hi[a]) hi[a] = v[a][1];
+                }
+            }
+    }
+    return lo[0] != UINT32_MAX;
+}
+
 /* ---- rolling ball ----------------------------------------------------------- */
 
 /* Coarse grid of one lung for the closing: factor f per axis, origin o
@@ -1518,21 +1545,8 @@ static covct_rc roll_ball(ctx *c)
     covct_morph_parallel(c->nz, ends_range, c);
     memset(c->work, 0, c->n);
     for (uint8_t L = 1; L <= 2; L++) {
-        /* The lung's bounding box, from its row ends. */
-        uint32_t lo[3] = {UINT32_MAX, UINT32_MAX, UINT32_MAX}, hi[3] = {0};
-        for (uint32_t z = 0; z < c->nz; z++)
-            for (uint32_t y = 0; y < c->ny; y++) {
-                const uint16_t *e = c->ext + 2 * ((size_t)(L - 1) * c->nz *
-                                                  c->ny + (size_t)z * c->ny + y);
-                if (e[0] == UINT16_MAX)
-                    continue;
-                uint32_t v[3][2] = {{e[0], e[1]}, {y, y}, {z, z}};
-                for (int a = 0; a < 3; a++) {
-                    if (v[a][0] < lo[a]) lo[a] = v[a][0];
-                    if (v[a][1] > hi[a]) hi[a] = v[a][1];
-                }
-            }
-        if (lo[0] == UINT32_MAX)
+        uint32_t lo[3], hi[3];
+        if (!ext_bbox(c, L, lo, hi))
             continue;
         /* Coarse grid over the box plus the ball's reach. */
         size_t cn = 1;
@@ -1843,16 +1857,36 @@ covct_rc covct_lungs_segment(const covct_volume *ct, covct_seg *seg,
     if ((rc = roll_ball(&c)) != COVCT_OK)
         goto done;
     tm = covct_debug_time("lungs", "rolling ball", tm);
-    /* Each lung one connected component. */
-    for (uint8_t L = 1; L <= 2; L++) {
-        for (size_t i = 0; i < c.n; i++)
-            c.work[i] = seg->lungs[i] == L;
-        rc = covct_morph_keep_largest(c.work, c.nx, c.ny, c.nz, 6, NULL, err);
-        if (rc != COVCT_OK)
-            goto done;
-        for (size_t i = 0; i < c.n; i++)
-            if (seg->lungs[i] == L && !c.work[i])
-                seg->lungs[i] = 0;
+    /* Each lung one connected component, on the lungs' bounding box (the
+     * row ends of c->ext date from before the rolling ball, whose
+     * closing stays inside each lung's box). */
+    {
+        uint32_t lo[3], hi[3];
+        bool any = ext_bbox(&c, 0, lo, hi);
+        uint32_t bw = any ? hi[0] - lo[0] + 1 : 0, bh = any ? hi[1] - lo[1] + 1 : 0,
+                 bd = any ? hi[2] - lo[2] + 1 : 0;
+        for (uint8_t L = 1; L <= 2 && any; L++) {
+            for (uint32_t z = 0; z < bd; z++)
+                for (uint32_t y = 0; y < bh; y++) {
+                    const uint8_t *g = seg->lungs + (size_t)(z + lo[2]) * c.np +
+                                       (size_t)(y + lo[1]) * c.nx + lo[0];
+                    uint8_t *b = c.work + ((size_t)z * bh + y) * bw;
+                    for (uint32_t x = 0; x < bw; x++)
+                        b[x] = g[x] == L;
+                }
+            rc = covct_morph_keep_largest(c.work, bw, bh, bd, 6, NULL, err);
+            if (rc != COVCT_OK)
+                goto done;
+            for (uint32_t z = 0; z < bd; z++)
+                for (uint32_t y = 0; y < bh; y++) {
+                    uint8_t *g = seg->lungs + (size_t)(z + lo[2]) * c.np +
+                                 (size_t)(y + lo[1]) * c.nx + lo[0];
+                    const uint8_t *b = c.work + ((size_t)z * bh + y) * bw;
+                    for (uint32_t x = 0; x < bw; x++)
+                        if (g[x] == L && !b[x])
+                            g[x] = 0;
+                }
+        }
     }
 
     uint64_t nr = 0, nl = 0, na = 0;
