@@ -323,6 +323,17 @@ static void test_thick(double slice)
     } else {
         CHECKF(dropped == 0, "%.1f mm: %zu dropped", slice, dropped);
     }
+    CHECK(covct_lesions_thick_slice_check(NULL, s.seg, &dropped, &err) ==
+          COVCT_ERR_ARG);
+    CHECK(strstr(err.msg, "missing input") != NULL);
+    scene b;
+    if (scene_make(&b, 2.0, slice) == 0) {
+        covct_error_clear(&err);
+        CHECK(covct_lesions_thick_slice_check(s.ct, b.seg, &dropped, &err) ==
+              COVCT_ERR_ARG);
+        CHECK(strstr(err.msg, "differ in size") != NULL);
+    }
+    scene_free(&b);
     scene_free(&s);
 }
 

@@ -22,6 +22,11 @@
  *     The network does not call a homogeneous consolidation that has no
  *     ground glass around it.
  *
+ * Also here, for either lesion method: the thick-slice check
+ * (covct_lesions_thick_slice_check, docs/internals/lesions-nn.md, "Thick
+ * slices"): on slices over 2.5 mm, lesion voxels on the lungs' top or
+ * bottom surface are the slab's partial volume and are dropped.
+ *
  * Speed: the balls are looked for on a grid of 2 x 2 in-plane blocks when
  * pixels are under 1 mm (a block is dense when its mean is and all of it
  * is lung), so the distance transform runs on a quarter of the voxels; the
