@@ -73,6 +73,35 @@ shipped="$COVCT_SOURCE_DIR/models/lesions-unet.covctnn"
 check "shipped model loads" grep -q "U-Net, 4 level(s), 16 base channels" "$tmp/s.txt"
 check "shipped model card: licence" grep -q "non-commercial" "$tmp/s.txt"
 check "shipped model card: cross-validation" grep -q '"dice_mean"' "$tmp/s.txt"
-"$COVCT_BIN" segment -o "$tmp/o6" "$imgs/0.jpg" >/dev/null 2>&1
-check "segment uses the shipped model by default" [ -s "$tmp/o6/0_ggo.png" ]
+# By default covct segment averages the shipped network and its two
+# siblings (same recipe, seeds 2 and 3): each default map is the mean of
+# the three networks' own maps (within a level: the maps are rounded).
+"$COVCT_BIN" segment -o "$tmp/o6" "$imgs/0.jpg" >"$tmp/log6" 2>&1
+check "segment uses the shipped networks by default" [ -s "$tmp/o6/0_ggo.png" ]
+check "segment says it averages three networks" grep -q "3 networks" "$tmp/log6"
+for s in 2 3; do
+    "$COVCT_BIN" model "$COVCT_SOURCE_DIR/models/lesions-unet-seed$s.covctnn" >"$tmp/s$s.txt" 2>&1
+    check "seed $s network loads" grep -q "U-Net, 4 level(s), 16 base channels" "$tmp/s$s.txt"
+    check "seed $s card: licence" grep -q "non-commercial" "$tmp/s$s.txt"
+    check "seed $s card: ensemble member" grep -q "ensemble member" "$tmp/s$s.txt"
+done
+for m in lesions-unet lesions-unet-seed2 lesions-unet-seed3; do
+    "$COVCT_BIN" segment -q --model "$COVCT_SOURCE_DIR/models/$m.covctnn" -o "$tmp/o_$m" "$imgs/0.jpg"
+done
+check "default maps are the mean of the three networks' maps" "$PY" - "$tmp" <<'PYEOF'
+import sys
+import numpy as np
+from PIL import Image
+t = sys.argv[1]
+worst, spread = 0.0, 0
+for suf in ("", "_ggo", "_consolidation"):
+    ens = np.asarray(Image.open("%s/o6/0%s.png" % (t, suf)), float)
+    one = [np.asarray(Image.open("%s/o_%s/0%s.png" % (t, m, suf)), float)
+           for m in ("lesions-unet", "lesions-unet-seed2", "lesions-unet-seed3")]
+    worst = max(worst, float(np.abs(ens - sum(one) / 3).max()))
+    spread = max(spread, int(np.abs(one[0] - one[1]).max()))
+print("largest difference from the mean: %.2f levels; networks differ by up to %d"
+      % (worst, spread))
+sys.exit(0 if worst <= 1.0 and spread > 2 else 1)
+PYEOF
 finish

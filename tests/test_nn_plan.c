@@ -395,6 +395,65 @@ static void test_segment_flip(void)
     }
 }
 
+/* Ensembles: two different random networks give each map the mean of
+ * their own maps (within a level: the byte maps are rounded), with and
+ * without flip TTA; a network with another input size is refused. */
+static void test_segment_ensemble(void)
+{
+    enum { W = 61, H = 47, N = W * H };
+    for (int fixed = 0; fixed < 2; fixed++) {
+        covct_error err = {0};
+        covct_nn_model m[3];
+        memset(m, 0, sizeof m);
+        for (int k = 0; k < 3; k++) {
+            m[k].cfg = (covct_unet_config){.in_channels = 1, .classes = 3,
+                                           .depth = 3, .base = 8};
+            m[k].input_size = fixed ? (k == 2 ? 32 : 40) : (k == 2 ? 40 : 0);
+            CHECK(covct_nn_unet(&m[k].cfg, 12 + (uint64_t)k, &m[k].graph,
+                                &m[k].out_slot, &err) == COVCT_OK);
+            if (!m[k].graph)
+                return;
+            randomise_bn(m[k].graph);
+            covct_nn_set_backend(m[k].graph, COVCT_NN_FAST);
+        }
+        static uint8_t img[N], a[3][N], b[3][N], e[3][N];
+        for (int i = 0; i < N; i++)
+            img[i] = (uint8_t)(((i % W) * 5 + (i / W) * 11 + (i * i) % 29) & 255);
+        covct_nn_model *pair[2] = {&m[0], &m[1]};
+        for (unsigned tta = 0; tta <= COVCT_NN_TTA_FLIP; tta++) {
+            CHECK(covct_nn_segment_slice_ens(&pair[0], 1, img, W, H, tta,
+                                             a[0], a[1], a[2], &err) == COVCT_OK);
+            CHECK(covct_nn_segment_slice_ens(&pair[1], 1, img, W, H, tta,
+                                             b[0], b[1], b[2], &err) == COVCT_OK);
+            CHECK(covct_nn_segment_slice_ens(pair, 2, img, W, H, tta, e[0],
+                                             e[1], e[2], &err) == COVCT_OK);
+            int differ = 0, worst = 0;
+            for (int c = 0; c < 3; c++)
+                for (int i = 0; i < N; i++) {
+                    int d = abs((int)a[c][i] - (int)b[c][i]);
+                    differ = d > differ ? d : differ;
+                    double mean = 0.5 * (a[c][i] + b[c][i]);
+                    d = (int)ceil(fabs(e[c][i] - mean) - 1e-9);
+                    worst = d > worst ? d : worst;
+                }
+            CHECKF(differ > 2, "fixed %d: the two networks agree (%d): the "
+                               "test would prove nothing", fixed, differ);
+            CHECKF(worst <= 1, "fixed %d, tta %u: the ensemble's map is not "
+                               "the mean of its networks' maps (%d levels)",
+                   fixed, tta, worst);
+        }
+        covct_nn_model *odd[2] = {&m[0], &m[2]};
+        covct_error_clear(&err);
+        CHECK(covct_nn_segment_slice_ens(odd, 2, img, W, H, 0, e[0], NULL,
+                                         NULL, &err) == COVCT_ERR_UNSUPPORTED);
+        CHECK(strstr(err.msg, "network 2 of the ensemble") != NULL);
+        CHECK(covct_nn_segment_slice_ens(pair, 0, img, W, H, 0, e[0], NULL,
+                                         NULL, &err) == COVCT_ERR_ARG);
+        for (int k = 0; k < 3; k++)
+            covct_nn_model_free(&m[k]);
+    }
+}
+
 int main(void)
 {
     test_unet();
@@ -403,6 +462,7 @@ int main(void)
     test_refused();
     test_segment();
     test_segment_flip();
+    test_segment_ensemble();
     printf("%d passed, %d failed\n", test_passed, test_failed);
     return test_failed ? 1 : 0;
 }

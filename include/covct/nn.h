@@ -384,6 +384,17 @@ covct_rc covct_nn_segment_slice_tta(covct_nn_model *m, const uint8_t *pixels,
                                     uint8_t *ggo, uint8_t *consolidation,
                                     covct_error *err);
 
+/* An ensemble: the class probabilities of n_models networks (each with
+ * its own infection cut built in, covct_nn_model_shift_infection_cut)
+ * averaged pixel by pixel, then written as covct_nn_segment_slice does.
+ * The networks must take the same input (channels, input size, depth);
+ * n_models 1 is covct_nn_segment_slice_tta(). */
+covct_rc covct_nn_segment_slice_ens(covct_nn_model *const *models, int n_models,
+                                    const uint8_t *pixels, uint32_t width,
+                                    uint32_t height, unsigned tta,
+                                    uint8_t *infection, uint8_t *ggo,
+                                    uint8_t *consolidation, covct_error *err);
+
 #ifdef __cplusplus
 }
 #endif

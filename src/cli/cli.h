@@ -42,6 +42,15 @@ int covct_cmd_token(int argc, char **argv);
 #ifndef COVCT_MODEL_DEFAULT
 #define COVCT_MODEL_DEFAULT "models/lesions-unet.covctnn"
 #endif
+#ifndef COVCT_MODEL_DIR
+#define COVCT_MODEL_DIR "models"
+#endif
+/* covct segment's default: the shipped network and two more trained by
+ * the same recipe with other seeds, averaged (docs/internals/training.md,
+ * session 10).  covct analyze runs the first alone (its time budget). */
+#define COVCT_SEGMENT_ENSEMBLE                                             \
+    {COVCT_MODEL_DEFAULT, COVCT_MODEL_DIR "/lesions-unet-seed2.covctnn",    \
+     COVCT_MODEL_DIR "/lesions-unet-seed3.covctnn"}
 
 /* Shared helpers. */
 bool covct_cli_is_help(const char *arg);

@@ -29,7 +29,12 @@ static const char help[] =
     "\n"
     "Options:\n"
     "  -o, --output DIR   where to write (created if missing)\n"
-    "  --model FILE       the network (default: " COVCT_MODEL_DEFAULT ")\n"
+    "  --model FILE       the network; give it more than once for an\n"
+    "                     ensemble (the networks' probabilities are\n"
+    "                     averaged).  Default: the three networks that\n"
+    "                     ship in " COVCT_MODEL_DIR ",\n"
+    "                     lesions-unet.covctnn and its -seed2 and -seed3\n"
+    "                     siblings (same recipe, other seeds), averaged\n"
     "  --flip / --no-flip also run the network on the mirrored slice and\n"
     "                     average the two (twice the time; default: off)\n"
     "  -q, --quiet        no progress lines\n"
@@ -69,9 +74,13 @@ static int write_map(const char *dir, const char *stem, const char *suffix,
     return 0;
 }
 
+#define MAX_MODELS 8
+
 int covct_cmd_segment(int argc, char **argv)
 {
-    const char *out = NULL, *model_path = COVCT_MODEL_DEFAULT;
+    const char *out = NULL;
+    const char *paths[MAX_MODELS];
+    int n_models = 0;
     int quiet = 0;
     char **inputs = calloc((size_t)argc, sizeof *inputs);
     int n_in = 0;
@@ -93,10 +102,17 @@ int covct_cmd_segment(int argc, char **argv)
                 free(inputs);
                 return COVCT_EXIT_USAGE;
             }
-            if (!strcmp(a, "--model"))
-                model_path = argv[++i];
-            else
+            if (!strcmp(a, "--model")) {
+                if (n_models == MAX_MODELS) {
+                    covct_cli_error("at most %d networks (--model)",
+                                    MAX_MODELS);
+                    free(inputs);
+                    return COVCT_EXIT_USAGE;
+                }
+                paths[n_models++] = argv[++i];
+            } else {
                 out = argv[++i];
+            }
         } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
             quiet = 1;
         } else if (!strcmp(a, "--flip")) {
@@ -124,13 +140,27 @@ int covct_cmd_segment(int argc, char **argv)
         free(inputs);
         return COVCT_EXIT_FAIL;
     }
-    covct_nn_model model;
-    covct_error err = {0};
-    if (covct_nn_model_read(model_path, &model, &err) != COVCT_OK) {
-        covct_cli_error("cannot load the segmentation network: %s", err.msg);
-        free(inputs);
-        return COVCT_EXIT_FAIL;
+    if (!n_models) {
+        static const char *const ens[] = COVCT_SEGMENT_ENSEMBLE;
+        for (size_t k = 0; k < sizeof ens / sizeof ens[0]; k++)
+            paths[n_models++] = ens[k];
     }
+    covct_nn_model models[MAX_MODELS];
+    covct_nn_model *mp[MAX_MODELS];
+    covct_error err = {0};
+    for (int k = 0; k < n_models; k++) {
+        mp[k] = &models[k];
+        if (covct_nn_model_read(paths[k], &models[k], &err) != COVCT_OK) {
+            covct_cli_error("cannot load the segmentation network: %s",
+                            err.msg);
+            for (int j = 0; j < k; j++)
+                covct_nn_model_free(&models[j]);
+            free(inputs);
+            return COVCT_EXIT_FAIL;
+        }
+    }
+    if (!quiet && n_models > 1)
+        fprintf(stderr, "%d networks, their maps averaged\n", n_models);
     int failed = 0;
     double t0 = covct_now();
     for (int i = 0; i < n_in; i++) {
@@ -147,9 +177,10 @@ int covct_cmd_segment(int argc, char **argv)
         char stem[1024];
         stem_of(inputs[i], stem, sizeof stem);
         int ok = maps != NULL;
-        if (ok && covct_nn_segment_slice_tta(&model, img.pixels, img.width,
-                                             img.height, tta, maps, maps + n,
-                                             maps + 2 * n, &err) != COVCT_OK) {
+        if (ok && covct_nn_segment_slice_ens(mp, n_models, img.pixels,
+                                             img.width, img.height, tta, maps,
+                                             maps + n, maps + 2 * n,
+                                             &err) != COVCT_OK) {
             covct_cli_error("%s: %s", inputs[i], err.msg);
             ok = 0;
         } else if (!ok) {
@@ -175,7 +206,8 @@ int covct_cmd_segment(int argc, char **argv)
         free(maps);
         covct_image_free(&img);
     }
-    covct_nn_model_free(&model);
+    for (int k = 0; k < n_models; k++)
+        covct_nn_model_free(&models[k]);
     free(inputs);
     if (!quiet)
         fprintf(stderr, "%d of %d images segmented into %s\n", n_in - failed,

@@ -102,13 +102,41 @@ covct_rc covct_nn_segment_slice_tta(covct_nn_model *m, const uint8_t *pixels,
                                     uint8_t *ggo, uint8_t *consolidation,
                                     covct_error *err)
 {
-    if (!m || !m->graph || !pixels || !width || !height)
+    return covct_nn_segment_slice_ens(&m, 1, pixels, width, height, tta,
+                                      infection, ggo, consolidation, err);
+}
+
+covct_rc covct_nn_segment_slice_ens(covct_nn_model *const *models, int n_models,
+                                    const uint8_t *pixels, uint32_t width,
+                                    uint32_t height, unsigned tta,
+                                    uint8_t *infection, uint8_t *ggo,
+                                    uint8_t *consolidation, covct_error *err)
+{
+    if (!models || n_models < 1 || !pixels || !width || !height)
         return COVCT_ERR(err, COVCT_ERR_ARG, "segment: no model or no image");
+    for (int k = 0; k < n_models; k++)
+        if (!models[k] || !models[k]->graph)
+            return COVCT_ERR(err, COVCT_ERR_ARG, "segment: network %d of %d "
+                                                 "is not loaded",
+                             k + 1, n_models);
+    covct_nn_model *m = models[0];
     if (m->cfg.in_channels != 1)
         return COVCT_ERR(err, COVCT_ERR_UNSUPPORTED,
                          "segment: the model takes %d channels, slices have "
                          "one",
                          m->cfg.in_channels);
+    /* Every network of an ensemble sees the same input grid. */
+    for (int k = 1; k < n_models; k++)
+        if (models[k]->cfg.in_channels != 1 ||
+            models[k]->input_size != m->input_size ||
+            models[k]->cfg.depth != m->cfg.depth)
+            return COVCT_ERR(err, COVCT_ERR_UNSUPPORTED,
+                             "segment: network %d of the ensemble differs from "
+                             "the first in its input (%d channel(s), %d px, "
+                             "depth %d against 1, %d px, depth %d)",
+                             k + 1, models[k]->cfg.in_channels,
+                             models[k]->input_size, models[k]->cfg.depth,
+                             m->input_size, m->cfg.depth);
     if (width > 16384 || height > 16384)
         return COVCT_ERR(err, COVCT_ERR_LIMIT,
                          "segment: %ux%u image is too large (16384 at most)",
@@ -148,8 +176,11 @@ covct_rc covct_nn_segment_slice_tta(covct_nn_model *m, const uint8_t *pixels,
     if (rc == COVCT_OK && (!prob || !tu || !fu))
         rc = COVCT_ERR(err, COVCT_ERR_NOMEM, "segment: out of memory");
     bool flip = tta & COVCT_NN_TTA_FLIP;
-    if (rc == COVCT_OK)
-        rc = add_probs(m, &x, ph, pw, 0, flip ? 0.5f : 1.0f, prob, err);
+    /* Each pass's probabilities weigh 1 / (networks x passes): the maps
+     * are the mean over the ensemble and the mirrored pass. */
+    float w = 1.0f / (float)n_models / (flip ? 2.0f : 1.0f);
+    for (int k = 0; k < n_models && rc == COVCT_OK; k++)
+        rc = add_probs(models[k], &x, ph, pw, 0, w, prob, err);
     if (rc == COVCT_OK && flip) {
         /* The mirrored slice: on the square grid the slice sits centred,
          * so the whole row is mirrored; padded, only its own columns. */
@@ -162,7 +193,8 @@ covct_rc covct_nn_segment_slice_tta(covct_nn_model *m, const uint8_t *pixels,
                 row[b] = t;
             }
         }
-        rc = add_probs(m, &x, ph, pw, mw, 0.5f, prob, err);
+        for (int k = 0; k < n_models && rc == COVCT_OK; k++)
+            rc = add_probs(models[k], &x, ph, pw, mw, w, prob, err);
     }
     covct_tensor_free(&x);
     if (rc != COVCT_OK) {
