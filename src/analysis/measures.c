@@ -90,50 +90,48 @@ static void slice_depth(const uint8_t *lung, uint32_t nx, uint32_t ny,
         }
 }
 
-covct_rc covct_measures_compute(const covct_volume *ct, const covct_seg *seg,
-                                const int64_t *instance_numbers,
-                                covct_measures *m, covct_error *err)
+/* Counts of one slice; summed over the slices in order afterwards, so
+ * the result does not depend on how the slices were shared out. */
+typedef struct slice_acc {
+    uint64_t lung_n[3], lobe_n[COVCT_N_LOBES + 1];
+    uint64_t lobe_cls[COVCT_N_LOBES + 1][3];
+    uint64_t cls_n[3], side_lesion[3], aerated, peripheral;
+} slice_acc;
+
+typedef struct measure_job {
+    const covct_volume *ct;
+    const covct_seg *seg;
+    const int64_t *instance_numbers;
+    covct_measures *m;
+    slice_acc *acc;
+    double pixel_mm2;
+} measure_job;
+
+/* The slices z0..z1-1: their entries of m->slices and their counts. */
+static int measure_range(uint32_t z0, uint32_t z1, void *p)
 {
-    memset(m, 0, sizeof *m);
-    const uint32_t nx = ct->nx, ny = ct->ny, nz = ct->nz;
+    const measure_job *j = p;
+    const covct_volume *ct = j->ct;
+    const covct_seg *seg = j->seg;
+    const uint32_t nx = ct->nx, ny = ct->ny;
     const size_t plane = (size_t)nx * ny;
-    double det = ct->affine[0][0] * (ct->affine[1][1] * ct->affine[2][2] -
-                                     ct->affine[1][2] * ct->affine[2][1]) -
-                 ct->affine[0][1] * (ct->affine[1][0] * ct->affine[2][2] -
-                                     ct->affine[1][2] * ct->affine[2][0]) +
-                 ct->affine[0][2] * (ct->affine[1][0] * ct->affine[2][1] -
-                                     ct->affine[1][1] * ct->affine[2][0]);
-    const double voxel_ml = fabs(det) / 1000.0;
-    const double pixel_mm2 = ct->spacing[0] * ct->spacing[1];
-    if (!(voxel_ml > 0))
-        return COVCT_ERR(err, COVCT_ERR_ARG,
-                         "volume has a degenerate affine (voxel volume 0)");
-    m->slices = covct_calloc(nz ? nz : 1, sizeof *m->slices);
+    const double pixel_mm2 = j->pixel_mm2;
     float *depth = covct_malloc(plane * sizeof *depth);
     uint8_t *body2d = covct_malloc(plane);
-    if (!m->slices || !depth || !body2d) {
+    if (!depth || !body2d) {
         covct_free(depth);
         covct_free(body2d);
-        covct_measures_free(m);
-        return COVCT_ERR(err, COVCT_ERR_NOMEM, "out of memory for measures");
+        return 1;
     }
-    m->n_slices = nz;
-
-    uint64_t lung_n[3] = {0, 0, 0};
-    uint64_t lobe_n[COVCT_N_LOBES + 1] = {0};
-    uint64_t lobe_cls[COVCT_N_LOBES + 1][3];
-    memset(lobe_cls, 0, sizeof lobe_cls);
-    uint64_t cls_n[3] = {0, 0, 0}, side_lesion[3] = {0, 0, 0};
-    uint64_t aerated = 0, peripheral = 0;
-
-    for (uint32_t k = 0; k < nz; k++) {
-        covct_slice_measures *sm = &m->slices[k];
+    for (uint32_t k = z0; k < z1; k++) {
+        covct_slice_measures *sm = &j->m->slices[k];
+        slice_acc *a = &j->acc[k];
         const size_t base = plane * k;
         /* Patient z of the slice centre. */
         sm->z_mm = ct->affine[2][0] * (nx - 1) / 2.0 +
                    ct->affine[2][1] * (ny - 1) / 2.0 + ct->affine[2][2] * k +
                    ct->affine[2][3];
-        sm->instance_number = instance_numbers ? instance_numbers[k] : -1;
+        sm->instance_number = j->instance_numbers ? j->instance_numbers[k] : -1;
         bool any_lesion = false, any_body = false;
         for (size_t i = 0; i < plane; i++) {
             uint8_t l = seg->lungs[base + i];
@@ -163,29 +161,85 @@ covct_rc covct_measures_compute(const covct_volume *ct, const covct_seg *seg,
             uint8_t l = seg->lungs[base + i];
             if (!l || l > 2)
                 continue;
-            lung_n[l]++;
+            a->lung_n[l]++;
             sm->lung_mm2 += pixel_mm2;
             double hu = covct_hu(ct, base + i);
-            aerated += hu >= -950.0 && hu <= -700.0;
+            a->aerated += hu >= -950.0 && hu <= -700.0;
             uint8_t lobe = seg->lobes[base + i];
             if (lobe > COVCT_N_LOBES)
                 lobe = 0;
-            lobe_n[lobe]++;
+            a->lobe_n[lobe]++;
             uint8_t c = seg->lesions[base + i];
             if (c != COVCT_LESION_GGO && c != COVCT_LESION_CONSOLIDATION)
                 continue;
-            cls_n[c]++;
-            side_lesion[l]++;
-            lobe_cls[lobe][c]++;
+            a->cls_n[c]++;
+            a->side_lesion[l]++;
+            a->lobe_cls[lobe][c]++;
             sm->lesion_mm2 += pixel_mm2;
             sm->lobe_lesion_mm2[lobe] += pixel_mm2;
             if (depth[i] - side_min[l] <=
                 PERIPHERAL_FRACTION * (side_max[l] - side_min[l]))
-                peripheral++;
+                a->peripheral++;
         }
     }
     covct_free(depth);
     covct_free(body2d);
+    return 0;
+}
+
+covct_rc covct_measures_compute(const covct_volume *ct, const covct_seg *seg,
+                                const int64_t *instance_numbers,
+                                covct_measures *m, covct_error *err)
+{
+    memset(m, 0, sizeof *m);
+    const uint32_t nz = ct->nz;
+    double det = ct->affine[0][0] * (ct->affine[1][1] * ct->affine[2][2] -
+                                     ct->affine[1][2] * ct->affine[2][1]) -
+                 ct->affine[0][1] * (ct->affine[1][0] * ct->affine[2][2] -
+                                     ct->affine[1][2] * ct->affine[2][0]) +
+                 ct->affine[0][2] * (ct->affine[1][0] * ct->affine[2][1] -
+                                     ct->affine[1][1] * ct->affine[2][0]);
+    const double voxel_ml = fabs(det) / 1000.0;
+    if (!(voxel_ml > 0))
+        return COVCT_ERR(err, COVCT_ERR_ARG,
+                         "volume has a degenerate affine (voxel volume 0)");
+    m->slices = covct_calloc(nz ? nz : 1, sizeof *m->slices);
+    slice_acc *acc = covct_calloc(nz ? nz : 1, sizeof *acc);
+    if (!m->slices || !acc) {
+        covct_free(acc);
+        covct_measures_free(m);
+        return COVCT_ERR(err, COVCT_ERR_NOMEM, "out of memory for measures");
+    }
+    m->n_slices = nz;
+    measure_job job = {ct, seg, instance_numbers, m, acc,
+                       ct->spacing[0] * ct->spacing[1]};
+    if (covct_morph_parallel(nz, measure_range, &job) != 0) {
+        covct_free(acc);
+        covct_measures_free(m);
+        return COVCT_ERR(err, COVCT_ERR_NOMEM, "out of memory for measures");
+    }
+    uint64_t lung_n[3] = {0, 0, 0};
+    uint64_t lobe_n[COVCT_N_LOBES + 1] = {0};
+    uint64_t lobe_cls[COVCT_N_LOBES + 1][3];
+    memset(lobe_cls, 0, sizeof lobe_cls);
+    uint64_t cls_n[3] = {0, 0, 0}, side_lesion[3] = {0, 0, 0};
+    uint64_t aerated = 0, peripheral = 0;
+    for (uint32_t k = 0; k < nz; k++) {
+        const slice_acc *a = &acc[k];
+        for (int l = 0; l < 3; l++) {
+            lung_n[l] += a->lung_n[l];
+            cls_n[l] += a->cls_n[l];
+            side_lesion[l] += a->side_lesion[l];
+        }
+        for (int lb = 0; lb <= COVCT_N_LOBES; lb++) {
+            lobe_n[lb] += a->lobe_n[lb];
+            for (int c = 0; c < 3; c++)
+                lobe_cls[lb][c] += a->lobe_cls[lb][c];
+        }
+        aerated += a->aerated;
+        peripheral += a->peripheral;
+    }
+    covct_free(acc);
 
     m->right_ml = (double)lung_n[COVCT_LUNG_RIGHT] * voxel_ml;
     m->left_ml = (double)lung_n[COVCT_LUNG_LEFT] * voxel_ml;
