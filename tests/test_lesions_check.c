@@ -35,12 +35,12 @@ typedef struct scene {
 
 static double sq(double a) { return a * a; }
 
-/* Patient mm of voxel (x, y, z): origin 0, axes along x, y, z. */
-static void mm(const scene *s, size_t x, size_t y, size_t z, double p[3])
+/* Patient mm of voxel i (x fastest): origin 0, axes along x, y, z. */
+static void mm(const scene *s, size_t i, double p[3])
 {
-    p[0] = (double)x * s->sp[0];
-    p[1] = (double)y * s->sp[1];
-    p[2] = (double)z * s->sp[2];
+    p[0] = (double)(i % s->nx) * s->sp[0];
+    p[1] = (double)(i / s->nx % s->ny) * s->sp[1];
+    p[2] = (double)(i / (s->nx * s->ny)) * s->sp[2];
 }
 
 /* The scene, in mm: lung (-850 HU) is the box 10 <= x < 110, 10 <= y <
@@ -71,31 +71,26 @@ static int scene_make(scene *s, double pix, double slice)
     if (covct_seg_new(s->ct, &s->seg, &err))
         return -1;
     int16_t *hu = s->ct->data;
-    for (size_t z = 0; z < s->nz; z++)
-        for (size_t y = 0; y < s->ny; y++)
-            for (size_t x = 0; x < s->nx; x++) {
-                size_t i = (z * s->ny + y) * s->nx + x;
-                double p[3];
-                mm(s, x, y, z, p);
-                bool lung = p[0] >= 10 && p[0] < 110 && p[1] >= 10 &&
-                            p[1] < 110 && p[2] >= 6 && p[2] < 74;
-                bool fold = p[0] >= 62 && p[0] < 66 && p[1] >= 110 &&
-                            p[2] >= 22 && p[2] < 26;
-                int v = lung ? -850 : 40;
-                if (lung && sq(p[0] - 40) + sq(p[1] - 40) + sq(p[2] - 40) <=
-                                64)
-                    v = 30;
-                if (lung && sq(p[1] - 80) + sq(p[2] - 40) <= 9)
-                    v = 40;
-                if (lung && sq(p[0] - 110) + sq(p[1] - 60) + sq(p[2] - 40) <=
-                                144)
-                    v = 30;
-                if (lung && p[0] >= 20 && p[0] < 30 && p[1] >= 80 &&
-                    p[1] < 90 && p[2] >= 20 && p[2] < 26)
-                    v = -500;
-                hu[i] = (int16_t)v;
-                s->seg->lungs[i] = lung || fold ? (p[0] < 60 ? 1 : 2) : 0;
-            }
+    for (size_t i = 0; i < s->nx * s->ny * s->nz; i++) {
+        double p[3];
+        mm(s, i, p);
+        bool lung = p[0] >= 10 && p[0] < 110 && p[1] >= 10 &&
+                    p[1] < 110 && p[2] >= 6 && p[2] < 74;
+        bool fold = p[0] >= 62 && p[0] < 66 && p[1] >= 110 &&
+                    p[2] >= 22 && p[2] < 26;
+        int v = lung ? -850 : 40;
+        if (lung && sq(p[0] - 40) + sq(p[1] - 40) + sq(p[2] - 40) <= 64)
+            v = 30;
+        if (lung && sq(p[1] - 80) + sq(p[2] - 40) <= 9)
+            v = 40;
+        if (lung && sq(p[0] - 110) + sq(p[1] - 60) + sq(p[2] - 40) <= 144)
+            v = 30;
+        if (lung && p[0] >= 20 && p[0] < 30 && p[1] >= 80 &&
+            p[1] < 90 && p[2] >= 20 && p[2] < 26)
+            v = -500;
+        hu[i] = (int16_t)v;
+        s->seg->lungs[i] = lung || fold ? (p[0] < 60 ? 1 : 2) : 0;
+    }
     return 0;
 }
 
@@ -114,38 +109,35 @@ typedef struct tally {
 static void count(const scene *s, tally *t)
 {
     memset(t, 0, sizeof *t);
-    for (size_t z = 0; z < s->nz; z++)
-        for (size_t y = 0; y < s->ny; y++)
-            for (size_t x = 0; x < s->nx; x++) {
-                size_t i = (z * s->ny + y) * s->nx + x;
-                double p[3];
-                mm(s, x, y, z, p);
-                bool cons = s->seg->lesions[i] == COVCT_LESION_CONSOLIDATION;
-                bool lung = s->seg->lungs[i] != 0;
-                double rb = sq(p[0] - 40) + sq(p[1] - 40) + sq(p[2] - 40);
-                double rw = sq(p[0] - 110) + sq(p[1] - 60) + sq(p[2] - 40);
-                if (lung && rb <= 64) {
-                    const int16_t *hu = s->ct->data;
-                    double sum = 0;
-                    for (int dy = -1; dy <= 1; dy++)
-                        for (int dx = -1; dx <= 1; dx++)
-                            sum += hu[i + (ptrdiff_t)dy * (ptrdiff_t)s->nx +
-                                      dx];
-                    t->ball_dense += sum >= -300.0 * 9;
-                    t->ball++;
-                    t->ball_cons += cons;
-                } else if (lung && rw <= 144) {
-                    t->wall++;
-                    t->wall_cons += cons;
-                } else if (cons && sq(p[1] - 80) + sq(p[2] - 40) <= 16) {
-                    t->vessel_cons++;
-                } else if (cons && p[1] >= 100) {
-                    t->fold_cons++;
-                } else if (cons && rb > sq(8 + s->sp[0]) &&
-                           rw > sq(12 + s->sp[0])) {
-                    t->other_cons++; /* beyond a voxel around the balls */
-                }
-            }
+    for (size_t i = 0; i < s->nx * s->ny * s->nz; i++) {
+        double p[3];
+        mm(s, i, p);
+        bool cons = s->seg->lesions[i] == COVCT_LESION_CONSOLIDATION;
+        bool lung = s->seg->lungs[i] != 0;
+        double rb = sq(p[0] - 40) + sq(p[1] - 40) + sq(p[2] - 40);
+        double rw = sq(p[0] - 110) + sq(p[1] - 60) + sq(p[2] - 40);
+        if (lung && rb <= 64) {
+            const int16_t *hu = s->ct->data;
+            double sum = 0;
+            for (int dy = -1; dy <= 1; dy++)
+                for (int dx = -1; dx <= 1; dx++)
+                    sum += hu[i + (ptrdiff_t)dy * (ptrdiff_t)s->nx +
+                              dx];
+            t->ball_dense += sum >= -300.0 * 9;
+            t->ball++;
+            t->ball_cons += cons;
+        } else if (lung && rw <= 144) {
+            t->wall++;
+            t->wall_cons += cons;
+        } else if (cons && sq(p[1] - 80) + sq(p[2] - 40) <= 16) {
+            t->vessel_cons++;
+        } else if (cons && p[1] >= 100) {
+            t->fold_cons++;
+        } else if (cons && rb > sq(8 + s->sp[0]) &&
+                   rw > sq(12 + s->sp[0])) {
+            t->other_cons++; /* beyond a voxel around the balls */
+        }
+    }
 }
 
 /* The -500 HU patch (in x and y; the labels below are 20 <= z < 26). */
@@ -170,19 +162,16 @@ static void test_grid(double pix, double slice)
     /* Network-like labels: ground glass over the -500 patch and 3 mm
      * around it (in -850 lung). */
     size_t patch = 0, aerated = 0;
-    for (size_t z = 0; z < s.nz; z++)
-        for (size_t y = 0; y < s.ny; y++)
-            for (size_t x = 0; x < s.nx; x++) {
-                size_t i = (z * s.ny + y) * s.nx + x;
-                double p[3];
-                mm(&s, x, y, z, p);
-                if (p[0] >= 17 && p[0] < 33 && p[1] >= 77 && p[1] < 93 &&
-                    p[2] >= 20 && p[2] < 26) {
-                    s.seg->lesions[i] = COVCT_LESION_GGO;
-                    patch += in_patch(p);
-                    aerated += in_margin(p, pix);
-                }
-            }
+    for (size_t i = 0; i < s.nx * s.ny * s.nz; i++) {
+        double p[3];
+        mm(&s, i, p);
+        if (p[0] >= 17 && p[0] < 33 && p[1] >= 77 && p[1] < 93 &&
+            p[2] >= 20 && p[2] < 26) {
+            s.seg->lesions[i] = COVCT_LESION_GGO;
+            patch += in_patch(p);
+            aerated += in_margin(p, pix);
+        }
+    }
     covct_lesions_check_stats st;
     covct_error err = {0};
     CHECK(covct_lesions_density_check(s.ct, s.seg, &st, &err) == COVCT_OK);
@@ -190,17 +179,14 @@ static void test_grid(double pix, double slice)
      * (its edge voxels, half patch by their 3 x 3 mean, may go either
      * way). */
     size_t kept = 0, margin_left = 0;
-    for (size_t z = 0; z < s.nz; z++)
-        for (size_t y = 0; y < s.ny; y++)
-            for (size_t x = 0; x < s.nx; x++) {
-                size_t i = (z * s.ny + y) * s.nx + x;
-                double p[3];
-                mm(&s, x, y, z, p);
-                if (s.seg->lesions[i] != COVCT_LESION_GGO)
-                    continue;
-                kept += in_patch(p);
-                margin_left += in_margin(p, pix);
-            }
+    for (size_t i = 0; i < s.nx * s.ny * s.nz; i++) {
+        double p[3];
+        mm(&s, i, p);
+        if (s.seg->lesions[i] != COVCT_LESION_GGO)
+            continue;
+        kept += in_patch(p);
+        margin_left += in_margin(p, pix);
+    }
     CHECK(kept == patch);
     CHECK(margin_left == 0);
     CHECK(st.aerated_voxels >= aerated);
@@ -271,20 +257,18 @@ static void test_thick(double slice)
         return;
     }
     size_t per = 0, n = s.nx * s.ny * s.nz, zlo = s.nz, zhi = 0;
-    for (size_t z = 0; z < s.nz; z++)
-        for (size_t y = 0; y < s.ny; y++)
-            for (size_t x = 0; x < s.nx; x++) {
-                size_t i = (z * s.ny + y) * s.nx + x;
-                double p[3];
-                mm(&s, x, y, z, p);
-                if (s.seg->lungs[i] && p[0] >= 20 && p[0] < 30 &&
-                    p[1] >= 20 && p[1] < 30) {
-                    s.seg->lesions[i] = COVCT_LESION_GGO;
-                    per += z == (size_t)ceil(40.0 / slice);
-                    zlo = z < zlo ? z : zlo;
-                    zhi = z > zhi ? z : zhi;
-                }
-            }
+    for (size_t i = 0; i < n; i++) {
+        double p[3];
+        mm(&s, i, p);
+        if (s.seg->lungs[i] && p[0] >= 20 && p[0] < 30 &&
+            p[1] >= 20 && p[1] < 30) {
+            size_t z = i / (s.nx * s.ny);
+            s.seg->lesions[i] = COVCT_LESION_GGO;
+            per += z == (size_t)ceil(40.0 / slice);
+            zlo = z < zlo ? z : zlo;
+            zhi = z > zhi ? z : zhi;
+        }
+    }
     size_t before = 0, after = 0, lo_left = 0, hi_left = 0, dropped = 9;
     for (size_t i = 0; i < n; i++)
         before += s.seg->lesions[i] != 0;
