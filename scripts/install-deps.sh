@@ -11,10 +11,13 @@
 # systemd the new orthanc unit is also disabled and stopped.
 set -eu
 
+# ocl-icd-opencl-dev: Debian's libdnnl-dev only recommends it, but its
+# dnnl-config.cmake (oneDNN built with the OpenCL GPU runtime) fails
+# without the OpenCL library and headers; --no-install-recommends below.
 PACKAGES="
 build-essential cmake pkg-config
 zlib1g-dev libjpeg62-turbo-dev libopenjp2-7-dev libcharls-dev
-libcjson-dev libpng-dev libdnnl-dev libsqlite3-dev libssl-dev sqlite3 libxxhash-dev
+libcjson-dev libpng-dev libdnnl-dev ocl-icd-opencl-dev libsqlite3-dev libssl-dev sqlite3 libxxhash-dev
 libpq-dev postgresql libsodium-dev libmicrohttpd-dev
 dcmtk
 clang libclang-rt-14-dev
