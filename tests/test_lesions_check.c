@@ -1,14 +1,19 @@
 /*
  * The density check of the network's lesions (src/analysis/
- * lesions-check.c) on hand-made volumes whose answer follows from the two
- * rules:
+ * lesions-check.c) on hand-made volumes whose answer follows from the
+ * three rules:
  *  - rule 1: a lesion voxel in -850 HU lung is dropped (well aerated,
  *    below -700), one in a -500 HU patch is kept; the count is reported;
- *  - rule 2: a +30 HU ball of radius 8 mm inside the lung becomes
- *    consolidation (its voxels, nothing outside it), a +40 HU vessel of
- *    radius 3 mm does not, a ball cut by the chest wall does, and a fold
- *    of tissue in the lung mask reaching into the mediastinum does not
- *    (no point of it lies 3 mm inside the lung mask);
+ *  - rules 2 and 3: a +30 HU ball of radius 8 mm inside the lung becomes
+ *    consolidation (all its voxels, nothing outside it), a +40 HU vessel
+ *    of radius 3 mm does not, a ball cut by the chest wall does, and a
+ *    fold of tissue in the lung mask reaching into the mediastinum does
+ *    not (no point of it lies 3 mm inside the lung mask);
+ *  - rule 3 alone, around a block labelled consolidation: a -300 HU layer
+ *    one voxel thick beside it is added, a -500 HU one is not, a +40 HU
+ *    rod leaving it is added as far as 1.5 mm of pixels reach (one step
+ *    at least), and a -300 HU layer in the slice under it is not (the rim
+ *    stays in the slice);
  *  - both grids: 0.75 mm pixels (the 2 x 2 coarse search) and 1.4 mm;
  *  - wrong input is refused with a message; no lung changes nothing;
  *  - the thick-slice check (covct_lesions_thick_slice_check): on 5 mm
@@ -31,7 +36,34 @@ typedef struct scene {
     covct_seg *seg;
     size_t nx, ny, nz;
     double sp[3];
+    /* The rim block, in voxels: x0 <= x < x1, y0 <= y < y1, z0 <= z < z1;
+     * the rod along x at row rod_y, from x1 + 1 for rod_n voxels. */
+    size_t x0, x1, y0, y1, z0, z1, rod_y, rod_n;
 } scene;
+
+/* What a voxel of the rim structure is. */
+enum {
+    RIM_NONE, RIM_BLOCK, RIM_SIDE /* -300 */, RIM_FAINT /* -500 */,
+    RIM_ROD, RIM_UNDER /* -300, the slice below */
+};
+
+static int rim_part(const scene *s, size_t i)
+{
+    size_t x = i % s->nx, y = i / s->nx % s->ny, z = i / (s->nx * s->ny);
+    bool zin = z >= s->z0 && z < s->z1, yin = y >= s->y0 && y < s->y1;
+    bool xin = x >= s->x0 && x < s->x1;
+    if (xin && yin && zin)
+        return RIM_BLOCK;
+    if ((x + 1 == s->x0 || x == s->x1) && yin && zin)
+        return RIM_SIDE;
+    if ((y + 1 == s->y0 || y == s->y1) && xin && zin)
+        return RIM_FAINT;
+    if (y == s->rod_y && x > s->x1 && x <= s->x1 + s->rod_n && zin)
+        return RIM_ROD;
+    if (z + 1 == s->z0 && xin && yin)
+        return RIM_UNDER;
+    return RIM_NONE;
+}
 
 static double sq(double a) { return a * a; }
 
@@ -51,7 +83,9 @@ static void mm(const scene *s, size_t i, double p[3])
  * patch 20 <= x < 30, 80 <= y < 90, 20 <= z < 26; and in the lung mask a
  * fold of tissue 4 x 4 mm wide that runs from the wall y = 110 to the end
  * of the volume at 62 <= x < 66, 22 <= z < 26 (tissue the lung stage kept
- * in a crease of the lung's border against the mediastinum). */
+ * in a crease of the lung's border against the mediastinum).  The rim
+ * structure (rim_part) starts at x = 70, y = 20, z = 30 mm: a +30 HU
+ * block 6 x 6 x 10 mm (at least 2 slices), too thin for rule 2. */
 static int scene_make(scene *s, double pix, double slice)
 {
     memset(s, 0, sizeof *s);
@@ -70,6 +104,15 @@ static int scene_make(scene *s, double pix, double slice)
     }
     if (covct_seg_new(s->ct, &s->seg, &err))
         return -1;
+    s->x0 = (size_t)(70.0 / pix);
+    s->x1 = s->x0 + (size_t)ceil(6.0 / pix);
+    s->y0 = (size_t)(20.0 / pix);
+    s->y1 = s->y0 + (size_t)ceil(6.0 / pix);
+    s->z0 = (size_t)(30.0 / slice);
+    s->z1 = s->z0 + (size_t)fmax(2.0, ceil(10.0 / slice));
+    s->rod_y = (s->y0 + s->y1) / 2;
+    s->rod_n = (size_t)ceil(10.0 / pix);
+    static const int rim_hu[] = {0, 30, -300, -500, 40, -300};
     int16_t *hu = s->ct->data;
     for (size_t i = 0; i < s->nx * s->ny * s->nz; i++) {
         double p[3];
@@ -88,6 +131,9 @@ static int scene_make(scene *s, double pix, double slice)
         if (lung && p[0] >= 20 && p[0] < 30 && p[1] >= 80 &&
             p[1] < 90 && p[2] >= 20 && p[2] < 26)
             v = -500;
+        int part = rim_part(s, i);
+        if (part != RIM_NONE)
+            v = rim_hu[part];
         hu[i] = (int16_t)v;
         s->seg->lungs[i] = lung || fold ? (p[0] < 60 ? 1 : 2) : 0;
     }
@@ -101,8 +147,7 @@ static void scene_free(scene *s)
 }
 
 typedef struct tally {
-    size_t ball_dense; /* ball voxels whose 3 x 3 in-plane mean >= -300 */
-    size_t ball, ball_cons, wall, wall_cons, vessel_cons, fold_cons,
+    size_t ball, ball_cons, mid, mid_cons, wall, wall_cons, vessel_cons, fold_cons,
         other_cons;
 } tally;
 
@@ -116,16 +161,14 @@ static void count(const scene *s, tally *t)
         bool lung = s->seg->lungs[i] != 0;
         double rb = sq(p[0] - 40) + sq(p[1] - 40) + sq(p[2] - 40);
         double rw = sq(p[0] - 110) + sq(p[1] - 60) + sq(p[2] - 40);
-        if (lung && rb <= 64) {
-            const int16_t *hu = s->ct->data;
-            double sum = 0;
-            for (int dy = -1; dy <= 1; dy++)
-                for (int dx = -1; dx <= 1; dx++)
-                    sum += hu[i + (ptrdiff_t)dy * (ptrdiff_t)s->nx +
-                              dx];
-            t->ball_dense += sum >= -300.0 * 9;
+        if (rim_part(s, i) != RIM_NONE) {
+            continue; /* counted in test_grid */
+        } else if (lung && rb <= 64) {
             t->ball++;
             t->ball_cons += cons;
+            bool middle = fabs(p[2] - 40) < s->sp[2] / 2;
+            t->mid += middle;
+            t->mid_cons += middle && cons;
         } else if (lung && rw <= 144) {
             t->wall++;
             t->wall_cons += cons;
@@ -160,11 +203,13 @@ static void test_grid(double pix, double slice)
     if (!s.seg)
         return;
     /* Network-like labels: ground glass over the -500 patch and 3 mm
-     * around it (in -850 lung). */
+     * around it (in -850 lung); consolidation on the rim block. */
     size_t patch = 0, aerated = 0;
     for (size_t i = 0; i < s.nx * s.ny * s.nz; i++) {
         double p[3];
         mm(&s, i, p);
+        if (rim_part(&s, i) == RIM_BLOCK)
+            s.seg->lesions[i] = COVCT_LESION_CONSOLIDATION;
         if (p[0] >= 17 && p[0] < 33 && p[1] >= 77 && p[1] < 93 &&
             p[2] >= 20 && p[2] < 26) {
             s.seg->lesions[i] = COVCT_LESION_GGO;
@@ -193,24 +238,67 @@ static void test_grid(double pix, double slice)
     tally t;
     count(&s, &t);
     fprintf(stderr,
-            "grid %.2f x %.1f mm: ball %zu/%zu (dense %zu), wall ball %zu/%zu, vessel %zu, "
-            "fold %zu, elsewhere %zu, %zu made consolidation, %zu dropped\n",
-            pix, slice, t.ball_cons, t.ball, t.ball_dense, t.wall_cons, t.wall,
+            "grid %.2f x %.1f mm: ball %zu/%zu, wall ball %zu/%zu, vessel %zu, "
+            "fold %zu, elsewhere %zu, %zu made consolidation, %zu dropped, "
+            "%zu rim\n",
+            pix, slice, t.ball_cons, t.ball, t.wall_cons, t.wall,
             t.vessel_cons, t.fold_cons, t.other_cons, st.dense_voxels,
-            st.aerated_voxels);
-    /* The whole ball but the edge voxels whose 3 x 3 mean is below -300
-     * (counted here from the HU); the ball cut by the wall (checked below)
-     * loses a little more at the wall, where the coarse cells are part
-     * lung. */
-    CHECK(t.ball_cons == t.ball_dense);
-    CHECK(t.ball_dense >= 0.8 * (double)t.ball);
-    /* The ball cut by the wall: centres lie 3-7 mm from the wall (5 mm
-     * from aerated lung, 3 mm inside the mask); its rim at the wall more
-     * than 7 mm from them is not reached. */
+            st.aerated_voxels, st.rim_voxels);
+    /* The whole ball: rule 2's 5 mm balls cover it but for edge voxels
+     * whose 3 x 3 mean is below -300, and rule 3 takes those (+30 HU, next
+     * to the rest).  On 5 mm slices its slices above and below the middle
+     * lie 5 mm from the centres, whose balls reach them only right above
+     * the centres (rule 3 adds 1.5 mm around that): the middle slice
+     * whole, three quarters of the ball. */
+    CHECK(t.mid > 0 && t.mid_cons == t.mid);
+    if (slice > COVCT_THICK_SLICE_MM)
+        CHECK(t.ball_cons >= 0.75 * (double)t.ball);
+    else
+        CHECK(t.ball_cons == t.ball);
+    /* The ball cut by the wall: centres lie 3 mm or more from the wall
+     * (5 mm from aerated lung, 3 mm inside the mask); where the ball
+     * meets the wall, its voxels farther than 5 mm from any centre and
+     * 1.5 mm from those are not reached. */
     CHECK(t.wall_cons >= 0.80 * (double)t.wall);
     CHECK(t.vessel_cons == 0);
     CHECK(t.fold_cons == 0);
     CHECK(t.other_cons == 0);
+
+    /* Rule 3 around the block: the -300 sides (one voxel, the first step)
+     * are added, the -500 sides are not; of the rod, the voxels the steps
+     * after the first reach (1.5 mm of pixels, at least one step); the
+     * -300 slice under the block is not. */
+    int steps = (int)floor(1.5 / pix);
+    steps = steps < 1 ? 1 : steps;
+    size_t want[6] = {0}, got[6] = {0};
+    for (size_t i = 0; i < s.nx * s.ny * s.nz; i++) {
+        int part = rim_part(&s, i);
+        if (part == RIM_NONE)
+            continue;
+        bool cons = s.seg->lesions[i] == COVCT_LESION_CONSOLIDATION;
+        got[part] += cons;
+        size_t x = i % s.nx;
+        switch (part) {
+        case RIM_BLOCK:
+        case RIM_SIDE:
+            want[part]++;
+            break;
+        case RIM_ROD:
+            want[part] += x - s.x1 < (size_t)steps;
+            break;
+        default:
+            break;
+        }
+    }
+    printf("grid %.2f x %.1f mm, rim: block %zu/%zu, sides %zu/%zu, "
+           "faint %zu/0, rod %zu/%zu, under %zu/%zu\n",
+           pix, slice, got[RIM_BLOCK], want[RIM_BLOCK], got[RIM_SIDE],
+           want[RIM_SIDE], got[RIM_FAINT], got[RIM_ROD], want[RIM_ROD],
+           got[RIM_UNDER], want[RIM_UNDER]);
+    CHECK(want[RIM_SIDE] > 0);
+    for (int k = RIM_BLOCK; k <= RIM_UNDER; k++)
+        CHECKF(got[k] == want[k], "rim part %d: %zu, want %zu", k, got[k],
+               want[k]);
     scene_free(&s);
 }
 

@@ -150,15 +150,17 @@ void covct_lesions_nn_cancel(covct_lesions_nn_job *job);
 
 /* The density check of the network's lesions (docs/internals/
  * lesions-nn.md): lesion voxels whose HU, averaged with their 8 in-plane
- * neighbours, is below -700 (well-aerated lung) are dropped, and lung of
- * at least -300 HU that lies 5 mm or more from aerated lung and 3 mm
- * inside the lung mask -- with the dense voxels up to 7 mm from such
- * points -- becomes consolidation.  Run by
+ * neighbours, is below -700 (well-aerated lung) are dropped; lung of at
+ * least -300 HU that lies 5 mm or more from aerated lung and 3 mm inside
+ * the lung mask -- with the dense voxels up to 5 mm from such points --
+ * becomes consolidation; and the rim of consolidation, lung of at least
+ * -400 HU within 1.5 mm of it in the slice, becomes consolidation.  Run by
  * covct_lesions_nn_finish unless the options turn it off; stats (may be
  * NULL) count the voxels each rule changed. */
 typedef struct covct_lesions_check_stats {
     size_t aerated_voxels; /* lesion voxels dropped as well aerated */
     size_t dense_voxels;   /* voxels made consolidation */
+    size_t rim_voxels;     /* consolidation's partial-volume rim added */
 } covct_lesions_check_stats;
 covct_rc covct_lesions_density_check(const covct_volume *ct, covct_seg *seg,
                                      covct_lesions_check_stats *stats,

@@ -1,6 +1,6 @@
 /*
  * Density check of the network's lesions (docs/internals/lesions-nn.md,
- * "The density check"): two rules on the CT's HU, applied after the
+ * "The density check"): three rules on the CT's HU, applied after the
  * network's maps have been put into the lung mask.
  *
  *  1. Well-aerated lung is not lesion: a lesion voxel whose HU, averaged
@@ -12,7 +12,7 @@
  *  2. Dense pieces are consolidation: lung of soft-tissue density (HU >=
  *     -300, the density method's consolidation floor) whose centre lies at
  *     least 5 mm from aerated lung is consolidation, with the dense voxels
- *     up to 2 mm beyond such centres' 5 mm balls.  The ball separates a
+ *     of such centres' 5 mm balls.  The ball separates a
  *     solid opacity from vessels, which inside the lung mask are narrower
  *     (the hilar vessels lie outside it).  Only aerated lung bounds the
  *     ball: consolidation against the chest wall or the diaphragm is cut
@@ -21,6 +21,15 @@
  *     crease of its border (pericardial fat, seen on normal001) does not.
  *     The network does not call a homogeneous consolidation that has no
  *     ground glass around it.
+ *  3. The rim of consolidation is consolidation: the scanner blurs an
+ *     opacity's edge, so the voxels around it mix consolidation and
+ *     aerated lung.  Those at least half solid (RIM_MIN_HU, half way from
+ *     aerated lung to consolidation: the half-maximum rule of CT
+ *     volumetry) within 1.5 mm of it in the slice are added; neither the
+ *     network (trained on masks drawn on the visible edge) nor rule 2
+ *     (the 3 x 3 mean of an edge voxel is below -300) takes them.  On the
+ *     phantom consolidation was about 10 % short of its truth without
+ *     this rule (docs/internals/lesions-nn.md).
  *
  * Also here, for either lesion method: the thick-slice check
  * (covct_lesions_thick_slice_check, docs/internals/lesions-nn.md, "Thick
@@ -44,15 +53,23 @@
 #define AERATED_MAX_HU (-700.0)
 /* Rule 2: dense = HU at least this (a block's mean on the coarse grid,
  * mean9 at full resolution); a centre is dense lung farther than BALL_MM
- * from aerated lung, and the dense voxels within BALL_MM + EDGE_MM of a
- * centre become consolidation. */
+ * from aerated lung, and the dense voxels within BALL_MM of a centre
+ * become consolidation (until session 11 also those 2 mm farther, which
+ * rule 3 now covers at the opacity's edge without running along a vessel
+ * that touches it). */
 #define DENSE_MIN_HU (-300.0)
 #define BALL_MM 5.0
-#define EDGE_MM 2.0
 /* ... and a centre lies at least this deep inside the lung mask. */
 #define DEEP_MM 3.0
 /* In-plane pixels under this are grouped 2 x 2 for the ball search. */
 #define COARSE_BELOW_MM 1.0
+/* Rule 3: the partial-volume rim of consolidation, up to RIM_MM wide, is
+ * consolidation where its voxels are at least RIM_MIN_HU dense: half way
+ * between aerated lung (about -850 HU) and consolidation (about +50). */
+#define RIM_MIN_HU (-400.0)
+#define RIM_MM 1.5
+/* A rim voxel while rule 3 runs (not yet a lesion class). */
+#define RIM_MARK 0x80
 
 /* Coarse cells. */
 enum { CELL_DENSE = 1, CELL_LUNG = 2 /* all lung */, CELL_CENTRE = 4 };
@@ -92,6 +109,73 @@ static double mean9(const covct_volume *ct, size_t x, size_t y, size_t z)
         for (size_t i = x > 0 ? x - 1 : 0; i <= x + 1 && i < nx; i++, n++)
             sum += covct_hu_filter(ct, o + j * nx + i);
     return sum / n;
+}
+
+/* Rule 3: the rim of consolidation, grown in the slice (4-neighbours)
+ * over lung that is not lesion and at least RIM_MIN_HU dense, for as many
+ * steps as RIM_MM holds pixels (at least one).  Not across slices: on
+ * thick slices that took in the partial volume of the vessels above and
+ * below a lesion (the phantom at 5 mm: consolidation 14.7 ml for a truth
+ * of 11.2, against 12.6 in the slice only).
+ *
+ * The voxels added are listed in step order; a step's sources are the
+ * last step's additions (the consolidation itself for the first), so the
+ * volume is scanned once. */
+static covct_rc rim_rule(const covct_volume *ct, covct_seg *seg, size_t *added,
+                         covct_error *err)
+{
+    const size_t nx = ct->nx, ny = ct->ny, n = nx * ny * (size_t)ct->nz;
+    const double px = fmin(ct->spacing[0], ct->spacing[1]);
+    int steps = px > 0 ? (int)floor(RIM_MM / px) : 1;
+    steps = steps < 1 ? 1 : steps > 8 ? 8 : steps;
+    uint8_t *les = seg->lesions;
+    size_t *list = NULL, len = 0, cap = 0, from = 0;
+    covct_rc rc = COVCT_OK;
+    *added = 0;
+    for (int s = 0; s < steps && rc == COVCT_OK; s++) {
+        const size_t to = len;
+        size_t v = s == 0 ? 0 : from;
+        const size_t end = s == 0 ? n : to;
+        for (; v < end && rc == COVCT_OK; v++) {
+            size_t src = s == 0 ? v : list[v];
+            if (s == 0 && les[src] != COVCT_LESION_CONSOLIDATION)
+                continue;
+            const size_t x = src % nx, y = src / nx % ny;
+            const size_t nb[4] = {x > 0 ? src - 1 : src,
+                                  x + 1 < nx ? src + 1 : src,
+                                  y > 0 ? src - nx : src,
+                                  y + 1 < ny ? src + nx : src};
+            for (int j = 0; j < 4; j++) {
+                size_t u = nb[j];
+                if (les[u] || !seg->lungs[u] ||
+                    covct_hu_filter(ct, u) < RIM_MIN_HU)
+                    continue;
+                if (len == cap) {
+                    size_t nc = cap ? 2 * cap : 4096;
+                    size_t *nl = covct_realloc(list, nc * sizeof *nl);
+                    if (!nl) {
+                        rc = COVCT_ERR(err, COVCT_ERR_NOMEM,
+                                       "lesions check: out of memory for "
+                                       "the rim of consolidation");
+                        break;
+                    }
+                    list = nl;
+                    cap = nc;
+                }
+                les[u] = RIM_MARK;
+                list[len++] = u;
+            }
+        }
+        from = to;
+        if (len == to)
+            break; /* nothing added: nothing to grow from */
+    }
+    for (size_t i = 0; i < len; i++)
+        les[list[i]] = rc == COVCT_OK ? COVCT_LESION_CONSOLIDATION : 0;
+    covct_free(list);
+    if (rc == COVCT_OK)
+        *added = len;
+    return rc;
 }
 
 covct_rc covct_lesions_density_check(const covct_volume *ct, covct_seg *seg,
@@ -180,7 +264,7 @@ covct_rc covct_lesions_density_check(const covct_volume *ct, covct_seg *seg,
         goto done;
     /* Ball centres, and the full-resolution box around them. */
     const float ball2 = (float)(BALL_MM * BALL_MM);
-    const double reach = BALL_MM + EDGE_MM;
+    const double reach = BALL_MM;
     size_t lo[3] = {SIZE_MAX, SIZE_MAX, SIZE_MAX}, hi[3] = {0, 0, 0};
     for (size_t z = 0; z < b.nz; z++)
         for (size_t j = 0; j < cy; j++)
@@ -255,6 +339,8 @@ covct_rc covct_lesions_density_check(const covct_volume *ct, covct_seg *seg,
 done:
     covct_free(d);
     covct_free(m);
+    if (rc == COVCT_OK)
+        rc = rim_rule(ct, seg, &st.rim_voxels, err);
     if (stats)
         *stats = st;
     return rc;

@@ -387,8 +387,10 @@ covct_rc covct_lesions_nn_finish(covct_lesions_nn_job *j, covct_seg *seg,
             rc = covct_lesions_density_check(sh->ct, seg, &st, err);
             covct_log(COVCT_LOG_DEBUG,
                       "lesions (network): density check %.3f s: %zu voxels "
-                      "well aerated, %zu made consolidation",
-                      covct_now() - t0, st.aerated_voxels, st.dense_voxels);
+                      "well aerated, %zu made consolidation, %zu of "
+                      "consolidation's rim",
+                      covct_now() - t0, st.aerated_voxels, st.dense_voxels,
+                      st.rim_voxels);
         }
     }
     double t_net = 0;
