@@ -107,8 +107,10 @@ static void check_chest(const char *name, const covct_volume *v,
         CHECKF(in->left_ml < in->right_ml, "%s: left %.0f >= right %.0f",
                name, in->left_ml, in->right_ml);
     else if (!(in->left_ml < in->right_ml))
-        /* KNOWN LIMIT (docs/STATUS.md): cap001's right basal consolidation
-         * is not yet kept in the lung, so its right lung measures small. */
+        /* KNOWN LIMIT (docs/STATUS.md, sessions 10-11): cap001's right lung
+         * has lost volume (high right hemidiaphragm, mediastinum shifted to
+         * the right on the coronal view), so left > right is its anatomy,
+         * not a segmentation error; printed, not asserted. */
         printf("KNOWN LIMIT: %s: left %.0f >= right %.0f ml\n", name,
                in->left_ml, in->right_ml);
     CHECKF(in->airway_ml >= 5 && in->airway_ml <= 150, "%s: airways %.1f ml",
@@ -282,19 +284,25 @@ int main(void)
         f = lesion_kept(n2, &base, -500, 0.3);
         CHECKF(f >= 0.95, "ground glass near the base: %.1f %% kept",
                100 * f);
-        /* KNOWN LIMIT, not yet met (docs/STATUS.md, issue 3): a 25 mm
-         * consolidation against the lateral pleura is only partly kept
-         * (the columns at the chest wall never see lung above and below),
-         * and less near the base, where diaphragm and liver lie below.
-         * The rolling ball (15 mm) fills dents narrower than its 30 mm
-         * diameter, not this 50 mm one (base: 41 -> 48 %); the phantom's
-         * smaller consolidations at base and apex are checked in
-         * phantom_e2e.  Printed, not asserted, until the lung stage
-         * handles it; the issue stays open on it. */
+        /* A 25 mm consolidation against the lateral pleura at mid height:
+         * the lung stage keeps it but for a rim of 2-3 mm at the chest
+         * wall, where the hull's chord across its 50 mm opening cuts
+         * inside the curved wall (docs/internals/lungs.md, "Known
+         * limits"); 88.9 % in session 11.  Asserted at 85 % against a
+         * regression; the goal of 95 % is printed. */
         f = lesion_kept(n2, &base, 30, 0.5);
         printf("KNOWN LIMIT: consolidation at mid height: %.1f %% kept "
                "(goal 95 %%)\n",
                100 * f);
+        CHECKF(f >= 0.85, "consolidation at mid height: %.1f %% kept",
+               100 * f);
+        /* KNOWN LIMIT: near the base the same ball fills the whole
+         * costophrenic recess, lateral to the liver's dome: nothing in its
+         * density tells it from a pleural effusion or the liver, which are
+         * not lung (docs/internals/lungs.md, "Known limits"); 47.8 % in
+         * session 11.  The rolling ball (15 mm) fills dents narrower than
+         * 30 mm, not this 50 mm one; the phantom's smaller consolidations
+         * at base and apex are checked in phantom_e2e.  Printed. */
         f = lesion_kept(n2, &base, 30, 0.3);
         printf("KNOWN LIMIT: consolidation near the base: %.1f %% kept "
                "(goal 95 %%)\n",

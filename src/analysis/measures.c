@@ -41,6 +41,10 @@ static void add_reason(covct_measures *m, const char *fmt, ...)
     m->n_reasons++;
 }
 
+/* The smaller of two distances (never NaN here; libm's fminf, which must
+ * handle NaN, is a call in the inner loops below). */
+static inline float dmin(float a, float b) { return a < b ? a : b; }
+
 /* 2-D chamfer distance (mm) to the nearest non-lung pixel, for one slice
  * (3-4 chamfer weights scaled by the pixel spacing; good to a few %). */
 static void slice_depth(const uint8_t *lung, uint32_t nx, uint32_t ny,
@@ -58,16 +62,16 @@ static void slice_depth(const uint8_t *lung, uint32_t nx, uint32_t ny,
                 continue;
             float v = *p;
             if (x == 0 || y == 0 || x + 1 == nx || y + 1 == ny) {
-                v = fminf(v, fminf(dx, dy)); /* the image edge is outside */
+                v = dmin(v, dmin(dx, dy)); /* the image edge is outside */
             }
             if (x > 0)
-                v = fminf(v, p[-1] + dx);
+                v = dmin(v, p[-1] + dx);
             if (y > 0) {
-                v = fminf(v, p[-(ptrdiff_t)nx] + dy);
+                v = dmin(v, p[-(ptrdiff_t)nx] + dy);
                 if (x > 0)
-                    v = fminf(v, p[-(ptrdiff_t)nx - 1] + dd);
+                    v = dmin(v, p[-(ptrdiff_t)nx - 1] + dd);
                 if (x + 1 < nx)
-                    v = fminf(v, p[-(ptrdiff_t)nx + 1] + dd);
+                    v = dmin(v, p[-(ptrdiff_t)nx + 1] + dd);
             }
             *p = v;
         }
@@ -78,13 +82,13 @@ static void slice_depth(const uint8_t *lung, uint32_t nx, uint32_t ny,
                 continue;
             float v = *p;
             if (x + 1 < nx)
-                v = fminf(v, p[1] + dx);
+                v = dmin(v, p[1] + dx);
             if (y + 1 < ny) {
-                v = fminf(v, p[nx] + dy);
+                v = dmin(v, p[nx] + dy);
                 if (x + 1 < nx)
-                    v = fminf(v, p[nx + 1] + dd);
+                    v = dmin(v, p[nx + 1] + dd);
                 if (x > 0)
-                    v = fminf(v, p[nx - 1] + dd);
+                    v = dmin(v, p[nx - 1] + dd);
             }
             *p = v;
         }
@@ -152,7 +156,7 @@ static int measure_range(uint32_t z0, uint32_t z1, void *p)
             for (size_t i = 0; i < plane; i++) {
                 uint8_t l = seg->lungs[base + i];
                 if (l && l < 3) {
-                    side_min[l] = fminf(side_min[l], depth[i]);
+                    side_min[l] = dmin(side_min[l], depth[i]);
                     side_max[l] = fmaxf(side_max[l], depth[i]);
                 }
             }
