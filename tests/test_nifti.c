@@ -812,6 +812,77 @@ static int max_abs_diff_le(const double *a, const double *b, int n,
 }
 
 /* covct writes, nibabel reads. */
+/* A label map on a volume's grid (covct_nifti_write_labels): datatype
+ * uint8, 8 bits, one byte per voxel after the 352-byte header; read back
+ * with the grid's geometry and the labels as values; nibabel (when
+ * `peer`) reads it as uint8 of the same shape and values. */
+static void test_labels(bool peer)
+{
+    covct_volume *g = make_volume(6, 5, 4, COVCT_DTYPE_INT16, GEOM_OBLIQUE);
+    size_t n = covct_volume_voxels(g);
+    uint8_t *lab = malloc(n);
+    for (size_t i = 0; i < n; i++)
+        lab[i] = (uint8_t)(i * 7 % 6); /* 0..5 */
+    lab[n - 1] = 255;
+    static const char *const names[] = {"lab.nii", "lab.nii.gz"};
+    for (int k = 0; k < 2; k++) {
+        covct_error err;
+        covct_error_clear(&err);
+        CHECKF(covct_nifti_write_labels(g, lab, tpath(names[k]), &err) == 0,
+               "%s: %s", names[k], err.msg);
+        covct_volume *r = NULL;
+        CHECKF(covct_nifti_read(tpath(names[k]), &r, &err) == 0, "%s: %s",
+               names[k], err.msg);
+        if (r) {
+            CHECK(r->nx == g->nx && r->ny == g->ny && r->nz == g->nz);
+            size_t bad = 0;
+            for (size_t i = 0; i < n; i++)
+                bad += covct_volume_get(r, (uint32_t)(i % g->nx),
+                                        (uint32_t)(i / g->nx % g->ny),
+                                        (uint32_t)(i / (g->nx * g->ny))) !=
+                       lab[i];
+            CHECKF(bad == 0, "%s: %zu labels differ", names[k], bad);
+            double worst = 0;
+            for (int i = 0; i < 3; i++)
+                for (int j = 0; j < 4; j++)
+                    worst = fmax(worst, fabs(r->affine[i][j] - g->affine[i][j]));
+            CHECKF(worst < 1e-4, "%s: affine off by %g", names[k], worst);
+        }
+        covct_volume_free(r);
+    }
+    uint8_t *b = NULL;
+    size_t len = 0;
+    covct_error err;
+    covct_error_clear(&err);
+    CHECK(covct_file_read(tpath("lab.nii"), &b, &len, &err) == 0);
+    CHECK(len == 352 + n);
+    if (b && len >= 352) {
+        CHECK(b[70] == 2 && b[71] == 0 && b[72] == 8); /* uint8, bitpix 8 */
+        CHECK(memcmp(b + 352, lab, n) == 0);
+    }
+    covct_free(b);
+    CHECK(covct_nifti_write_labels(g, NULL, tpath("lab.nii"), &err) ==
+          COVCT_ERR_ARG);
+    if (peer) {
+        char args[4200];
+        snprintf(args, sizeof args, "check '%s'", tpath("lab.nii.gz"));
+        char *out = run_peer(args);
+        CHECKF(out != NULL, "nibabel check of a label map failed");
+        const char *blk = out ? strstr(out, "file ") : NULL;
+        double d[4];
+        CHECKF(blk && word_is(field(blk, "dtype"), "uint8"),
+               "nibabel: label map not uint8");
+        CHECKF(blk && parse_nums(field(blk, "shape"), d, 4) == 3 &&
+                   d[0] == g->nx && d[1] == g->ny && d[2] == g->nz,
+               "nibabel: label map shape");
+        free(out);
+    }
+    unlink(tpath("lab.nii"));
+    unlink(tpath("lab.nii.gz"));
+    free(lab);
+    covct_volume_free(g);
+}
+
 static void test_nibabel_reads_covct(void)
 {
     static const struct {
@@ -1081,7 +1152,9 @@ int main(void)
     test_alloc_failures();
 
     int skipped = 0;
-    if (find_peer()) {
+    bool peer = find_peer();
+    test_labels(peer);
+    if (peer) {
         test_nibabel_reads_covct();
         test_covct_reads_nibabel();
     } else {

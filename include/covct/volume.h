@@ -53,6 +53,11 @@ double covct_volume_get(const covct_volume *v, uint32_t x, uint32_t y,
  * gzip compression. */
 covct_rc covct_nifti_write(const covct_volume *v, const char *path,
                            covct_error *err);
+/* The same for a label map on v's grid (its size, spacing and affine; its
+ * samples are not read): one byte per voxel, datatype uint8 (2). */
+covct_rc covct_nifti_write_labels(const covct_volume *grid,
+                                  const uint8_t *labels, const char *path,
+                                  covct_error *err);
 /* Read a NIfTI-1 file (either endianness, gzip or not).  The geometry is
  * taken from the sform when sform_code > 0, else from the qform, else from
  * pixdim alone.  Data types int8/uint8/int16/uint16/int32/float32/float64

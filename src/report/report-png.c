@@ -82,6 +82,10 @@ covct_rc covct_png_encode_rgb(const uint8_t *rgb, uint32_t width,
     png_set_IHDR(png, info, width, height, 8, PNG_COLOR_TYPE_RGB,
                  PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
                  PNG_FILTER_TYPE_DEFAULT);
+    /* zlib level 2, not libpng's 6: P001's seven key images 1.72 MB
+     * against 1.67 MB, encoded in a third of the time (0.09 s against
+     * 0.26 s on two threads, the report's largest cost). */
+    png_set_compression_level(png, 2);
     png_write_info(png, info);
     size_t stride = (size_t)width * 3;
     for (uint32_t y = 0; y < height; y++)

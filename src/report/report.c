@@ -168,20 +168,14 @@ static covct_rc write_mask(const char *dir, const char *name,
     char *path = join(dir, name);
     if (!path)
         return COVCT_ERR(err, COVCT_ERR_NOMEM, "%s: out of memory", name);
-    covct_volume *v = NULL;
-    covct_rc rc = covct_volume_new(ct->nx, ct->ny, ct->nz, COVCT_DTYPE_INT16,
-                                   &v, err);
-    if (!rc) {
-        memcpy(v->spacing, ct->spacing, sizeof v->spacing);
-        memcpy(v->affine, ct->affine, sizeof v->affine);
-        size_t n = covct_volume_voxels(ct);
-        int16_t *d = v->data;
-        for (size_t i = 0; labels && i < n; i++)
-            d[i] = labels[i];
-        rc = covct_nifti_write(v, path, err);
+    uint8_t *none = NULL;
+    if (!labels && !(labels = none = covct_calloc(covct_volume_voxels(ct), 1))) {
+        covct_free(path);
+        return COVCT_ERR(err, COVCT_ERR_NOMEM, "%s: out of memory", name);
     }
+    covct_rc rc = covct_nifti_write_labels(ct, labels, path, err);
     name_file(rc, path, err);
-    covct_volume_free(v);
+    covct_free(none);
     covct_free(path);
     return rc;
 }

@@ -1208,10 +1208,12 @@ static covct_rc fill_nifti(int fd, const char *tmp, void *user,
     return s->gz ? write_gzip(fd, s, tmp, err) : write_plain(fd, s, tmp, err);
 }
 
-covct_rc covct_nifti_write(const covct_volume *v, const char *path,
-                           covct_error *err)
+/* Write v's geometry with `data` as its voxels: v's own samples, or (with
+ * labels) one byte per voxel, datatype uint8. */
+static covct_rc write_volume(const covct_volume *v, const void *data,
+                             bool labels, const char *path, covct_error *err)
 {
-    if (!v || !path || !v->data)
+    if (!v || !path || !data)
         return COVCT_ERR(err, COVCT_ERR_ARG,
                          "covct_nifti_write: volume, data or path is NULL");
     if (v->dtype != COVCT_DTYPE_INT16 && v->dtype != COVCT_DTYPE_FLOAT32)
@@ -1233,9 +1235,28 @@ covct_rc covct_nifti_write(const covct_volume *v, const char *path,
     uint8_t hdr[VOX_OFFSET_WRITE];
     header_encode(v, hdr);
     size_t width = covct_dtype_size(v->dtype);
-    wsrc s = {.hdr = hdr, .data = v->data,
+    if (labels) {
+        st16le(hdr + OFF_DATATYPE, DT_UINT8);
+        st16le(hdr + OFF_BITPIX, 8);
+        width = 1;
+    }
+    wsrc s = {.hdr = hdr, .data = data,
               .data_len = covct_volume_voxels(v) * width, .width = width,
-              .swap = host_big_endian(), .gz = ends_with_gz(path)};
+              .swap = width > 1 && host_big_endian(),
+              .gz = ends_with_gz(path)};
 
     return covct_file_write_atomic(path, fill_nifti, &s, err);
+}
+
+covct_rc covct_nifti_write(const covct_volume *v, const char *path,
+                           covct_error *err)
+{
+    return write_volume(v, v ? v->data : NULL, false, path, err);
+}
+
+covct_rc covct_nifti_write_labels(const covct_volume *grid,
+                                  const uint8_t *labels, const char *path,
+                                  covct_error *err)
+{
+    return write_volume(grid, labels, true, path, err);
 }
