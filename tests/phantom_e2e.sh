@@ -27,6 +27,10 @@ check "report.json: the density check ran" grep -q '"density_check":[[:space:]]*
 "$COVCT_BIN" analyze "$tmp/ph/dicom" -o "$tmp/o" -q --no-density-check
 check "covct analyze --no-density-check" [ $? -eq 0 ]
 check "report.json: no density check" grep -q '"density_check":[[:space:]]*false' "$tmp/o/report.json"
+check "report.html names the density check when it ran" \
+    grep -q "Density check of the network" "$tmp/n/report.html"
+check "report.html does not when it did not" \
+    bash -c '! grep -q "Density check of the network" "$1"' _ "$tmp/o/report.html"
 check "without the check: less consolidation than with it" "$PY" - "$tmp/n" "$tmp/o" <<'PYEOF'
 import json, sys
 c = [json.load(open(d + "/report.json"))["lesions"]["consolidation_ml"] for d in sys.argv[1:3]]

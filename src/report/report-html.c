@@ -410,7 +410,9 @@ static void put_method(html *h, const covct_report_input *in)
         "lung.</li>\n"
         "<li>Lobes: assigned by an anatomical model of the fissures, not "
         "traced on the fissures themselves.</li>\n");
-    if (in->lesion_method && !strcmp(in->lesion_method, "network"))
+    const bool net =
+        in->lesion_method && !strcmp(in->lesion_method, "network");
+    if (net)
         put(h,
             "<li>Lesions: a neural network (U-Net) trained on 50 CT slices "
             "outlined by radiologists (COVID-SemiSeg) marks ground glass and "
@@ -422,6 +424,13 @@ static void put_method(html *h, const covct_report_input *in)
             "&minus;700 to &minus;300 HU, consolidation &minus;300 to +100 "
             "HU, after light smoothing; vessels (by a vesselness filter) and "
             "airway walls are excluded.</li>\n");
+    if (net && in->density_check)
+        put(h,
+            "<li>Density check of the network's lesions: voxels of "
+            "well-aerated lung (under &minus;700 HU) are removed; solid "
+            "opacities 10 mm or more across, and the blurred rim of "
+            "consolidation up to 1.5 mm where it is &minus;400 HU or denser, "
+            "are counted as consolidation.</li>\n");
     if (in->thick_slice_ml > 0)
         putf(h,
              "<li>Thick slices (%.1f mm): %.1f ml of opacity on the lungs' "
