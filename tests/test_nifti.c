@@ -863,6 +863,20 @@ static void test_labels(bool peer)
     covct_free(b);
     CHECK(covct_nifti_write_labels(g, NULL, tpath("lab.nii"), &err) ==
           COVCT_ERR_ARG);
+    /* On the grid of a float volume: still uint8, the grid's geometry. */
+    covct_volume *gf = make_volume(6, 5, 4, COVCT_DTYPE_FLOAT32, GEOM_FLIPPED);
+    covct_volume *rf = NULL;
+    CHECK(covct_nifti_write_labels(gf, lab, tpath("labf.nii"), &err) == 0);
+    CHECK(covct_file_read(tpath("labf.nii"), &b, &len, &err) == 0);
+    CHECK(b && len == 352 + n && b[70] == 2 && b[72] == 8);
+    covct_free(b);
+    CHECK(covct_nifti_read(tpath("labf.nii"), &rf, &err) == 0);
+    CHECK(rf && rf->dtype == COVCT_DTYPE_INT16 &&
+          fabs(rf->affine[0][3] - gf->affine[0][3]) < 1e-4 &&
+          fabs(rf->affine[2][2] - gf->affine[2][2]) < 1e-4);
+    covct_volume_free(rf);
+    covct_volume_free(gf);
+    unlink(tpath("labf.nii"));
     if (peer) {
         char args[4200];
         snprintf(args, sizeof args, "check '%s'", tpath("lab.nii.gz"));
