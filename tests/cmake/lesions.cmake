@@ -17,3 +17,5 @@ covct_add_test(test_lesions_check ${CMAKE_CURRENT_SOURCE_DIR}/test_lesions_check
 # normal001 stays negative, P001 keeps its opacity volume.
 covct_add_script_test(thick_slices ${CMAKE_CURRENT_SOURCE_DIR}/thick_slices.sh)
 set_tests_properties(thick_slices PROPERTIES TIMEOUT 900)
+covct_add_script_test(noise ${CMAKE_CURRENT_SOURCE_DIR}/noise.sh)
+set_tests_properties(noise PROPERTIES TIMEOUT 900)
