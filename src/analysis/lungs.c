@@ -54,6 +54,9 @@
 #define LUNG_MAX_ML 5000.0
 /* Air inside the body of at least this size is the lung candidate. */
 #define CAND_MIN_ML 300.0
+/* Below this a voxel is padding beyond the field of view, as the series
+ * reader marks it (for volumes read without its mark, e.g. NIfTI). */
+#define BEYOND_HU (-1500.0)
 
 typedef struct ctx {
     const covct_volume *ct;
@@ -1598,6 +1601,105 @@ done:
     return rc;
 }
 
+/* ---- a field of view that cuts the lungs -----------------------------------
+ * Where a lung reaches the edge of the field of view (or of the image),
+ * its air meets the padding, the slice's hole filling reaches it from
+ * outside, and it is not body, so not a lung candidate (normal001 with its
+ * field of view cut to a 135 mm radius: 460 ml of lung lost on 55 slices).
+ * A region of such air (c->work: air in the field of view the body leaves
+ * out; 4-connected in its slice) becomes a candidate when at least
+ * CUT_OVERLAP of its area lies over candidates of the slice before, in a
+ * sweep up the slices and one down: a lung cut on many slices is taken
+ * back slice by slice from where it is enclosed.  The air around the
+ * patient never lies over the lungs (the chest wall is between them), nor
+ * does air that a few slices enclose between the back, the table and a
+ * blanket (not a candidate: too small).  These regions stay outside
+ * seg->body, which the lesion network is reading meanwhile.  A slice is
+ * looked at only when some of its left-out air lies over or under a
+ * candidate, or the slice before took something. */
+#define CUT_OVERLAP 0.3
+
+static covct_rc cut_lungs(ctx *c, size_t *taken)
+{
+    *taken = 0;
+    const uint32_t nx = c->nx, ny = c->ny, nz = c->nz;
+    const size_t np = c->np;
+    if (nz < 2)
+        return COVCT_OK;
+    uint8_t *seed = covct_calloc(nz, 1);
+    if (!seed)
+        return COVCT_ERR(c->err, COVCT_ERR_NOMEM, "out of memory (lungs)");
+    bool any = false;
+    for (uint32_t z = 0; z < nz; z++)
+        for (size_t i = 0, o = (size_t)z * np; i < np; i++)
+            if (c->work[o + i] &&
+                ((z > 0 && c->air[o + i - np]) ||
+                 (z + 1 < nz && c->air[o + i + np]))) {
+                seed[z] = 1;
+                any = true;
+                break;
+            }
+    if (!any) {
+        covct_free(seed);
+        return COVCT_OK;
+    }
+    covct_rc rc = COVCT_OK;
+    uint8_t *took = covct_calloc(nz, 1);
+    uint32_t *lab = covct_malloc(np * sizeof *lab);
+    uint32_t *parent =
+        covct_malloc(covct_morph_label2d_scratch(nx, ny) * sizeof *parent);
+    uint64_t *area = NULL, *over = NULL;
+    if (!took || !lab || !parent) {
+        rc = COVCT_ERR(c->err, COVCT_ERR_NOMEM, "out of memory (lungs)");
+        goto done;
+    }
+    for (int dir = 1; dir >= -1; dir -= 2)
+        for (uint32_t s = 1; s < nz; s++) {
+            uint32_t z = dir > 0 ? s : nz - 1 - s;
+            uint32_t prev = dir > 0 ? z - 1 : z + 1;
+            if (!seed[z] && !took[prev])
+                continue;
+            const size_t o = (size_t)z * np, po = (size_t)prev * np;
+            uint32_t nl =
+                covct_morph_label2d(c->work + o, nx, ny, false, lab, parent);
+            if (!nl)
+                continue;
+            uint64_t *a2 = covct_realloc(area, ((size_t)nl + 1) * sizeof *a2);
+            if (a2)
+                area = a2;
+            uint64_t *o2 =
+                a2 ? covct_realloc(over, ((size_t)nl + 1) * sizeof *o2) : NULL;
+            if (!a2 || !o2) {
+                rc = COVCT_ERR(c->err, COVCT_ERR_NOMEM,
+                               "out of memory (lungs)");
+                goto done;
+            }
+            over = o2;
+            memset(area, 0, ((size_t)nl + 1) * sizeof *area);
+            memset(over, 0, ((size_t)nl + 1) * sizeof *over);
+            for (size_t i = 0; i < np; i++)
+                if (lab[i]) {
+                    area[lab[i]]++;
+                    over[lab[i]] += c->air[po + i] != 0;
+                }
+            for (size_t i = 0; i < np; i++)
+                if (lab[i] && over[lab[i]] >= CUT_OVERLAP * area[lab[i]]) {
+                    c->air[o + i] = 1;
+                    c->work[o + i] = 0;
+                    took[z] = 1;
+                    (*taken)++;
+                }
+        }
+done:
+    covct_free(seed);
+    covct_free(took);
+    covct_free(lab);
+    covct_free(parent);
+    covct_free(area);
+    covct_free(over);
+    return rc;
+}
+
 /* ---- driver ------------------------------------------------------------------ */
 
 static void not_chest(ctx *c, covct_lung_info *info, const char *fmt, ...)
@@ -1711,9 +1813,13 @@ covct_rc covct_lungs_segment(const covct_volume *ct, covct_seg *seg,
         goto done;
 
     tm = covct_debug_time("lungs", "body", tm);
-    /* Lung candidates: air inside the body. */
-    for (size_t i = 0; i < c.n; i++)
+    /* Lung candidates: air inside the body.  The air the body leaves out
+     * (in the field of view) is kept in c.work for cut_lungs. */
+    for (size_t i = 0; i < c.n; i++) {
+        c.work[i] = c.air[i] && !seg->body[i] &&
+                    covct_hu(ct, i) >= BEYOND_HU;
         c.air[i] = c.air[i] && seg->body[i];
+    }
     {
         covct_cc3 cc;
         rc = covct_morph_cc3(c.air, c.nx, c.ny, c.nz, 6, &cc, err);
@@ -1751,6 +1857,15 @@ covct_rc covct_lungs_segment(const covct_volume *ct, covct_seg *seg,
         covct_morph_cc3_free(&cc);
     }
 
+    {
+        size_t cut = 0;
+        if ((rc = cut_lungs(&c, &cut)) != COVCT_OK)
+            goto done;
+        if (cut)
+            covct_log(COVCT_LOG_DEBUG,
+                      "lungs: %.0f ml of lung cut by the edge of the field "
+                      "of view taken back", cut * c.vox_ml);
+    }
     tm = covct_debug_time("lungs", "air candidates", tm);
     /* Midline: body centre, replaced by the trachea when found. */
     {
