@@ -58,6 +58,28 @@ static covct_volume *resample(const covct_volume *v, uint32_t f, uint32_t k0,
     return o;
 }
 
+/* A copy of v with everything farther than rad_px pixels from the image
+ * centre made padding (-3024 HU, marked outside): a circular field of
+ * view. */
+static covct_volume *fov_cut(const covct_volume *v, double rad_px)
+{
+    covct_volume *o = resample(v, 1, 0, v->nz, 1);
+    size_t n = covct_volume_voxels(v);
+    if (!o || !(o->outside = covct_calloc(n, 1))) {
+        covct_volume_free(o);
+        return NULL;
+    }
+    double c = v->nx / 2.0;
+    for (size_t i = 0; i < n; i++) {
+        double x = (double)(i % v->nx) - c, y = (double)(i / v->nx % v->ny) - c;
+        if (x * x + y * y > rad_px * rad_px) {
+            ((int16_t *)o->data)[i] = -3024;
+            o->outside[i] = 1;
+        }
+    }
+    return o;
+}
+
 typedef struct result {
     covct_seg *seg;
     covct_lung_info info;
@@ -335,93 +357,57 @@ int main(void)
         covct_volume_free(m3);
 
         /* Vendor padding outside a circular field of view. */
-        covct_volume *pad = NULL;
-        if (covct_volume_new(n2->nx, n2->ny, n2->nz, COVCT_DTYPE_INT16, &pad,
-                             &err) == COVCT_OK &&
-            (pad->outside = calloc(n, 1)) != NULL) {
-            memcpy(pad->data, n2->data, n * 2);
-            memcpy(pad->affine, n2->affine, sizeof pad->affine);
-            memcpy(pad->spacing, n2->spacing, sizeof pad->spacing);
-            double c = n2->nx / 2.0, rad = 0.49 * n2->nx;
-            for (size_t i = 0; i < n; i++) {
-                double x = (double)(i % n2->nx) - c, y = (double)(i / n2->nx % n2->ny) - c;
-                if (x * x + y * y > rad * rad) {
-                    ((int16_t *)pad->data)[i] = -3024;
-                    pad->outside[i] = 1;
-                }
-            }
-            if (run(pad, &r) == 0) {
-                check_chest("normal001 padded", pad, &r);
-                double ml = r.info.right_ml + r.info.left_ml;
-                CHECKF(fabs(ml - base_ml) <= 0.05 * base_ml,
-                       "padding: %.0f ml vs %.0f ml", ml, base_ml);
-                size_t bad = 0;
-                for (size_t i = 0; i < n; i++)
-                    bad += pad->outside[i] && (r.seg->body[i] || r.seg->lungs[i]);
-                CHECKF(bad == 0, "padding: %zu outside voxels in body", bad);
-            }
+        covct_volume *pad = fov_cut(n2, 0.49 * n2->nx);
+        CHECK(pad != NULL);
+        if (pad && run(pad, &r) == 0) {
+            check_chest("normal001 padded", pad, &r);
+            double ml = r.info.right_ml + r.info.left_ml;
+            CHECKF(fabs(ml - base_ml) <= 0.05 * base_ml,
+                   "padding: %.0f ml vs %.0f ml", ml, base_ml);
+            size_t bad = 0;
+            for (size_t i = 0; i < n; i++)
+                bad += pad->outside[i] && (r.seg->body[i] || r.seg->lungs[i]);
+            CHECKF(bad == 0, "padding: %zu outside voxels in body", bad);
+        }
+        if (pad)
             covct_seg_free(r.seg);
-        }
-        if (pad) {
-            free(pad->outside);
-            pad->outside = NULL;
-        }
         covct_volume_free(pad);
 
         /* A field of view that cuts the lungs (docs/internals/lungs.md,
-         * "Known limits"): padding beyond 135 mm from the image centre
-         * cuts a little lung at the sides; the lung inside the field of
-         * view must stay lung (before the lung stage took back the lung
-         * its edge cuts, 460 ml of it, 13 %, was lost on the slices where
-         * the lung touches the edge). */
-        covct_volume *cut = NULL;
-        if (covct_volume_new(n2->nx, n2->ny, n2->nz, COVCT_DTYPE_INT16, &cut,
-                             &err) == COVCT_OK &&
-            (cut->outside = calloc(n, 1)) != NULL) {
-            memcpy(cut->data, n2->data, n * 2);
-            memcpy(cut->affine, n2->affine, sizeof cut->affine);
-            memcpy(cut->spacing, n2->spacing, sizeof cut->spacing);
-            double c = n2->nx / 2.0, rad = 135.0 / n2->spacing[0];
-            size_t inside = 0, kept = 0, beyond = 0;
+         * step 2): padding beyond 135 mm from the image centre cuts a
+         * little lung at the sides; the lung inside the field of view
+         * must stay lung (before the lung stage took back the lung its
+         * edge cuts, 460 ml of it, 13 %, was lost on the slices where the
+         * lung touches the edge). */
+        covct_volume *cut = fov_cut(n2, 135.0 / n2->spacing[0]);
+        CHECK(cut != NULL);
+        if (cut && run(cut, &r) == 0) {
+            /* Not check_chest: the lung taken back lies outside the body
+             * mask, which the lesion network reads meanwhile
+             * (docs/internals/lungs.md). */
+            CHECKF(r.info.is_chest, "field of view: %s", r.info.why_not);
+            CHECK(components(r.seg->lungs, cut, COVCT_LUNG_RIGHT) == 1);
+            CHECK(components(r.seg->lungs, cut, COVCT_LUNG_LEFT) == 1);
+            size_t inside = 0, kept = 0, beyond = 0, extra = 0;
             for (size_t i = 0; i < n; i++) {
-                double x = (double)(i % n2->nx) - c,
-                       y = (double)(i / n2->nx % n2->ny) - c;
-                if (x * x + y * y > rad * rad) {
-                    ((int16_t *)cut->data)[i] = -3024;
-                    cut->outside[i] = 1;
-                    beyond += base.seg->lungs[i] != 0;
-                }
+                bool was = base.seg->lungs[i] && !cut->outside[i];
+                beyond += base.seg->lungs[i] && cut->outside[i];
+                inside += was;
+                kept += was && r.seg->lungs[i];
+                extra += !was && r.seg->lungs[i];
             }
-            if (run(cut, &r) == 0) {
-                /* Not check_chest: the lung taken back lies outside the
-                 * body mask, which the lesion network reads meanwhile
-                 * (docs/internals/lungs.md). */
-                CHECKF(r.info.is_chest, "field of view: %s", r.info.why_not);
-                CHECK(components(r.seg->lungs, cut, COVCT_LUNG_RIGHT) == 1);
-                CHECK(components(r.seg->lungs, cut, COVCT_LUNG_LEFT) == 1);
-                size_t extra = 0;
-                for (size_t i = 0; i < n; i++) {
-                    bool was = base.seg->lungs[i] && !cut->outside[i];
-                    inside += was;
-                    kept += was && r.seg->lungs[i];
-                    extra += !was && r.seg->lungs[i];
-                }
-                printf("field of view 135 mm: %zu lung voxels beyond it, %zu "
-                       "of %zu inside kept, %zu new\n",
-                       beyond, kept, inside, extra);
-                CHECKF(beyond > 0, "the field of view cuts no lung");
-                CHECKF(kept >= 0.97 * (double)inside,
-                       "field of view: %zu of %zu lung voxels kept", kept,
-                       inside);
-                CHECKF(extra <= 0.01 * (double)inside,
-                       "field of view: %zu voxels of new lung", extra);
-            }
+            printf("field of view 135 mm: %zu lung voxels beyond it, %zu "
+                   "of %zu inside kept, %zu new\n",
+                   beyond, kept, inside, extra);
+            CHECKF(beyond > 0, "the field of view cuts no lung");
+            CHECKF(kept >= 0.97 * (double)inside,
+                   "field of view: %zu of %zu lung voxels kept", kept,
+                   inside);
+            CHECKF(extra <= 0.01 * (double)inside,
+                   "field of view: %zu voxels of new lung", extra);
+        }
+        if (cut)
             covct_seg_free(r.seg);
-        }
-        if (cut) {
-            free(cut->outside);
-            cut->outside = NULL;
-        }
         covct_volume_free(cut);
 
         /* Not a chest: soft tissue only. */

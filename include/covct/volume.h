@@ -26,12 +26,17 @@ typedef enum covct_dtype {
     COVCT_DTYPE_FLOAT32    /* non-integer rescale, or read from float NIfTI */
 } covct_dtype;
 
+/* No tissue or air is below this: the series reader marks such voxels
+ * outside (the out-of-field fills vendors use, -2048 and -3024 HU). */
+#define COVCT_OUTSIDE_HU (-1500.0)
+
 typedef struct covct_volume {
     uint32_t nx, ny, nz;  /* columns, rows, slices */
     covct_dtype dtype;
     void *data;           /* nx*ny*nz values, x fastest, then y, then z */
     /* Optional, may be NULL: 1 where the voxel is padding or outside the
-     * scanner's field of view (Pixel Padding Value, -2048, -3024). */
+     * scanner's field of view (Pixel Padding Value, or below
+     * COVCT_OUTSIDE_HU: -2048, -3024). */
     uint8_t *outside;
     double spacing[3];    /* mm between voxel centres along i, j, k */
     double affine[4][4];  /* voxel index -> LPS mm (see above) */

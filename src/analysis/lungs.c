@@ -54,9 +54,6 @@
 #define LUNG_MAX_ML 5000.0
 /* Air inside the body of at least this size is the lung candidate. */
 #define CAND_MIN_ML 300.0
-/* Below this a voxel is padding beyond the field of view, as the series
- * reader marks it (for volumes read without its mark, e.g. NIfTI). */
-#define BEYOND_HU (-1500.0)
 
 typedef struct ctx {
     const covct_volume *ct;
@@ -1646,9 +1643,10 @@ static covct_rc cut_lungs(ctx *c, size_t *taken)
     covct_rc rc = COVCT_OK;
     uint8_t *took = covct_calloc(nz, 1);
     uint32_t *lab = covct_malloc(np * sizeof *lab);
-    uint32_t *parent =
-        covct_malloc(covct_morph_label2d_scratch(nx, ny) * sizeof *parent);
-    uint64_t *area = NULL, *over = NULL;
+    /* Labelling scratch, then per-label area and overlap counters (as in
+     * find_airways: 2 (labels + 1) fit in it). */
+    uint32_t *parent = covct_malloc(
+        (covct_morph_label2d_scratch(nx, ny) + np + 2) * sizeof *parent);
     if (!took || !lab || !parent) {
         rc = COVCT_ERR(c->err, COVCT_ERR_NOMEM, "out of memory (lungs)");
         goto done;
@@ -1664,19 +1662,8 @@ static covct_rc cut_lungs(ctx *c, size_t *taken)
                 covct_morph_label2d(c->work + o, nx, ny, false, lab, parent);
             if (!nl)
                 continue;
-            uint64_t *a2 = covct_realloc(area, ((size_t)nl + 1) * sizeof *a2);
-            if (a2)
-                area = a2;
-            uint64_t *o2 =
-                a2 ? covct_realloc(over, ((size_t)nl + 1) * sizeof *o2) : NULL;
-            if (!a2 || !o2) {
-                rc = COVCT_ERR(c->err, COVCT_ERR_NOMEM,
-                               "out of memory (lungs)");
-                goto done;
-            }
-            over = o2;
-            memset(area, 0, ((size_t)nl + 1) * sizeof *area);
-            memset(over, 0, ((size_t)nl + 1) * sizeof *over);
+            uint32_t *area = parent, *over = parent + nl + 1;
+            memset(area, 0, ((size_t)nl + 1) * 2 * sizeof *area);
             for (size_t i = 0; i < np; i++)
                 if (lab[i]) {
                     area[lab[i]]++;
@@ -1695,8 +1682,6 @@ done:
     covct_free(took);
     covct_free(lab);
     covct_free(parent);
-    covct_free(area);
-    covct_free(over);
     return rc;
 }
 
@@ -1816,8 +1801,10 @@ covct_rc covct_lungs_segment(const covct_volume *ct, covct_seg *seg,
     /* Lung candidates: air inside the body.  The air the body leaves out
      * (in the field of view) is kept in c.work for cut_lungs. */
     for (size_t i = 0; i < c.n; i++) {
+        /* COVCT_OUTSIDE_HU: padding in a volume read without the series
+         * reader's outside mark (NIfTI). */
         c.work[i] = c.air[i] && !seg->body[i] &&
-                    covct_hu(ct, i) >= BEYOND_HU;
+                    covct_hu(ct, i) >= COVCT_OUTSIDE_HU;
         c.air[i] = c.air[i] && seg->body[i];
     }
     {

@@ -807,7 +807,7 @@ static covct_rc load_slice(load_job *job, size_t z, covct_error *err)
         for (size_t i = 0; i < plane; i++) {
             int32_t r = pi.pixel_rep ? rs[i] : ru[i];
             int32_t hu = r * m + b;
-            outside[i] = (r >= pad_lo && r <= pad_hi) || hu < -1500;
+            outside[i] = (r >= pad_lo && r <= pad_hi) || hu < COVCT_OUTSIDE_HU;
             o16[i] = (int16_t)hu; /* in range: checked by as_int16 */
         }
         goto out;
@@ -825,11 +825,11 @@ static covct_rc load_slice(load_job *job, size_t z, covct_error *err)
                              : (int64_t)((uint32_t *)raw)[i];
         double hu = (double)r * sl->slope + sl->intercept;
         /* Padding (PS3.3 C.7.5.1.1.2) and the out-of-field fills that
-         * vendors use (-2048, -3024 HU and the like) are outside the body;
-         * no tissue or air is below -1500 HU. */
+         * vendors use (-2048, -3024 HU and the like) are outside the body
+         * (COVCT_OUTSIDE_HU). */
         outside[i] = (sl->has_padding && r >= sl->padding &&
                       r <= sl->padding_hi) ||
-                     hu < -1500.0;
+                     hu < COVCT_OUTSIDE_HU;
         if (o16)
             o16[i] = (int16_t)lrint(hu);
         else
