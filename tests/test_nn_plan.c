@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "covct/image.h"
 #include "nn/nn_int.h"
 #include "test.h"
 
@@ -389,7 +390,7 @@ static void test_segment_flip(void)
         CHECKF(worst_mean <= 1, "fixed %d: flip TTA map is not the mean of "
                                 "the two passes (%d levels)", fixed,
                worst_mean);
-        CHECK(covct_nn_segment_slice_tta(&m, img, W, H, 2u, t[0], NULL, NULL,
+        CHECK(covct_nn_segment_slice_tta(&m, img, W, H, 4u, t[0], NULL, NULL,
                                          &err) == COVCT_ERR_ARG);
         covct_nn_model_free(&m);
     }
@@ -454,6 +455,103 @@ static void test_segment_ensemble(void)
     }
 }
 
+/* The tight grid (COVCT_NN_GRID_TIGHT, what covct analyze runs): the
+ * band by hand, then the shipped network on COVID-SemiSeg's narrowest
+ * training slices (labelled data nobody here made, body-cropped as
+ * analyze crops CT slices), whose maps on the band must be those of the
+ * square but for a few pixels. */
+static void test_grid(void)
+{
+    covct_nn_model g;
+    memset(&g, 0, sizeof g);
+    g.cfg.depth = 4; /* cells of the deepest level: 8 px; steps of 16 */
+    g.input_size = 352;
+    uint32_t gw = 0, gh = 0;
+    /* 370 x 505: the short side fills ceil(370 * 352 / 505) = 258 px,
+     * + 2 x 24 margin = 306; 352 - 306 = 46 cut to 32 (2 steps of 16):
+     * a band of 320 columns starting at 16, a whole cell. */
+    covct_nn_grid(&g, 370, 505, &gw, &gh);
+    CHECKF(COVCT_NN_GRID_MARGIN == 24 && gw == 320 && gh == 352,
+           "370 x 505: grid %u x %u", gw, gh);
+    covct_nn_grid(&g, 505, 370, &gw, &gh);
+    CHECKF(gw == 352 && gh == 320, "505 x 370: grid %u x %u", gw, gh);
+    /* 10 x 505: 7 + 48 = 55, 297 cut to 288: 64. */
+    covct_nn_grid(&g, 10, 505, &gw, &gh);
+    CHECKF(gw == 64 && gh == 352, "10 x 505: grid %u x %u", gw, gh);
+    /* 380 x 400: 335 + 48 = 383, more than the square. */
+    covct_nn_grid(&g, 380, 400, &gw, &gh);
+    CHECKF(gw == 352 && gh == 352, "380 x 400: grid %u x %u", gw, gh);
+    covct_nn_grid(&g, 400, 400, &gw, &gh);
+    CHECKF(gw == 352 && gh == 352, "400 x 400: grid %u x %u", gw, gh);
+    g.input_size = 0; /* padded to the stride, 8 */
+    covct_nn_grid(&g, 57, 43, &gw, &gh);
+    CHECKF(gw == 64 && gh == 48, "57 x 43 padded: grid %u x %u", gw, gh);
+
+    const char *src = getenv("COVCT_SOURCE_DIR");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/models/lesions-unet.covctnn",
+             src ? src : ".");
+    covct_error err = {0};
+    covct_nn_model m;
+    memset(&m, 0, sizeof m);
+    CHECKF(covct_nn_model_read(path, &m, &err) == COVCT_OK, "%s: %s", path,
+           err.msg);
+    if (!m.graph)
+        return;
+    covct_nn_set_backend(m.graph, COVCT_NN_FAST);
+    const char *names[] = {"52.jpg", "23.jpg", "15.jpg"};
+    for (size_t k = 0; k < sizeof names / sizeof *names; k++) {
+        char rel[256];
+        snprintf(rel, sizeof rel,
+                 "covid-semiseg-train/MultiClassInfection-Train/Imgs/%s",
+                 names[k]);
+        covct_image im = {0};
+        CHECKF(covct_image_read(test_data(rel), COVCT_IMAGE_GRAY, &im,
+                                &err) == COVCT_OK,
+               "%s: %s", rel, err.msg);
+        if (!im.pixels)
+            continue;
+        size_t n = (size_t)im.width * im.height;
+        uint8_t *a = malloc(n), *b = malloc(n);
+        CHECK(a && b);
+        if (!a || !b) {
+            free(a), free(b), covct_image_free(&im);
+            continue;
+        }
+        covct_nn_model *mp = &m;
+        CHECK(covct_nn_segment_slice_ens(&mp, 1, im.pixels, im.width,
+                                         im.height, 0, a, NULL, NULL,
+                                         &err) == COVCT_OK);
+        CHECK(covct_nn_segment_slice_ens(&mp, 1, im.pixels, im.width,
+                                         im.height, COVCT_NN_GRID_TIGHT, b,
+                                         NULL, NULL, &err) == COVCT_OK);
+        covct_nn_grid(&m, im.width, im.height, &gw, &gh);
+        size_t flips = 0, lesion = 0;
+        int worst = 0;
+        for (size_t i = 0; i < n; i++) {
+            int d = abs((int)a[i] - (int)b[i]);
+            worst = d > worst ? d : worst;
+            flips += (a[i] >= 128) != (b[i] >= 128);
+            lesion += a[i] >= 128;
+        }
+        printf("tight grid, %s (%u x %u): band %u x %u, %zu of %zu lesion "
+               "pixels flip, worst %d levels\n",
+               names[k], im.width, im.height, gw, gh, flips, lesion, worst);
+        CHECKF(gw < 352 || gh < 352, "%s: no band (the test proves nothing)",
+               names[k]);
+        CHECKF(lesion > 500, "%s: %zu lesion pixels", names[k], lesion);
+        /* 0.1 % at most (measured: 1, 1 and 11; at a margin of 16 px, 27
+         * of 52.jpg's 3458; off the deepest level's cells, 12 % of
+         * P001's). */
+        CHECKF(flips * 1000 <= lesion, "%s: %zu of %zu lesion pixels flip",
+               names[k], flips, lesion);
+        free(a);
+        free(b);
+        covct_image_free(&im);
+    }
+    covct_nn_model_free(&m);
+}
+
 int main(void)
 {
     test_unet();
@@ -463,6 +561,7 @@ int main(void)
     test_segment();
     test_segment_flip();
     test_segment_ensemble();
+    test_grid();
     printf("%d passed, %d failed\n", test_passed, test_failed);
     return test_failed ? 1 : 0;
 }

@@ -378,6 +378,19 @@ covct_rc covct_nn_segment_slice(covct_nn_model *m, const uint8_t *pixels,
  * probabilities (mirrored back), at twice the cost.  tta 0 is
  * covct_nn_segment_slice(). */
 #define COVCT_NN_TTA_FLIP 1u
+/* COVCT_NN_GRID_TIGHT (models with an input size only): the network runs
+ * on the band of its square that holds the slice (the slice's short side
+ * as the square holds it plus COVCT_NN_GRID_MARGIN pixels of black on
+ * either side, covct_nn_grid) instead of the whole square: the same
+ * scale, less padding to compute.  The maps differ from the square's
+ * only near the band's edges, through the network's zero padding. */
+#define COVCT_NN_GRID_TIGHT 2u
+#define COVCT_NN_GRID_MARGIN 24u
+/* The network's grid (columns gw, rows gh) for a width x height slice
+ * under COVCT_NN_GRID_TIGHT; without an input size, the slice padded to
+ * the network's stride. */
+void covct_nn_grid(const covct_nn_model *m, uint32_t width, uint32_t height,
+                   uint32_t *gw, uint32_t *gh);
 covct_rc covct_nn_segment_slice_tta(covct_nn_model *m, const uint8_t *pixels,
                                     uint32_t width, uint32_t height,
                                     unsigned tta, uint8_t *infection,

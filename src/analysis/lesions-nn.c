@@ -56,7 +56,8 @@ typedef struct shared {
     covct_axes ax;
     const char *dump;
     int omp_threads;        /* oneDNN threads of each worker */
-    uint32_t *order;        /* slices to segment, most air first */
+    uint32_t *order;        /* slices to segment (see start) */
+    uint32_t *box;          /* per slice: the body's i0, i1, j0, j1 */
     uint32_t n_order;
     uint32_t next;          /* next entry of order to take (atomic) */
     /* Set by finish once the lungs are known: from then on slices without
@@ -91,28 +92,21 @@ static covct_rc do_slice(worker *wk, uint32_t z, covct_error *err)
     const covct_axes *ax = &sh->ax;
     const uint32_t nx = ct->nx, ny = ct->ny;
     const size_t plane = (size_t)nx * ny, zoff = (size_t)z * plane;
-    const uint8_t *body = sh->body + zoff;
     /* Image rows follow patient x (right to left), columns patient y
      * (anterior to posterior). */
     const uint32_t n_along[2] = {nx, ny};
     const int ar = ax->axis[0], ac = ax->axis[1]; /* voxel axis 0 or 1 */
     const uint32_t rows_n = n_along[ar], cols_n = n_along[ac];
     const ptrdiff_t stride[2] = {1, (ptrdiff_t)nx};
-    /* Body extent in image coordinates. */
-    uint32_t r0 = UINT32_MAX, r1 = 0, c0 = UINT32_MAX, c1 = 0;
-    for (uint32_t j = 0; j < ny; j++)
-        for (uint32_t i = 0; i < nx; i++) {
-            size_t p = (size_t)j * nx + i;
-            if (!body[p])
-                continue;
-            uint32_t vi[2] = {i, j};
-            uint32_t r = ax->sign[0] > 0 ? vi[ar] : rows_n - 1 - vi[ar];
-            uint32_t c = ax->sign[1] > 0 ? vi[ac] : cols_n - 1 - vi[ac];
-            r0 = r < r0 ? r : r0, r1 = r > r1 ? r : r1;
-            c0 = c < c0 ? c : c0, c1 = c > c1 ? c : c1;
-        }
-    if (r0 > r1)
+    /* Body extent in image coordinates, from its box in voxels. */
+    const uint32_t *bx = sh->box + 4 * (size_t)z; /* i0, i1, j0, j1 */
+    if (bx[0] > bx[1])
         return COVCT_OK; /* no body */
+    const uint32_t lo[2] = {bx[0], bx[2]}, hi[2] = {bx[1], bx[3]};
+    const uint32_t r0 = ax->sign[0] > 0 ? lo[ar] : rows_n - 1 - hi[ar];
+    const uint32_t r1 = ax->sign[0] > 0 ? hi[ar] : rows_n - 1 - lo[ar];
+    const uint32_t c0 = ax->sign[1] > 0 ? lo[ac] : cols_n - 1 - hi[ac];
+    const uint32_t c1 = ax->sign[1] > 0 ? hi[ac] : cols_n - 1 - lo[ac];
     const uint32_t h = r1 - r0 + 1, w = c1 - c0 + 1;
     /* Voxel offset of image pixel (r, c) inside the slice. */
     const ptrdiff_t step_r = ax->sign[0] * stride[ar];
@@ -126,8 +120,10 @@ static covct_rc do_slice(worker *wk, uint32_t z, covct_error *err)
             wk->img[(size_t)r * w + c] = window(
                 ct, zoff + (size_t)(origin + r * step_r + c * step_c));
     double t0 = covct_now();
-    covct_rc rc = covct_nn_segment_slice(&wk->model, wk->img, w, h, wk->inf,
-                                         wk->ggo, wk->con, err);
+    covct_nn_model *mp = &wk->model;
+    covct_rc rc = covct_nn_segment_slice_ens(&mp, 1, wk->img, w, h,
+                                             COVCT_NN_GRID_TIGHT, wk->inf,
+                                             wk->ggo, wk->con, err);
     wk->t_net += covct_now() - t0;
     wk->slices++;
     if (rc != COVCT_OK) {
@@ -202,26 +198,63 @@ static void *work(void *arg)
     return NULL;
 }
 
-/* Air inside the body per slice, mm2 (slices z0..z1-1). */
+/* Air inside the body per slice, mm2, and the body's box (slices z0..z1-1;
+ * no body: i0 > i1). */
 typedef struct air_job {
     const covct_volume *ct;
     const uint8_t *body;
     double *air;
+    uint32_t *box;
 } air_job;
 
 static int air_range(uint32_t z0, uint32_t z1, void *arg)
 {
     const air_job *a = arg;
     const covct_volume *ct = a->ct;
-    const size_t plane = (size_t)ct->nx * ct->ny;
+    const uint32_t nx = ct->nx, ny = ct->ny;
+    const size_t plane = (size_t)nx * ny;
     for (uint32_t z = z0; z < z1; z++) {
         size_t cnt = 0, o = (size_t)z * plane;
-        for (size_t p = o; p < o + plane; p++)
-            cnt += a->body[p] && covct_hu(ct, p) < AIR_HU &&
-                   !(ct->outside && ct->outside[p]);
+        uint32_t i0 = UINT32_MAX, i1 = 0, j0 = UINT32_MAX, j1 = 0;
+        for (uint32_t j = 0; j < ny; j++) {
+            const size_t row = o + (size_t)j * nx;
+            for (uint32_t i = 0; i < nx; i++) {
+                size_t p = row + i;
+                if (!a->body[p])
+                    continue;
+                i0 = i < i0 ? i : i0, i1 = i > i1 ? i : i1;
+                j0 = j < j0 ? j : j0, j1 = j;
+                cnt += covct_hu(ct, p) < AIR_HU &&
+                       !(ct->outside && ct->outside[p]);
+            }
+        }
         a->air[z] = (double)cnt * ct->spacing[0] * ct->spacing[1];
+        uint32_t *b = a->box + 4 * (size_t)z;
+        b[0] = i0, b[1] = i1, b[2] = j0, b[3] = j1;
     }
     return 0;
+}
+
+/* The order of the slices: slices of much air first (10 % of the most
+ * or more: the lungs), the others (trachea above, bowel gas below, that
+ * may turn out to hold no lung) after them, to be skipped once the lungs
+ * are known; within each, by the network's grid, largest first, so that
+ * a worker remakes its inference plan only when the grid changes (a
+ * handful of times), then most air first. */
+typedef struct order_key {
+    const double *air;
+    const uint32_t *grid; /* pixels of the network's grid per slice */
+    double much;
+} order_key;
+
+static bool before(const order_key *k, uint32_t a, uint32_t b)
+{
+    bool ma = k->air[a] >= k->much, mb = k->air[b] >= k->much;
+    if (ma != mb)
+        return ma;
+    if (k->grid[a] != k->grid[b])
+        return k->grid[a] > k->grid[b];
+    return k->air[a] > k->air[b];
 }
 
 struct covct_lesions_nn_job {
@@ -244,6 +277,7 @@ static void job_free(covct_lesions_nn_job *j)
     }
     covct_free(j->sh.lab);
     covct_free(j->sh.order);
+    covct_free(j->sh.box);
     covct_free(j->sh.has_lung);
     pthread_mutex_destroy(&j->sh.lock);
     covct_free(j);
@@ -316,30 +350,41 @@ covct_rc covct_lesions_nn_start(const covct_volume *ct, const covct_seg *seg,
                              "lesions: out of memory for slice buffers");
         }
     }
-    /* Which slices, in which order: those with air inside the body, the
-     * ones with most air (the middle of the lungs) first, so that the
-     * slices that may turn out to hold no lung (trachea above, bowel gas
-     * below) come last and are skipped once the lungs are known. */
+    /* Which slices, in which order: those with air inside the body, in
+     * the order of `before`. */
     sh->order = covct_malloc((size_t)ct->nz * sizeof *sh->order);
+    sh->box = covct_malloc((size_t)ct->nz * 4 * sizeof *sh->box);
     sh->has_lung = covct_calloc(ct->nz, 1);
     double *air = covct_malloc((size_t)ct->nz * sizeof *air);
-    if (!sh->order || !sh->has_lung || !air) {
+    uint32_t *grid = covct_malloc((size_t)ct->nz * sizeof *grid);
+    if (!sh->order || !sh->box || !sh->has_lung || !air || !grid) {
         covct_free(air);
+        covct_free(grid);
         job_free(j);
         return COVCT_ERR(err, COVCT_ERR_NOMEM, "lesions: out of memory");
     }
-    air_job aj = {ct, seg->body, air};
+    air_job aj = {ct, seg->body, air, sh->box};
     covct_morph_parallel(ct->nz, air_range, &aj);
-    for (uint32_t z = 0; z < ct->nz; z++)
+    order_key key = {air, grid, 0};
+    for (uint32_t z = 0; z < ct->nz; z++) {
+        const uint32_t *b = sh->box + 4 * (size_t)z;
+        uint32_t ext[2] = {b[1] - b[0] + 1, b[3] - b[2] + 1}, gw = 0, gh = 0;
+        if (b[0] <= b[1])
+            covct_nn_grid(m, ext[ax.axis[1]], ext[ax.axis[0]], &gw, &gh);
+        grid[z] = gw * gh;
+        key.much = air[z] > key.much ? air[z] : key.much;
         if (air[z] >= MIN_AIR_MM2)
             sh->order[sh->n_order++] = z;
+    }
+    key.much *= 0.1;
     for (uint32_t a = 1; a < sh->n_order; a++) { /* insertion sort */
         uint32_t z = sh->order[a], b = a;
-        for (; b > 0 && air[sh->order[b - 1]] < air[z]; b--)
+        for (; b > 0 && before(&key, z, sh->order[b - 1]); b--)
             sh->order[b] = sh->order[b - 1];
         sh->order[b] = z;
     }
     covct_free(air);
+    covct_free(grid);
     j->t0 = covct_now();
     for (int i = 0; i < j->nw; i++)
         j->started[i] = pthread_create(&j->tid[i], NULL, work, &j->wk[i]) == 0;
