@@ -15,8 +15,9 @@
 
 /* ---- thresholds (see docs/internals/measures.md) ------------------------ */
 /* Below this involvement of the lungs (and this volume) the scan is read as
- * negative for pneumonia: density-based detection leaves small amounts of
- * false-positive "lesion" in dependent lung and at fissures. */
+ * negative for pneumonia: both lesion methods (the network and the density
+ * method) leave small amounts of false-positive "lesion" in normal lungs
+ * (dependent lung, fissures, partial volume at the diaphragm). */
 #define NEGATIVE_MAX_PCT 1.0
 #define NEGATIVE_MAX_ML 15.0
 /* Both lungs count as involved ("bilateral") when each holds at least this
@@ -302,9 +303,10 @@ covct_rc covct_measures_compute(const covct_volume *ct, const covct_seg *seg,
          * and a radiologist would score them 0.  The volumes stay in the
          * report as measured. */
         if (m->ct_severity_score > 0)
-            add_reason(m, "lobe scores set to 0: the %.1f ml found are below "
-                          "the detection limit of the density method",
-                       m->lesion_ml);
+            add_reason(m, "lobe scores set to 0: %.1f ml is within what "
+                          "covct also finds in normal lungs (under %.0f%% "
+                          "of the lungs and %.0f ml)",
+                       m->lesion_ml, NEGATIVE_MAX_PCT, NEGATIVE_MAX_ML);
         for (int lb = 1; lb <= COVCT_N_LOBES; lb++)
             m->lobe[lb].score = 0;
         m->ct_severity_score = 0;
