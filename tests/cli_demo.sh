@@ -55,4 +55,26 @@ check "it says it is not a chest CT" grep -q "not a chest CT: " err.txt
 check "the report says so too" grep -q "Not a chest CT" nc/report.html
 "$PY" -c 'import json,sys; r=json.load(open("nc/report.json")); sys.exit(0 if r["is_chest"] is False and r["ct_severity_score"] is None else 1)'
 check "report.json: is_chest false, no score" [ $? -eq 0 ]
+
+# A folder holding two patients' series is refused, naming both patients
+# (a report is of one patient); two series of one patient are analysed
+# with a note naming the series chosen.
+mkdir mixed
+for f in "$(data covid-ct-md/P001)"/*; do ln -s "$f" "mixed/p_${f##*/}"; done
+for f in "$(data covid-ct-md/normal001)"/*; do ln -s "$f" "mixed/n_${f##*/}"; done
+"$COVCT_BIN" analyze mixed -o mixed_out -q >err.txt 2>&1
+check "two patients in one folder: exit 1" [ $? -eq 1 ]
+check "both patients named" bash -c "grep 'more than one patient' err.txt | grep '98C14734-ASSH' | grep -q '99C628-ASAD'"
+check "it says how to choose" grep -q -- "--series N" err.txt
+check "no report for two patients" [ ! -e mixed_out/report.json ]
+"$COVCT_BIN" phantom --seed 1 -o ph1 >/dev/null 2>&1 &&
+    "$COVCT_BIN" phantom --seed 2 -o ph2 >/dev/null 2>&1
+check "two phantoms written" [ $? -eq 0 ]
+mkdir same
+cp ph1/dicom/*.dcm same/
+for f in ph2/dicom/*.dcm; do cp "$f" "same/b_${f##*/}"; done
+"$COVCT_BIN" analyze same -o same_out -q >err.txt 2>&1
+check "two series of one patient: analysed" [ $? -eq 0 ]
+check "the note names the series chosen" grep -q "holds 2 image series of this patient; analysing series 1 (CT, 120 slices" err.txt
+check "its report written" [ -s same_out/report.json ]
 finish
