@@ -67,6 +67,9 @@ check "two patients in one folder: exit 1" [ $? -eq 1 ]
 check "both patients named" bash -c "grep 'more than one patient' err.txt | grep '98C14734-ASSH' | grep -q '99C628-ASAD'"
 check "it says how to choose" grep -q -- "--series N" err.txt
 check "no report for two patients" [ ! -e mixed_out/report.json ]
+"$COVCT_BIN" volume mixed -o mixed.nii.gz >err.txt 2>&1
+check "volume refuses two patients too" [ $? -eq 1 ]
+check "volume names them" grep -q "more than one patient" err.txt
 "$COVCT_BIN" phantom --seed 1 -o ph1 >/dev/null 2>&1 &&
     "$COVCT_BIN" phantom --seed 2 -o ph2 >/dev/null 2>&1
 check "two phantoms written" [ $? -eq 0 ]
@@ -75,6 +78,6 @@ cp ph1/dicom/*.dcm same/
 for f in ph2/dicom/*.dcm; do cp "$f" "same/b_${f##*/}"; done
 "$COVCT_BIN" analyze same -o same_out -q >err.txt 2>&1
 check "two series of one patient: analysed" [ $? -eq 0 ]
-check "the note names the series chosen" grep -q "holds 2 image series of this patient; analysing series 1 (CT, 120 slices" err.txt
+check "the note names the series chosen" grep -q "holds 2 image series of this patient; reading series 1 (CT, 120 slices" err.txt
 check "its report written" [ -s same_out/report.json ]
 finish

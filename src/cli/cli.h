@@ -4,6 +4,8 @@
 
 #include <stdbool.h>
 
+#include "covct/volume.h"
+
 #define COVCT_EXIT_OK 0
 #define COVCT_EXIT_FAIL 1  /* the input could not be processed */
 #define COVCT_EXIT_USAGE 2 /* wrong command line */
@@ -54,6 +56,16 @@ int covct_cmd_token(int argc, char **argv);
 
 /* Shared helpers. */
 bool covct_cli_is_help(const char *arg);
+/* `chosen` was picked from `set` (read from folder `in`) without
+ * --series: one result is of one patient, so if the folder holds series
+ * of more than one patient (PatientID or name differ) print an error
+ * naming them and --series N, and return false; if it holds several
+ * series of one patient (kernels, a scout, contrast phases), print a
+ * note naming the one chosen (covct_series_set_best: the axial CT series
+ * with most slices) and return true. */
+bool covct_cli_one_patient(const char *cmd, const char *in,
+                           const covct_series_set *set,
+                           const covct_series *chosen);
 void covct_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

@@ -75,55 +75,6 @@ static void step(bool show, const char *what, double t0)
         fprintf(stderr, "[%5.1f s] %s\n", covct_now() - t0, what);
 }
 
-/* A folder of more than one image series, no --series given: a report is
- * of one patient, so series of several patients are refused, naming them;
- * several series of one patient (other kernels, a scout, a contrast phase)
- * are said, with the one chosen (covct_series_set_best: axial CT, most
- * slices). */
-static bool one_patient(const char *in, const covct_series_set *set,
-                        const covct_series *chosen,
-                        const covct_series_summary *sm)
-{
-    size_t ns = covct_series_set_count(set), k_chosen = 0, others = 0;
-    char list[1024] = "";
-    size_t len = 0;
-    for (size_t k = 0; k < ns; k++) {
-        const covct_series *s = covct_series_set_at(set, k);
-        if (s == chosen) {
-            k_chosen = k + 1;
-            continue;
-        }
-        covct_series_summary o;
-        covct_series_get_summary(s, &o);
-        if (strcmp(o.patient_id, sm->patient_id) ||
-            strcmp(o.patient_name, sm->patient_name)) {
-            others++;
-            if (len < sizeof list - 1)
-                len += (size_t)snprintf(list + len, sizeof list - len,
-                                        "; series %zu: ID '%s'", k + 1,
-                                        o.patient_id);
-        }
-    }
-    if (others) {
-        covct_cli_error("analyze: %s holds images of more than one patient "
-                        "(series %zu: ID '%s'%s%s).  A report is of one "
-                        "patient: choose the series with --series N ('covct "
-                        "info %s' lists them)",
-                        in, k_chosen, sm->patient_id, list,
-                        len >= sizeof list - 1 ? " ..." : "", in);
-        return false;
-    }
-    if (ns > 1)
-        fprintf(stderr,
-                "covct analyze: note: %s holds %zu image series of this "
-                "patient; analysing series %zu (%s, %u slices, '%s'), the "
-                "axial CT with most slices.  Another: --series N ('covct "
-                "info %s' lists them).\n",
-                in, ns, k_chosen, sm->modality, (unsigned)sm->n_slices,
-                sm->description, in);
-    return true;
-}
-
 int covct_cmd_analyze(int argc, char **argv)
 {
     const char *in = NULL, *outdir = NULL;
@@ -262,7 +213,7 @@ int covct_cmd_analyze(int argc, char **argv)
         }
         covct_series_get_summary(s, &sm);
         src_series = s;
-        if (!series_no && !one_patient(in, set, s, &sm))
+        if (!series_no && !covct_cli_one_patient("analyze", in, set, s))
             goto out;
         inst = covct_malloc((covct_series_slice_count(s) + 1) * sizeof *inst);
         if (!inst) {

@@ -14,8 +14,9 @@ static const char help[] =
     "Build a 3-D volume in Hounsfield units from a CT series and write it as\n"
     "NIfTI-1 (.nii, or .nii.gz compressed) with its patient geometry, so\n"
     "that ITK-SNAP, 3D Slicer or nibabel show it where it is.  A folder may\n"
-    "hold several series: the largest axial CT series is used unless\n"
-    "--series is given.  Slices are ordered by position, not file name.\n"
+    "hold several series of one patient: the largest axial CT series is\n"
+    "used unless --series is given (a folder of more than one patient\n"
+    "needs --series).  Slices are ordered by position, not file name.\n"
     "\n"
     "  -o, --output FILE   output file (.nii or .nii.gz), required\n"
     "  --series N          use series number N as listed by 'covct info'\n"
@@ -151,6 +152,8 @@ int covct_cmd_volume(int argc, char **argv)
                 fputs(covct_series_set_skipped_report(set), stderr);
             goto out;
         }
+        if (!covct_cli_one_patient("volume", in, set, s))
+            goto out;
     }
     const char *pr = covct_series_problems(s);
     if (*pr && !quiet)
