@@ -236,6 +236,67 @@ static void test_volume_basics(void)
           COVCT_ERR_ARG);
 }
 
+/* covct_volume_transpose_xy: a 3 x 2 x 2 volume (tiles of 32 are larger
+ * than it; 40 x 37 covers partial tiles) by hand: voxel (i, j, k) moves to
+ * (j, i, k) with the same patient position, and twice is the identity. */
+static void test_transpose(void)
+{
+    covct_error err = {0};
+    covct_volume *v = NULL;
+    CHECK(covct_volume_new(3, 2, 2, COVCT_DTYPE_INT16, &v, &err) == 0);
+    if (!v)
+        return;
+    int16_t *d = v->data;
+    for (int n = 0; n < 12; n++)
+        d[n] = (int16_t)n; /* value = (k * 2 + j) * 3 + i */
+    v->outside = covct_calloc(12, 1);
+    CHECK(v->outside != NULL);
+    if (v->outside)
+        v->outside[1 * 3 + 2] = 1; /* (i 2, j 1, k 0) */
+    v->spacing[0] = 0.5, v->spacing[1] = 0.7, v->spacing[2] = 2.0;
+    double a0[4][4] = {{0.5, 0, 0, -10}, {0, 0.7, 0, 20}, {0, 0, 2, 30},
+                       {0, 0, 0, 1}};
+    memcpy(v->affine, a0, sizeof a0);
+    CHECK(covct_volume_transpose_xy(v, &err) == COVCT_OK);
+    CHECK(v->nx == 2 && v->ny == 3 && v->nz == 2);
+    CHECK(v->spacing[0] == 0.7 && v->spacing[1] == 0.5);
+    d = v->data;
+    /* new (i', j', k) = old (j', i', k): value (k * 2 + i') * 3 + j' */
+    int bad = 0;
+    for (int k = 0; k < 2; k++)
+        for (int jn = 0; jn < 3; jn++)
+            for (int in = 0; in < 2; in++)
+                bad += d[(k * 3 + jn) * 2 + in] != (k * 2 + in) * 3 + jn;
+    CHECKF(bad == 0, "%d voxels misplaced", bad);
+    CHECK(v->outside && v->outside[2 * 2 + 1] == 1); /* (i 1, j 2, k 0) */
+    /* Same patient position: old (2, 1, 1) = new (1, 2, 1). */
+    double old_x = a0[0][0] * 2 + a0[0][1] * 1 + a0[0][3];
+    double new_x = v->affine[0][0] * 1 + v->affine[0][1] * 2 + v->affine[0][3];
+    double old_y = a0[1][0] * 2 + a0[1][1] * 1 + a0[1][3];
+    double new_y = v->affine[1][0] * 1 + v->affine[1][1] * 2 + v->affine[1][3];
+    CHECK(old_x == new_x && old_y == new_y);
+    CHECK(covct_volume_transpose_xy(v, &err) == COVCT_OK);
+    CHECK(v->nx == 3 && v->ny == 2 && memcmp(v->affine, a0, sizeof a0) == 0);
+    d = v->data;
+    bad = 0;
+    for (int n = 0; n < 12; n++)
+        bad += d[n] != n;
+    CHECK(bad == 0 && v->outside && v->outside[1 * 3 + 2] == 1);
+    covct_volume_free(v);
+
+    enum { W = 40, H = 37 };
+    static uint8_t in[W * H * 2], out[W * H * 2];
+    for (int n = 0; n < W * H * 2; n++)
+        in[n] = (uint8_t)(n * 7 + n / W);
+    covct_planes_transpose(in, out, W, H, 2, 1);
+    bad = 0;
+    for (int k = 0; k < 2; k++)
+        for (int y = 0; y < H; y++)
+            for (int x = 0; x < W; x++)
+                bad += out[(k * W + x) * H + y] != in[(k * H + y) * W + x];
+    CHECKF(bad == 0, "40 x 37: %d elements misplaced", bad);
+}
+
 /* ---- covct round trips ------------------------------------------------------ */
 
 static void test_roundtrip(void)
@@ -1159,6 +1220,7 @@ int main(void)
     covct_log_set_level(COVCT_LOG_ERROR);
     make_tmpdir();
     test_volume_basics();
+    test_transpose();
     test_roundtrip();
     test_write_errors();
     test_hostile_headers();

@@ -75,6 +75,10 @@ typedef struct covct_seg {
 covct_rc covct_seg_new(const covct_volume *ct, covct_seg **out,
                        covct_error *err);
 void covct_seg_free(covct_seg *s);
+/* Swap the in-plane axes of every label array, as
+ * covct_volume_transpose_xy does for the CT (nx and ny swap).  On failure
+ * (out of memory) s is unchanged. */
+covct_rc covct_seg_transpose_xy(covct_seg *s, covct_error *err);
 
 /* ---- lungs ---------------------------------------------------------------- */
 typedef struct covct_lung_info {

@@ -51,6 +51,15 @@ size_t covct_volume_voxels(const covct_volume *v);
 /* Value of one voxel as a double (no bounds check beyond an assert). */
 double covct_volume_get(const covct_volume *v, uint32_t x, uint32_t y,
                         uint32_t z);
+/* Swap the in-plane axes i and j of every slice (data, outside mask,
+ * spacing, affine columns): the same patient geometry, stored the other
+ * way round; twice is the identity.  On failure (out of memory) v is
+ * unchanged. */
+covct_rc covct_volume_transpose_xy(covct_volume *v, covct_error *err);
+/* out[z][i][j] = in[z][j][i] for nz planes of ny rows of nx elements of
+ * `size` bytes (1, 2 or 4); out holds nz planes of nx rows of ny. */
+void covct_planes_transpose(const void *in, void *out, uint32_t nx,
+                            uint32_t ny, uint32_t nz, size_t size);
 
 /* ---- NIfTI-1 (.nii, .nii.gz), single file, little endian on write ------ */
 /* Write with qform and sform both set to the volume's RAS affine

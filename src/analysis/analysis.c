@@ -85,6 +85,33 @@ covct_rc covct_seg_new(const covct_volume *ct, covct_seg **out,
     return COVCT_OK;
 }
 
+covct_rc covct_seg_transpose_xy(covct_seg *s, covct_error *err)
+{
+    uint8_t **arr[] = {&s->body,    &s->airways, &s->lungs,
+                       &s->lobes,   &s->lesions, &s->vessels};
+    enum { NA = sizeof arr / sizeof arr[0] };
+    const size_t n = (size_t)s->nx * s->ny * s->nz;
+    uint8_t *t[NA] = {0};
+    for (int a = 0; a < NA; a++)
+        if (*arr[a] && !(t[a] = covct_malloc(n))) {
+            for (int b = 0; b < a; b++)
+                covct_free(t[b]);
+            return COVCT_ERR(err, COVCT_ERR_NOMEM,
+                             "out of memory transposing the masks");
+        }
+    for (int a = 0; a < NA; a++) {
+        if (!*arr[a])
+            continue;
+        covct_planes_transpose(*arr[a], t[a], s->nx, s->ny, s->nz, 1);
+        covct_free(*arr[a]);
+        *arr[a] = t[a];
+    }
+    uint32_t x = s->nx;
+    s->nx = s->ny;
+    s->ny = x;
+    return COVCT_OK;
+}
+
 void covct_seg_free(covct_seg *s)
 {
     if (!s)

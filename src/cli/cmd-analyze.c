@@ -226,6 +226,19 @@ int covct_cmd_analyze(int argc, char **argv)
             goto out;
         }
     }
+    /* The lung stage reads slice rows as the patient's right-left axis
+     * and columns as front-back.  A volume stored the other way round
+     * (rows front-back: a transposed NIfTI, a DICOM Image Orientation of
+     * (0,1,0,1,0,0)) is analysed transposed, and it and its masks are
+     * turned back before anything is measured or written, so every output
+     * lies on the input's grid. */
+    covct_axes axes;
+    covct_volume_axes(ct, &axes);
+    const bool swapped = axes.axis[2] == 2 && axes.axis[0] == 1;
+    if (swapped && covct_volume_transpose_xy(ct, &err)) {
+        covct_cli_error("%s", err.msg);
+        goto out;
+    }
     if (covct_seg_new(ct, &seg, &err)) {
         covct_cli_error("%s", err.msg);
         goto out;
@@ -289,6 +302,11 @@ int covct_cmd_analyze(int argc, char **argv)
     }
     covct_lesions_nn_cancel(job); /* not a chest CT: not needed */
     job = NULL;
+    if (swapped && (covct_volume_transpose_xy(ct, &err) ||
+                    covct_seg_transpose_xy(seg, &err))) {
+        covct_cli_error("%s", err.msg);
+        goto out;
+    }
     step(show, "measuring", t0);
     if (covct_measures_compute(ct, seg, inst, &m, &err)) {
         covct_cli_error("measures: %s", err.msg);

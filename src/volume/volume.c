@@ -81,3 +81,60 @@ double covct_volume_get(const covct_volume *v, uint32_t x, uint32_t y,
         return ((const float *)v->data)[i];
     return ((const int16_t *)v->data)[i];
 }
+
+/* Tiles of 32 x 32 elements: rows of both planes stay in cache. */
+#define TILE 32
+
+void covct_planes_transpose(const void *in, void *out, uint32_t nx,
+                            uint32_t ny, uint32_t nz, size_t size)
+{
+    const size_t plane = (size_t)nx * ny;
+    for (uint32_t z = 0; z < nz; z++) {
+        const uint8_t *a = (const uint8_t *)in + plane * size * z;
+        uint8_t *b = (uint8_t *)out + plane * size * z;
+        for (uint32_t y0 = 0; y0 < ny; y0 += TILE)
+            for (uint32_t x0 = 0; x0 < nx; x0 += TILE) {
+                uint32_t y1 = y0 + TILE < ny ? y0 + TILE : ny;
+                uint32_t x1 = x0 + TILE < nx ? x0 + TILE : nx;
+                for (uint32_t y = y0; y < y1; y++)
+                    for (uint32_t x = x0; x < x1; x++)
+                        memcpy(b + ((size_t)x * ny + y) * size,
+                               a + ((size_t)y * nx + x) * size, size);
+            }
+    }
+}
+
+covct_rc covct_volume_transpose_xy(covct_volume *v, covct_error *err)
+{
+    const size_t n = covct_volume_voxels(v);
+    const size_t es = covct_dtype_size(v->dtype);
+    void *data = covct_malloc(n * es);
+    uint8_t *outside = v->outside ? covct_malloc(n) : NULL;
+    if (!data || (v->outside && !outside)) {
+        covct_free(data);
+        covct_free(outside);
+        return COVCT_ERR(err, COVCT_ERR_NOMEM,
+                         "out of memory transposing a %ux%ux%u volume",
+                         v->nx, v->ny, v->nz);
+    }
+    covct_planes_transpose(v->data, data, v->nx, v->ny, v->nz, es);
+    covct_free(v->data);
+    v->data = data;
+    if (outside) {
+        covct_planes_transpose(v->outside, outside, v->nx, v->ny, v->nz, 1);
+        covct_free(v->outside);
+        v->outside = outside;
+    }
+    uint32_t t = v->nx;
+    v->nx = v->ny;
+    v->ny = t;
+    double d = v->spacing[0];
+    v->spacing[0] = v->spacing[1];
+    v->spacing[1] = d;
+    for (int r = 0; r < 4; r++) {
+        d = v->affine[r][0];
+        v->affine[r][0] = v->affine[r][1];
+        v->affine[r][1] = d;
+    }
+    return COVCT_OK;
+}
