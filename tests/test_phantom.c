@@ -688,6 +688,78 @@ static void test_options(void)
     CHECK(covct_phantom_make(&p, &ct, NULL, NULL, &err) == COVCT_ERR_ARG);
 }
 
+/* Dependent consolidation (--dependent 0.3): from the definition, on the
+ * truth masks: behind the cut (the back 30 % of the lungs' front-to-back
+ * extent, measured here on the lung mask; +-3 mm of undulation) every
+ * lower-lobe voxel is consolidation, in front of it none;
+ * the lower lobes hold nothing else; the upper and middle lobes keep
+ * their standard lesions; consolidation HU as for any lesion; a fraction
+ * over 0.8 is refused. */
+static void test_dependent(void)
+{
+    covct_phantom_params p;
+    small_params(&p);
+    p.dependent = 0.3;
+    covct_volume *ct = NULL;
+    covct_seg *s = NULL;
+    covct_phantom_truth t;
+    covct_error err = {0};
+    covct_rc rc = covct_phantom_make(&p, &ct, &s, &t, &err);
+    CHECKF(rc == COVCT_OK, "%s", err.msg);
+    if (rc)
+        return;
+    check_labels(ct, s, &t);
+    check_lesion_hu(ct, s, p.noise_hu);
+    size_t nx = ct->nx, ny = ct->ny, n = covct_volume_voxels(ct);
+    double ymin = 1e9, ymax = -1e9;
+    for (size_t i = 0; i < n; i++)
+        if (s->lungs[i]) {
+            double y = ct->affine[1][1] * (double)((i / nx) % ny) +
+                       ct->affine[1][3];
+            ymin = y < ymin ? y : ymin;
+            ymax = y > ymax ? y : ymax;
+        }
+    double cut = ymax - 0.3 * (ymax - ymin), tol = 3.0;
+    size_t behind = 0, behind_cons = 0, front_cons = 0, lower_ggo = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s->lobes[i] != COVCT_LOBE_RLL && s->lobes[i] != COVCT_LOBE_LLL)
+            continue;
+        double y = ct->affine[1][1] * (double)((i / nx) % ny) +
+                   ct->affine[1][3];
+        bool cons = s->lesions[i] == COVCT_LESION_CONSOLIDATION;
+        lower_ggo += s->lesions[i] == COVCT_LESION_GGO;
+        if (y >= cut + tol) {
+            behind++;
+            behind_cons += cons;
+        } else if (y < cut - tol) {
+            front_cons += cons;
+        }
+    }
+    printf("dependent 0.3: cut at y %.1f mm; %zu of %zu lower-lobe voxels "
+           "behind it consolidated, %zu in front; %.1f ml of consolidation\n",
+           cut, behind_cons, behind, front_cons, t.consolidation_ml);
+    CHECK(behind > 1000 && behind_cons == behind);
+    CHECK(front_cons == 0 && lower_ggo == 0);
+    int upper = 0, dep = 0;
+    for (int i = 0; i < t.n_lesions; i++) {
+        int lower = t.lesion[i].lobe == COVCT_LOBE_RLL ||
+                    t.lesion[i].lobe == COVCT_LOBE_LLL;
+        upper += !lower;
+        dep += lower && t.lesion[i].cls == COVCT_LESION_CONSOLIDATION &&
+               t.lesion[i].volume_ml > 100;
+    }
+    CHECKF(upper == 4 && dep == 2 && t.n_lesions == 6,
+           "%d upper-lobe lesions, %d dependent, %d in all", upper, dep,
+           t.n_lesions);
+    covct_volume_free(ct);
+    covct_seg_free(s);
+
+    p.dependent = 0.9;
+    err = (covct_error){0};
+    CHECK(covct_phantom_make(&p, &ct, NULL, NULL, &err) == COVCT_ERR_ARG);
+    CHECK(strstr(err.msg, "dependent") != NULL);
+}
+
 static void test_alloc_failures(void)
 {
     covct_phantom_params p;
@@ -733,6 +805,7 @@ int main(void)
     test_sphere(6.0, 0.7, 0.7, 0.03);
     test_determinism();
     test_options();
+    test_dependent();
     test_alloc_failures();
     remove_tree(tmpdir);
     int rc = test_report();

@@ -97,6 +97,17 @@ typedef struct covct_phantom_params {
     double sphere_radius_mm;
     double sphere_centre_mm[3];
     int sphere_class;    /* default COVCT_LESION_CONSOLIDATION */
+
+    /* Dependent consolidation, the pattern of severe COVID-19 and ARDS in
+     * a patient lying on the back: when > 0 (at most 0.8), the posterior
+     * `dependent` fraction of the lungs' front-to-back extent (the voxel
+     * centres of the truth lung mask) is consolidated in both lower
+     * lobes, behind a gently undulating surface (+-3 mm), vessels and
+     * airways included; the standard
+     * lesions of the lower lobes are left out (those of the upper and
+     * middle lobes stay).  Two lesions in the truth, one per lower lobe.
+     * Default 0. */
+    double dependent;
 } covct_phantom_params;
 
 /* The defaults listed above: a 256 x 256 x 120 volume of 1.4 x 1.4 x 2.5

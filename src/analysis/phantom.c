@@ -18,6 +18,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -375,6 +376,9 @@ typedef struct blob {
     int cls, lobe;
     bool subpleural;
     bool sphere;
+    bool dependent; /* inside: y at or behind ycut (dependent_y) */
+    double frac;    /* dependent: the back frac of the lungs' depth */
+    double ycut;    /* set by paint_lesions from the lung mask */
 } blob;
 
 typedef struct gen {
@@ -670,8 +674,17 @@ static void paint_trees(gen *g)
 
 /* ---- pass 3: lesions -------------------------------------------------------- */
 
+/* The surface of dependent consolidation: ycut +- 3 mm, undulating
+ * along x and z (LPS y grows towards the back). */
+static double dependent_y(const blob *b, const double p[3])
+{
+    return b->ycut + 3.0 * sin(p[0] / 17.0 + b->c[0]) * cos(p[2] / 23.0);
+}
+
 static int blob_inside(const blob *b, const double p[3])
 {
+    if (b->dependent)
+        return p[1] >= dependent_y(b, p);
     double d[3] = {p[0] - b->c[0], p[1] - b->c[1], p[2] - b->c[2]};
     double q = 0;
     for (int a = 0; a < 3; a++) {
@@ -873,9 +886,17 @@ static covct_rc place_lesions(gen *g)
     }
     if (!p->lesions)
         return COVCT_OK;
+    if (p->dependent < 0 || p->dependent > 0.8 || p->dependent != p->dependent)
+        return COVCT_ERR(g->err, COVCT_ERR_ARG,
+                         "phantom: dependent consolidation %g is not a "
+                         "fraction from 0 to 0.8",
+                         p->dependent);
+    const bool dep = p->dependent > 0;
     size_t n_spec = sizeof standard_lesions / sizeof standard_lesions[0];
     for (size_t s = 0; s < n_spec; s++) {
         const lesion_spec *sp = &standard_lesions[s];
+        if (dep && (sp->lobe == COVCT_LOBE_RLL || sp->lobe == COVCT_LOBE_LLL))
+            continue; /* the dependent consolidation takes their place */
         blob *b = &g->blobs[g->n_blobs];
         memset(b, 0, sizeof *b);
         b->cls = sp->cls;
@@ -905,6 +926,20 @@ static covct_rc place_lesions(gen *g)
                              (unsigned long long)p->seed);
         g->n_blobs++;
     }
+    for (int side = 0; dep && side < 2; side++) {
+        blob *b = &g->blobs[g->n_blobs++];
+        memset(b, 0, sizeof *b);
+        b->cls = COVCT_LESION_CONSOLIDATION;
+        b->lobe = side ? COVCT_LOBE_LLL : COVCT_LOBE_RLL;
+        b->subpleural = true;
+        b->dependent = true;
+        b->hu = lesion_hu(&rs, b->cls);
+        b->c[0] = side ? LUNG_CX : -LUNG_CX;
+        b->c[1] = LUNG_YC + LUNG_AY * (1.0 - p->dependent);
+        b->c[2] = LUNG_ZC;
+        b->frac = p->dependent;
+        b->rb = 1e4; /* the whole grid; the lobe and ycut decide */
+    }
     return COVCT_OK;
 }
 
@@ -913,6 +948,23 @@ static void paint_lesions(gen *g)
     const covct_volume *ct = g->ct;
     int16_t *hu = ct->data;
     const size_t nx = ct->nx, ny = ct->ny;
+    /* Dependent consolidation's cut, from the lungs' front-to-back extent
+     * (voxel centres of the lung mask). */
+    double ymin = DBL_MAX, ymax = -DBL_MAX;
+    for (int n = 0; n < g->n_blobs; n++)
+        if (g->blobs[n].dependent && ymin > ymax) {
+            size_t nv = covct_volume_voxels(ct);
+            for (size_t i = 0; i < nv; i++)
+                if (g->seg->lungs[i]) {
+                    double y = ct->affine[1][1] * (double)((i / nx) % ny) +
+                               ct->affine[1][3];
+                    ymin = y < ymin ? y : ymin;
+                    ymax = y > ymax ? y : ymax;
+                }
+        }
+    for (int n = 0; n < g->n_blobs; n++)
+        if (g->blobs[n].dependent)
+            g->blobs[n].ycut = ymax - g->blobs[n].frac * (ymax - ymin);
     for (int n = 0; n < g->n_blobs; n++) {
         const blob *b = &g->blobs[n];
         size_t lo[3], hi[3];
@@ -1064,7 +1116,11 @@ static void summarize(gen *g, covct_phantom_truth *t)
             l->centre_mm[a] = g->les_vox[i]
                                   ? g->les_sum[i][a] / (double)g->les_vox[i]
                                   : b->c[a];
-        l->radius_mm = b->r_nominal;
+        /* Dependent consolidation has no nominal shape: the sphere of
+         * its volume. */
+        l->radius_mm = b->dependent ? cbrt(3.0 * l->volume_ml * 1000.0 /
+                                           (4.0 * M_PI))
+                                    : b->r_nominal;
         l->hu = b->hu;
         l->subpleural = b->subpleural;
     }

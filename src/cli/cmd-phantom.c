@@ -53,6 +53,11 @@ static const char help[] =
     "  --noise HU         image noise, standard deviation (default 12; 0 for\n"
     "                     none)\n"
     "  --no-lesions       a healthy chest (for false-positive tests)\n"
+    "  --dependent F      severe disease: the back F (0 to 0.8) of the\n"
+    "                     lungs' depth consolidated in both lower lobes,\n"
+    "                     as in a patient with severe COVID-19 or ARDS\n"
+    "                     lying on the back (the lower lobes' other\n"
+    "                     lesions are left out)\n"
     "  -h, --help         this text\n"
     "\n"
     "Example:\n"
@@ -116,7 +121,8 @@ int covct_cmd_phantom(int argc, char **argv)
         }
         int takes = !strcmp(a, "-o") || !strcmp(a, "--output") ||
                     !strcmp(a, "--seed") || !strcmp(a, "--spacing") ||
-                    !strcmp(a, "--slice") || !strcmp(a, "--noise");
+                    !strcmp(a, "--slice") || !strcmp(a, "--noise") ||
+                    !strcmp(a, "--dependent");
         if (!takes) {
             covct_cli_error("phantom: unknown option '%s'; run 'covct "
                             "phantom --help'",
@@ -142,10 +148,13 @@ int covct_cmd_phantom(int argc, char **argv)
         else if (!strcmp(a, "--noise"))
             ok = parse_double(val, &p.noise_hu) && p.noise_hu >= 0 &&
                  p.noise_hu <= 500;
+        else if (!strcmp(a, "--dependent"))
+            ok = parse_double(val, &p.dependent) && p.dependent >= 0 &&
+                 p.dependent <= 0.8;
         if (!ok) {
             covct_cli_error("phantom: bad value '%s' for %s (spacing 0.3-10 "
-                            "mm, slice 0.3-20 mm, noise 0-500 HU, seed a "
-                            "whole number)",
+                            "mm, slice 0.3-20 mm, noise 0-500 HU, dependent "
+                            "0-0.8, seed a whole number)",
                             val, a);
             return COVCT_EXIT_USAGE;
         }
