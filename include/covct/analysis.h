@@ -68,6 +68,9 @@ typedef struct covct_seg {
     uint8_t *lesions; /* COVCT_LESION_GGO / COVCT_LESION_CONSOLIDATION */
     uint8_t *vessels; /* optional: 1 where the lesion stage saw a vessel */
     bool body_ready;  /* body is final (covct_body_segment or the lungs) */
+    /* Set by covct_lungs_segment: dense tissue behind the lower lungs that
+     * the lung mask leaves out, ml (covct_lungs_dense_behind). */
+    double dense_behind_ml;
 } covct_seg;
 
 /* Allocate an empty segmentation for a volume (all label arrays zeroed;
@@ -87,7 +90,24 @@ typedef struct covct_lung_info {
     double right_ml, left_ml;
     double airway_ml;
     uint32_t z_first, z_last; /* slice range (k) that holds lung */
+    /* Dense tissue behind the lower lungs that the lung mask leaves out
+     * (consolidation of the dependent lower lobes, or pleural effusion),
+     * ml; covct_lungs_dense_behind. */
+    double dense_behind_ml;
 } covct_lung_info;
+
+/* Dense tissue behind the lungs (docs/internals/lungs.md): soft tissue
+ * (-300 to +150 HU) inside the rib cage, behind the back of the lung in
+ * its column, in the lower two thirds of the lungs and the back half of
+ * each slice's lungs, away from the midline, in regions reaching 15 mm
+ * or more behind the lung: dependent consolidation too thick for the
+ * lung mask, or pleural effusion (density cannot tell them apart).
+ * *ml is its volume; `found` (optional, nx*ny*nz) marks its voxels.
+ * Needs a volume whose rows run along the patient's x and columns along
+ * y (else *ml = 0). */
+covct_rc covct_lungs_dense_behind(const covct_volume *ct, const covct_seg *seg,
+                                  uint8_t *found, double *ml,
+                                  covct_error *err);
 
 /* The body alone (the first step of covct_lungs_segment, which then keeps
  * it): largest connected region above -500 HU, holes filled per slice.
@@ -222,6 +242,10 @@ typedef struct covct_measures {
     bool bilateral;                /* lesion >= 1 ml in each lung */
     int lobes_involved;            /* lobes with score >= 1 */
     covct_category category;
+    /* Dense tissue behind the lower lungs outside the lung mask, ml (from
+     * the segmentation); from COVCT_DENSE_BEHIND_MIN_ML on, the scan is
+     * never called negative and the reasons say why. */
+    double dense_behind_ml;
     /* Plain-language features that led to the category. */
     char reasons[COVCT_MAX_REASONS][160];
     int n_reasons;
@@ -229,6 +253,11 @@ typedef struct covct_measures {
     covct_slice_measures *slices;
     uint32_t n_slices;
 } covct_measures;
+
+/* Dense tissue behind the lungs from this volume on is reported (the
+ * check finds 0.0 ml on COVID-CT-MD's three scans and on the standard
+ * phantoms; docs/internals/lungs.md). */
+#define COVCT_DENSE_BEHIND_MIN_ML 50.0
 
 /* Pan et al., Radiology 2020: 0 none, 1 <5 %, 2 5-25 %, 3 26-50 %,
  * 4 51-75 %, 5 >75 % of the lobe involved. */

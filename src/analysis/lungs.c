@@ -2027,7 +2027,15 @@ covct_rc covct_lungs_segment(const covct_volume *ct, covct_seg *seg,
                   LUNG_MIN_ML, LUNG_MAX_ML);
     }
     (void)have_trachea;
-    covct_debug_time("lungs", "components and volumes", tm);
+    tm = covct_debug_time("lungs", "components and volumes", tm);
+    if (info->is_chest) {
+        rc = covct_lungs_dense_behind(ct, seg, NULL, &info->dense_behind_ml,
+                                      err);
+        seg->dense_behind_ml = info->dense_behind_ml;
+        covct_log(COVCT_LOG_DEBUG, "lungs: %.1f ml of dense tissue behind "
+                                   "the lungs", info->dense_behind_ml);
+        covct_debug_time("lungs", "dense tissue behind the lungs", tm);
+    }
 done:
     covct_free(c.air);
     covct_free(c.work);

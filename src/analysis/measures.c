@@ -292,6 +292,22 @@ covct_rc covct_measures_compute(const covct_volume *ct, const covct_seg *seg,
 
     /* ---- RSNA category, with the features that led to it ---------------- */
     double ggo_frac = m->lesion_ml > 0 ? m->ggo_ml / m->lesion_ml : 0;
+    m->dense_behind_ml = seg->dense_behind_ml;
+    const bool behind = m->dense_behind_ml >= COVCT_DENSE_BEHIND_MIN_ML;
+    if (behind)
+        add_reason(m, "%.0f ml of dense tissue behind the lower lungs, "
+                      "outside the lung mask: consolidated dependent lung or "
+                      "pleural effusion, left out of volumes and scores",
+                   m->dense_behind_ml);
+    if (behind && m->involvement_pct < NEGATIVE_MAX_PCT &&
+        m->lesion_ml < NEGATIVE_MAX_ML) {
+        m->category = COVCT_CAT_INDETERMINATE;
+        add_reason(m, "not called negative although the lungs hold little "
+                      "opacity (%.1f ml): the dense tissue behind them may "
+                      "be consolidated lung",
+                   m->lesion_ml);
+        return COVCT_OK;
+    }
     if (m->involvement_pct < NEGATIVE_MAX_PCT && m->lesion_ml < NEGATIVE_MAX_ML) {
         m->category = COVCT_CAT_NEGATIVE;
         add_reason(m, "opacities cover %.1f%% of the lungs (%.1f ml): below "

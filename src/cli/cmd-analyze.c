@@ -263,6 +263,13 @@ int covct_cmd_analyze(int argc, char **argv)
         covct_cli_error("lung segmentation: %s", err.msg);
         goto out;
     }
+    if (li.is_chest && li.dense_behind_ml >= COVCT_DENSE_BEHIND_MIN_ML)
+        fprintf(stderr,
+                "          %.0f ml of dense tissue lies behind the lower "
+                "lungs, inside the ribs,\n          outside the lung mask: "
+                "consolidated dependent lung or pleural\n          effusion; "
+                "the volumes and scores leave it out\n",
+                li.dense_behind_ml);
     size_t pv = 0; /* voxels the thick-slice check left out */
     const double voxel_ml =
         ct->spacing[0] * ct->spacing[1] * ct->spacing[2] / 1000.0;

@@ -249,6 +249,16 @@ static void put_header(html *h, const covct_report_input *in)
 static void put_findings(html *h, const covct_measures *m)
 {
     put(h, "<section>\n<h2>Findings</h2>\n");
+    if (m->dense_behind_ml >= COVCT_DENSE_BEHIND_MIN_ML)
+        putf(h,
+             "<div class=\"notchest\"><strong>Look at the back of the lower "
+             "lungs.</strong> %.0f&nbsp;ml of dense tissue lies between the "
+             "lungs and the ribs there, outside the lung mask: consolidated "
+             "dependent lung (severe pneumonia, ARDS) or pleural effusion, "
+             "which density cannot tell apart. The volumes, involvement and "
+             "scores below leave it out and may understate the "
+             "disease.</div>\n",
+             m->dense_behind_ml);
     putf(h, "<p class=\"score\">CT severity score: <strong>%d / 25</strong> "
             "<span class=\"small\">(sum of the five lobe scores, 0&ndash;5 "
             "each)</span></p>\n",
@@ -440,6 +450,13 @@ static void put_method(html *h, const covct_report_input *in)
              "opacity on those surfaces cannot be told from the slice's "
              "partial volume.</li>\n",
              in->ct->spacing[2], in->thick_slice_ml);
+    put(h,
+        "<li>Dense tissue behind the lungs: inside the ribs, behind the "
+        "back of the lower two thirds of the lungs, away from the spine, "
+        "soft tissue reaching 15&nbsp;mm or more behind the lung is "
+        "measured and reported from 50&nbsp;ml on (consolidation too thick "
+        "for the lung mask, or effusion); it is not added to the "
+        "lungs.</li>\n");
     put(h,
         "<li>Scores: each lobe scores 0&ndash;5 by the percentage of it "
         "involved (Pan et al.); the CT severity score is their sum. The "
