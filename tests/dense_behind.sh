@@ -14,6 +14,7 @@
 #     least 30 % of what the mask leaves out is found (the consolidated
 #     costophrenic recesses are not: liver and spleen lie beside them) and
 #     the category is not negative.  The unchanged scan: 0 ml, negative.
+#  Both: the mean density reported is the consolidation's.
 #  3. The standard phantom: 0 ml.
 . "$(dirname "$0")/lib.sh"
 need "$PY"
@@ -75,20 +76,33 @@ nib.save(nib.Nifti1Image(T.astype(np.uint8),
 cases = [("phantom --dependent 0.3", "o_dep", t + "/dep_cons.nii.gz", 0.6, 1.2),
          ("normal001 + dependent consolidation", "o_ndep",
           t + "/ndep_truth.nii.gz", 0.3, 1.05)]
+# The mean density: normal001's synthetic consolidation is +30 HU; the
+# phantom's, the volume-weighted design HU of its two dependent lesions
+# (its blurred edges and chest wall pull it a little).
+tj = json.load(open(t + "/dep/truth.json"))
+dep = [l for l in tj["lesions"] if l["lobe"] in ("RLL", "LLL")]
+design = sum(l["design_hu"] * l["volume_ml"] for l in dep) / sum(
+    l["volume_ml"] for l in dep)
+hu_want = {"o_dep": (design, 8.0), "o_ndep": (30.0, 5.0)}
 for name, d, truth, lo, hi in cases:
     r = report(d)
     out = missed(truth, "%s/%s/lungs.nii.gz" % (t, d))
     got = r["lungs"]["dense_behind_ml"]
+    hu = r["lungs"]["dense_behind_hu"]
     print("%-36s left out of the lungs %6.0f ml, found %6.0f ml (%.0f %%), "
-          "%s, score %d" % (name, out, got, 100 * got / out, r["category"],
-                           r["ct_severity_score"]))
+          "mean %+.1f HU (expected %+.1f), %s, score %d"
+          % (name, out, got, 100 * got / out, hu, hu_want[d][0],
+             r["category"], r["ct_severity_score"]))
     ok &= out > 300 and lo * out <= got <= hi * out
+    ok &= abs(hu - hu_want[d][0]) <= hu_want[d][1]
     ok &= r["category"] != "negative"
 for name, d in (("standard phantom", "o_std"), ("normal001", "o_n")):
     r = report(d)
     print("%-36s found %.1f ml, %s" % (name, r["lungs"]["dense_behind_ml"],
                                        r["category"]))
     ok &= r["lungs"]["dense_behind_ml"] < 50
+    ok &= (r["lungs"]["dense_behind_hu"] is None) == (
+        r["lungs"]["dense_behind_ml"] == 0)
 ok &= report("o_n")["category"] == "negative"
 sys.exit(0 if ok else 1)
 PYEOF

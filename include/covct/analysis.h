@@ -69,8 +69,9 @@ typedef struct covct_seg {
     uint8_t *vessels; /* optional: 1 where the lesion stage saw a vessel */
     bool body_ready;  /* body is final (covct_body_segment or the lungs) */
     /* Set by covct_lungs_segment: dense tissue behind the lower lungs that
-     * the lung mask leaves out, ml (covct_lungs_dense_behind). */
-    double dense_behind_ml;
+     * the lung mask leaves out, ml, and its mean HU (NaN when none;
+     * covct_lungs_dense_behind). */
+    double dense_behind_ml, dense_behind_hu;
 } covct_seg;
 
 /* Allocate an empty segmentation for a volume (all label arrays zeroed;
@@ -92,8 +93,8 @@ typedef struct covct_lung_info {
     uint32_t z_first, z_last; /* slice range (k) that holds lung */
     /* Dense tissue behind the lower lungs that the lung mask leaves out
      * (consolidation of the dependent lower lobes, or pleural effusion),
-     * ml; covct_lungs_dense_behind. */
-    double dense_behind_ml;
+     * ml, and its mean density, HU (NaN when none); covct_lungs_dense_behind. */
+    double dense_behind_ml, dense_behind_hu;
 } covct_lung_info;
 
 /* Dense tissue behind the lungs (docs/internals/lungs.md): soft tissue
@@ -102,11 +103,13 @@ typedef struct covct_lung_info {
  * each slice's lungs, away from the midline, in regions reaching 15 mm
  * or more behind the lung: dependent consolidation too thick for the
  * lung mask, or pleural effusion (density cannot tell them apart).
- * *ml is its volume; `found` (optional, nx*ny*nz) marks its voxels.
+ * *ml is its volume, *mean_hu (optional) its mean density (NaN when
+ * none: unenhanced consolidation is about 30-50 HU, effusion 0-20);
+ * `found` (optional, nx*ny*nz) marks its voxels.
  * Needs a volume whose rows run along the patient's x and columns along
  * y (else *ml = 0). */
 covct_rc covct_lungs_dense_behind(const covct_volume *ct, const covct_seg *seg,
-                                  uint8_t *found, double *ml,
+                                  uint8_t *found, double *ml, double *mean_hu,
                                   covct_error *err);
 
 /* The body alone (the first step of covct_lungs_segment, which then keeps
@@ -245,7 +248,7 @@ typedef struct covct_measures {
     /* Dense tissue behind the lower lungs outside the lung mask, ml (from
      * the segmentation); from COVCT_DENSE_BEHIND_MIN_ML on, the scan is
      * never called negative and the reasons say why. */
-    double dense_behind_ml;
+    double dense_behind_ml, dense_behind_hu;
     /* Plain-language features that led to the category. */
     char reasons[COVCT_MAX_REASONS][160];
     int n_reasons;

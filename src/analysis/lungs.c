@@ -1742,6 +1742,9 @@ covct_rc covct_lungs_segment(const covct_volume *ct, covct_seg *seg,
     if (!ct || !seg || !info || !ct->data)
         return COVCT_ERR(err, COVCT_ERR_ARG, "lungs: missing argument");
     memset(info, 0, sizeof *info);
+    info->dense_behind_hu = NAN;
+    seg->dense_behind_ml = 0;
+    seg->dense_behind_hu = NAN;
     if (seg->nx != ct->nx || seg->ny != ct->ny || seg->nz != ct->nz ||
         !seg->body || !seg->airways || !seg->lungs)
         return COVCT_ERR(err, COVCT_ERR_ARG,
@@ -2030,8 +2033,9 @@ covct_rc covct_lungs_segment(const covct_volume *ct, covct_seg *seg,
     tm = covct_debug_time("lungs", "components and volumes", tm);
     if (info->is_chest) {
         rc = covct_lungs_dense_behind(ct, seg, NULL, &info->dense_behind_ml,
-                                      err);
+                                      &info->dense_behind_hu, err);
         seg->dense_behind_ml = info->dense_behind_ml;
+        seg->dense_behind_hu = info->dense_behind_hu;
         covct_log(COVCT_LOG_DEBUG, "lungs: %.1f ml of dense tissue behind "
                                    "the lungs", info->dense_behind_ml);
         covct_debug_time("lungs", "dense tissue behind the lungs", tm);

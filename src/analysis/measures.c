@@ -293,6 +293,7 @@ covct_rc covct_measures_compute(const covct_volume *ct, const covct_seg *seg,
     /* ---- RSNA category, with the features that led to it ---------------- */
     double ggo_frac = m->lesion_ml > 0 ? m->ggo_ml / m->lesion_ml : 0;
     m->dense_behind_ml = seg->dense_behind_ml;
+    m->dense_behind_hu = seg->dense_behind_hu;
     const bool behind = m->dense_behind_ml >= COVCT_DENSE_BEHIND_MIN_ML;
     if (behind)
         add_reason(m, "%.0f ml of dense tissue behind the lower lungs, "

@@ -252,13 +252,14 @@ static void put_findings(html *h, const covct_measures *m)
     if (m->dense_behind_ml >= COVCT_DENSE_BEHIND_MIN_ML)
         putf(h,
              "<div class=\"notchest\"><strong>Look at the back of the lower "
-             "lungs.</strong> %.0f&nbsp;ml of dense tissue lies between the "
-             "lungs and the ribs there, outside the lung mask: consolidated "
-             "dependent lung (severe pneumonia, ARDS) or pleural effusion, "
-             "which density cannot tell apart. The volumes, involvement and "
-             "scores below leave it out and may understate the "
-             "disease.</div>\n",
-             m->dense_behind_ml);
+             "lungs.</strong> %.0f&nbsp;ml of dense tissue (mean %+.0f&nbsp;HU) "
+             "lies between the lungs and the ribs there, outside the lung "
+             "mask: consolidated dependent lung (severe pneumonia, ARDS; "
+             "unenhanced about 30 to 50&nbsp;HU) or pleural effusion (about "
+             "0 to 20&nbsp;HU), which density alone cannot tell apart. The "
+             "volumes, involvement and scores below leave it out and may "
+             "understate the disease.</div>\n",
+             m->dense_behind_ml, m->dense_behind_hu);
     putf(h, "<p class=\"score\">CT severity score: <strong>%d / 25</strong> "
             "<span class=\"small\">(sum of the five lobe scores, 0&ndash;5 "
             "each)</span></p>\n",

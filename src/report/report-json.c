@@ -101,6 +101,7 @@ static void add_measures(jctx *c, cJSON *root, const covct_measures *m)
         add_num(c, lungs, "right_ml", round_to(m->right_ml, 0.1));
         add_num(c, lungs, "total_ml", round_to(m->lungs_ml, 0.1));
         add_num(c, lungs, "dense_behind_ml", round_to(m->dense_behind_ml, 0.1));
+        add_num(c, lungs, "dense_behind_hu", round_to(m->dense_behind_hu, 0.1));
     }
 
     cJSON *lobes = add_obj(c, root, "lobes");
