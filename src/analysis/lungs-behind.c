@@ -229,12 +229,12 @@ static int slice_range(uint32_t z0, uint32_t z1, void *arg)
              s0++) {
             if (gap[s0] != 2 || keep[s0])
                 continue;
-            size_t sp = 0, first = 0;
+            size_t sp = 0;
             bool touches = false;
             stack[sp++] = (uint32_t)s0;
             keep[s0] = 1;
-            /* stack doubles as the region's list: [first, sp) */
-            for (size_t t = first; t < sp; t++) {
+            /* The queue is also the region's list: [0, sp). */
+            for (size_t t = 0; t < sp; t++) {
                 uint32_t q = stack[t];
                 uint32_t i = q % nx, j = q / nx;
                 for (int dj = -1; dj <= 1; dj++)
