@@ -14,7 +14,8 @@
 #     least 30 % of what the mask leaves out is found (the consolidated
 #     costophrenic recesses are not: liver and spleen lie beside them) and
 #     the category is not negative.  The unchanged scan: 0 ml, negative.
-#  Both: the mean density reported is the consolidation's.
+#  Both: the mean density reported is the consolidation's, and a key
+#  image outlines the tissue.
 #  3. The standard phantom: 0 ml.
 . "$(dirname "$0")/lib.sh"
 need "$PY"
@@ -104,6 +105,21 @@ for name, d in (("standard phantom", "o_std"), ("normal001", "o_n")):
     ok &= (r["lungs"]["dense_behind_hu"] is None) == (
         r["lungs"]["dense_behind_ml"] == 0)
 ok &= report("o_n")["category"] == "negative"
+# The key images outline it in magenta (255, 0, 255) when the report warns
+# of it: more than the legend's swatch on one image; nothing on normal001.
+import glob
+from PIL import Image
+def magenta(d):
+    most = 0
+    for f in glob.glob("%s/%s/key_axial_*.png" % (t, d)):
+        a = np.asarray(Image.open(f).convert("RGB")).astype(int)
+        most = max(most, int(((a[:, :, 0] > 240) & (a[:, :, 1] < 20) &
+                              (a[:, :, 2] > 240)).sum()))
+    return most
+for d, want in (("o_ndep", True), ("o_dep", True), ("o_n", False)):
+    px = magenta(d)
+    print("%-8s most magenta pixels on a key image: %d" % (d, px))
+    ok &= (px > 400) == want and (want or px == 0)
 sys.exit(0 if ok else 1)
 PYEOF
 finish

@@ -67,6 +67,8 @@ typedef struct covct_seg {
     uint8_t *lobes;   /* covct_lobe */
     uint8_t *lesions; /* COVCT_LESION_GGO / COVCT_LESION_CONSOLIDATION */
     uint8_t *vessels; /* optional: 1 where the lesion stage saw a vessel */
+    uint8_t *dense_behind; /* optional: 1 dense tissue behind the lungs
+                              (covct_lungs_dense_behind; NULL when none) */
     bool body_ready;  /* body is final (covct_body_segment or the lungs) */
     /* Set by covct_lungs_segment: dense tissue behind the lower lungs that
      * the lung mask leaves out, ml, and its mean HU (NaN when none;

@@ -88,8 +88,8 @@ covct_rc covct_seg_new(const covct_volume *ct, covct_seg **out,
 
 covct_rc covct_seg_transpose_xy(covct_seg *s, covct_error *err)
 {
-    uint8_t **arr[] = {&s->body,    &s->airways, &s->lungs,
-                       &s->lobes,   &s->lesions, &s->vessels};
+    uint8_t **arr[] = {&s->body,  &s->airways, &s->lungs,       &s->lobes,
+                       &s->lesions, &s->vessels, &s->dense_behind};
     enum { NA = sizeof arr / sizeof arr[0] };
     const size_t n = (size_t)s->nx * s->ny * s->nz;
     uint8_t *t[NA] = {0};
@@ -123,6 +123,7 @@ void covct_seg_free(covct_seg *s)
     covct_free(s->lobes);
     covct_free(s->lesions);
     covct_free(s->vessels);
+    covct_free(s->dense_behind);
     covct_free(s);
 }
 

@@ -1745,6 +1745,8 @@ covct_rc covct_lungs_segment(const covct_volume *ct, covct_seg *seg,
     info->dense_behind_hu = NAN;
     seg->dense_behind_ml = 0;
     seg->dense_behind_hu = NAN;
+    covct_free(seg->dense_behind);
+    seg->dense_behind = NULL;
     if (seg->nx != ct->nx || seg->ny != ct->ny || seg->nz != ct->nz ||
         !seg->body || !seg->airways || !seg->lungs)
         return COVCT_ERR(err, COVCT_ERR_ARG,
@@ -2032,8 +2034,17 @@ covct_rc covct_lungs_segment(const covct_volume *ct, covct_seg *seg,
     (void)have_trachea;
     tm = covct_debug_time("lungs", "components and volumes", tm);
     if (info->is_chest) {
-        rc = covct_lungs_dense_behind(ct, seg, NULL, &info->dense_behind_ml,
+        /* Its voxels are kept for the report's images when there are
+         * any (a scan without any keeps no mask). */
+        uint8_t *found = covct_calloc(c.n, 1);
+        rc = covct_lungs_dense_behind(ct, seg, found, &info->dense_behind_ml,
                                       &info->dense_behind_hu, err);
+        covct_free(seg->dense_behind);
+        seg->dense_behind = NULL;
+        if (found && rc == COVCT_OK && info->dense_behind_ml > 0)
+            seg->dense_behind = found;
+        else
+            covct_free(found);
         seg->dense_behind_ml = info->dense_behind_ml;
         seg->dense_behind_hu = info->dense_behind_hu;
         covct_log(COVCT_LOG_DEBUG, "lungs: %.1f ml of dense tissue behind "

@@ -256,9 +256,10 @@ static void put_findings(html *h, const covct_measures *m)
              "lies between the lungs and the ribs there, outside the lung "
              "mask: consolidated dependent lung (severe pneumonia, ARDS; "
              "unenhanced about 30 to 50&nbsp;HU) or pleural effusion (about "
-             "0 to 20&nbsp;HU), which density alone cannot tell apart. The "
-             "volumes, involvement and scores below leave it out and may "
-             "understate the disease.</div>\n",
+             "0 to 20&nbsp;HU), which density alone cannot tell apart; the "
+             "key images outline it in magenta. The volumes, involvement and "
+             "scores below leave it out and may understate the "
+             "disease.</div>\n",
              m->dense_behind_ml, m->dense_behind_hu);
     putf(h, "<p class=\"score\">CT severity score: <strong>%d / 25</strong> "
             "<span class=\"small\">(sum of the five lobe scores, 0&ndash;5 "

@@ -159,6 +159,8 @@ static const rgb lobe_colour[COVCT_N_LOBES + 1] = {
 };
 static const rgb ggo_colour = {255, 230, 0};    /* yellow */
 static const rgb cons_colour = {255, 80, 0};    /* red-orange */
+/* Dense tissue behind the lungs (outside the lung mask): an outline. */
+static const rgb behind_colour = {255, 0, 255}; /* magenta */
 /* Opacity out of 256: ground glass lighter than consolidation, so the
  * image under the tint stays readable. */
 enum { GGO_ALPHA = 110, CONS_ALPHA = 150 };
@@ -341,14 +343,16 @@ typedef struct legend_item {
 } legend_item;
 
 static int legend_layout(canvas *cv, int y0, const char *caption,
-                         int colours, int scale, int draw)
+                         int colours, int behind, int scale, int draw)
 {
-    legend_item items[COVCT_N_LOBES + 2];
+    legend_item items[COVCT_N_LOBES + 3];
     int n = 0;
     for (int l = 1; l <= COVCT_N_LOBES; l++)
         items[n++] = (legend_item){lobe_colour[l], covct_lobe_name(l)};
     items[n++] = (legend_item){ggo_colour, "GGO"};
     items[n++] = (legend_item){cons_colour, "CONS"};
+    if (behind)
+        items[n++] = (legend_item){behind_colour, "DENSE BEHIND LUNG"};
     if (!colours)
         n = 0; /* nothing is drawn over a volume without lungs */
     int sw = 7 * scale, line = 7 * scale + 6, x = 4, y = y0 + 4;
@@ -393,19 +397,28 @@ covct_rc covct_report_render(const covct_report_input *in, int axial,
     else
         snprintf(cap, sizeof cap, "CORONAL");
     int colours = covct_report_has_measures(in);
-    int legend_h = legend_layout(&cv, 0, cap, colours, scale, 0);
+    const covct_seg *s = in->seg;
+    int have_seg = s && s->nx == ct->nx && s->ny == ct->ny && s->nz == ct->nz;
+    /* The dense tissue behind the lungs is outlined when the report warns
+     * of it. */
+    const uint8_t *dense = have_seg && colours && s->dense_behind &&
+                                   in->m->dense_behind_ml >=
+                                       COVCT_DENSE_BEHIND_MIN_ML
+                               ? s->dense_behind
+                               : NULL;
+    int legend_h = legend_layout(&cv, 0, cap, colours, dense != NULL, scale,
+                                 0);
     cv.h = h + legend_h;
     size_t npx = (size_t)w * (size_t)h;
-    uint8_t *lab = covct_calloc(npx, 3); /* lung, lobe, lesion planes */
+    uint8_t *lab = covct_calloc(npx, 4); /* lung, lobe, lesion, dense */
     cv.px = covct_calloc((size_t)w * (size_t)cv.h, 3);
     if (!lab || !cv.px) {
         covct_free(lab);
         covct_free(cv.px);
         return COVCT_ERR(err, COVCT_ERR_NOMEM, "image: out of memory");
     }
-    uint8_t *lung = lab, *lobe = lab + npx, *les = lab + 2 * npx;
-    const covct_seg *s = in->seg;
-    int have_seg = s && s->nx == ct->nx && s->ny == ct->ny && s->nz == ct->nz;
+    uint8_t *lung = lab, *lobe = lab + npx, *les = lab + 2 * npx,
+            *den = lab + 3 * npx;
 
     /* CT in lung window, bilinear; labels nearest-neighbour. */
     for (int y = 0; y < h; y++) {
@@ -433,6 +446,7 @@ covct_rc covct_report_render(const covct_report_input *in, int axial,
                               ? s->lobes[vi]
                               : 0;
                 les[o] = s->lesions ? s->lesions[vi] : 0;
+                den[o] = dense ? dense[vi] : 0;
             }
         }
     }
@@ -448,6 +462,8 @@ covct_rc covct_report_render(const covct_report_input *in, int axial,
                 put(&cv, x, y, lobe_colour[lobe[o]]);
             else if (lung[o] && !lobe[o] && on_edge(lung, w, h, x, y))
                 put(&cv, x, y, lobe_colour[0]);
+            if (den[o] && on_edge(den, w, h, x, y))
+                put(&cv, x, y, behind_colour);
         }
 
     /* Orientation letters and the caption. */
@@ -468,7 +484,7 @@ covct_rc covct_report_render(const covct_report_input *in, int axial,
                   scale, white);
     }
     fill_rect(&cv, 0, h, w, legend_h, (rgb){24, 24, 24});
-    legend_layout(&cv, h, cap, colours, scale, 1);
+    legend_layout(&cv, h, cap, colours, dense != NULL, scale, 1);
 
     covct_free(lab);
     *out = cv.px;
