@@ -120,6 +120,16 @@ for d, want in (("o_ndep", True), ("o_dep", True), ("o_n", False)):
     px = magenta(d)
     print("%-8s most magenta pixels on a key image: %d" % (d, px))
     ok &= (px > 400) == want and (want or px == 0)
+    # Its mask: as many ml as reported, on the report's grid; none without.
+    f = report(d)["files"]["dense_behind_mask"]
+    if want and f:
+        img = nib.load("%s/%s/%s" % (t, d, f))
+        z = img.header.get_zooms()
+        ml = float((np.asarray(img.dataobj) == 1).sum()) * z[0] * z[1] * z[2] / 1000
+        print("%-8s %s: %.1f ml" % (d, f, ml))
+        ok &= abs(ml - report(d)["lungs"]["dense_behind_ml"]) <= 0.1
+    else:
+        ok &= not want and f is None
 sys.exit(0 if ok else 1)
 PYEOF
 finish

@@ -226,6 +226,9 @@ static void add_images(jctx *c, cJSON *root, const covct_report_input *in)
         add_str(c, files, "lungs_mask", "lungs.nii.gz");
         add_str(c, files, "lobes_mask", "lobes.nii.gz");
         add_str(c, files, "lesions_mask", "lesions.nii.gz");
+        add_str(c, files, "dense_behind_mask",
+                in->seg && in->seg->dense_behind ? "dense_behind.nii.gz"
+                                                 : NULL);
     }
 }
 

@@ -241,6 +241,17 @@ static void *write_masks(void *arg)
     if (!j->rc)
         j->rc = write_mask(j->outdir, "lesions.nii.gz", j->ct, j->s->lesions,
                            &j->err);
+    /* Dense tissue behind the lungs, when some was found (an earlier
+     * run's file is removed otherwise). */
+    if (!j->rc && j->s->dense_behind)
+        j->rc = write_mask(j->outdir, "dense_behind.nii.gz", j->ct,
+                           j->s->dense_behind, &j->err);
+    else if (!j->rc) {
+        char path[4096];
+        if ((size_t)snprintf(path, sizeof path, "%s/dense_behind.nii.gz",
+                             j->outdir) < sizeof path)
+            unlink(path);
+    }
     return NULL;
 }
 
