@@ -311,8 +311,11 @@ covct_rc covct_lungs_dense_behind(const covct_volume *ct, const covct_seg *seg,
         return COVCT_OK;
     behind b = {.ct = ct, .seg = seg, .found = found};
     {
-        uint32_t mx = (uint32_t)ceil(BOX_MARGIN_MM / fabs(ct->spacing[0]));
-        uint32_t my = (uint32_t)ceil(BOX_MARGIN_MM / fabs(ct->spacing[1]));
+        /* (Spacings under 0.1 mm, never a CT's, are read as 0.1.) */
+        double spx = fmax(fabs(ct->spacing[0]), 0.1);
+        double spy = fmax(fabs(ct->spacing[1]), 0.1);
+        uint32_t mx = (uint32_t)ceil(BOX_MARGIN_MM / spx);
+        uint32_t my = (uint32_t)ceil(BOX_MARGIN_MM / spy);
         b.x0 = bx0 > mx ? bx0 - mx : 0;
         b.x1 = bx1 + mx < nx ? bx1 + mx : nx - 1;
         b.y0 = by0 > my ? by0 - my : 0;
@@ -344,7 +347,8 @@ covct_rc covct_lungs_dense_behind(const covct_volume *ct, const covct_seg *seg,
         return COVCT_OK;
     b.cx = cxs / (double)nb;
     b.cy = cys / (double)nb;
-    b.slab = (uint32_t)floor(SLAB_MM / fabs(ct->spacing[2]) + 1e-6);
+    const double sz = fabs(ct->spacing[2]);
+    b.slab = sz > 0.1 ? (uint32_t)floor(SLAB_MM / sz + 1e-6) : 150;
     b.rb = covct_malloc((size_t)nz * NANG * sizeof *b.rb);
     b.count = covct_calloc(nz, sizeof *b.count);
     b.hu_sum = covct_calloc(nz, sizeof *b.hu_sum);
