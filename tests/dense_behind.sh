@@ -16,7 +16,8 @@
 #     the category is not negative.  The unchanged scan: 0 ml, negative.
 #  Both: the mean density reported is the consolidation's, and a key
 #  image outlines the tissue.
-#  3. The standard phantom: 0 ml.
+#  3. The standard phantom: 0 ml.  The same region as (2) at -100 HU
+#     (fat, neither consolidation nor effusion): under 50 ml.
 . "$(dirname "$0")/lib.sh"
 need "$PY"
 tmp=$(mktemp -d)
@@ -49,13 +50,18 @@ ys = ylps[np.nonzero(lungs.any(axis=(0, 2)))[0]]
 cut = ys.max() - 0.3 * (ys.max() - ys.min())
 m = lungs & ((lobes == 2) | (lobes == 5)) & (ylps[None, :, None] >= cut)
 rng = np.random.default_rng(0)
+fat = ct.copy()
 ct[m] = np.round(30 + rng.normal(0, 15, int(m.sum()))).astype(np.int16)
 nib.save(nib.Nifti1Image(ct, A, header=img.header), t + "/ndep.nii.gz")
+fat[m] = np.round(-100 + rng.normal(0, 15, int(m.sum()))).astype(np.int16)
+nib.save(nib.Nifti1Image(fat, A, header=img.header), t + "/nfat.nii.gz")
 nib.save(nib.Nifti1Image(m.astype(np.uint8), A), t + "/ndep_truth.nii.gz")
 PYEOF
 check "normal001 with dependent consolidation written" [ $? -eq 0 ]
 "$COVCT_BIN" analyze "$tmp/ndep.nii.gz" -o "$tmp/o_ndep" -q
 check "analyze it" [ $? -eq 0 ]
+"$COVCT_BIN" analyze "$tmp/nfat.nii.gz" -o "$tmp/o_nfat" -q
+check "analyze the same region as fat" [ $? -eq 0 ]
 check "found, not negative" "$PY" - "$tmp" <<'PYEOF'
 import json, sys
 import nibabel as nib
@@ -97,7 +103,8 @@ for name, d, truth, lo, hi in cases:
     ok &= out > 300 and lo * out <= got <= hi * out
     ok &= abs(hu - hu_want[d][0]) <= hu_want[d][1]
     ok &= r["category"] != "negative"
-for name, d in (("standard phantom", "o_std"), ("normal001", "o_n")):
+for name, d in (("standard phantom", "o_std"), ("normal001", "o_n"),
+                ("normal001, the region as fat", "o_nfat")):
     r = report(d)
     print("%-36s found %.1f ml, %s" % (name, r["lungs"]["dense_behind_ml"],
                                        r["category"]))

@@ -18,7 +18,8 @@
  *     half of the slice's lungs, and more than 45 mm to the side of the
  *     midline (spine, aorta, oesophagus and azygos stay out);
  * and the 8-connected region of such voxels holds one lying 15 mm or
- * more behind the lung in its column and touches the lung.  Columns
+ * more behind the lung in its column, touches the lung, and averages
+ * -50 HU or more (fat does not count).  Columns
  * without lung (below the lung's base, where the liver and spleen lie
  * behind nothing) never count.
  */
@@ -38,6 +39,8 @@
 #define DEEP_MM 15.0
 #define TISSUE_LO_HU (-300.0)
 #define TISSUE_HI_HU 150.0
+/* Extrapleural and paravertebral fat: -150 to -50 HU. */
+#define FAT_MAX_HU (-50.0)
 /* Ribs lie within a few cm of the lungs' outline. */
 #define BOX_MARGIN_MM 40.0
 
@@ -253,15 +256,21 @@ static int slice_range(uint32_t z0, uint32_t z1, void *arg)
                         }
                     }
             }
+            /* Fat (a region averaging below FAT_MAX_HU) is neither
+             * consolidation nor effusion. */
+            double sum = 0;
+            for (size_t t = 0; t < sp; t++)
+                sum += covct_hu(ct, off + stack[t]);
+            const bool kept = touches && sum / (double)sp >= FAT_MAX_HU;
             for (size_t t = 0; t < sp; t++) {
                 uint32_t q = stack[t];
-                keep[q] = touches ? 2 : 3; /* 3: seen, not kept */
-                if (touches) {
-                    b->count[z]++;
-                    b->hu_sum[z] += covct_hu(ct, off + q);
-                    if (b->found)
-                        b->found[off + q] = 1;
-                }
+                keep[q] = kept ? 2 : 3; /* 3: seen, not kept */
+                if (kept && b->found)
+                    b->found[off + q] = 1;
+            }
+            if (kept) {
+                b->count[z] += sp;
+                b->hu_sum[z] += sum;
             }
         }
     }
