@@ -19,15 +19,25 @@
 #  3. The standard phantom: 0 ml.  The same region as (2) at -100 HU
 #     (fat, neither consolidation nor effusion): under 50 ml.
 . "$(dirname "$0")/lib.sh"
-need "$PY"
+need "$PY" dciodvfy dcmdump
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 "$COVCT_BIN" phantom --dependent 0.3 -o "$tmp/dep" >/dev/null
 check "phantom --dependent 0.3" [ $? -eq 0 ]
-"$COVCT_BIN" analyze "$tmp/dep/dicom" -o "$tmp/o_dep" >"$tmp/dep.log" 2>&1
+"$COVCT_BIN" analyze "$tmp/dep/dicom" -o "$tmp/o_dep" --dicom >"$tmp/dep.log" 2>&1
 check "analyze the dependent phantom" [ $? -eq 0 ]
 check "the progress says it" grep -q "dense tissue lies behind the lower" "$tmp/dep.log"
 check "the page says it" grep -q "Look at the back of the lower" "$tmp/o_dep/report.html"
+# The DICOM results carry it: a segment of the SEG, a measurement group
+# of the SR (dicom3tools finds no error in either).
+for f in seg sr; do
+    dciodvfy "$tmp/o_dep/dicom/$f.dcm" >"$tmp/v.txt" 2>&1
+    check "dciodvfy $f.dcm: no errors" eval "! grep -q '^Error' '$tmp/v.txt'"
+done
+dcmdump "$tmp/o_dep/dicom/seg.dcm" >"$tmp/seg.txt" 2>&1
+check "the SEG has the segment" grep -q '(0062,0005) LO \[Dense tissue behind the lungs\]' "$tmp/seg.txt"
+dcmdump "$tmp/o_dep/dicom/sr.dcm" >"$tmp/sr.txt" 2>&1
+check "the SR names it" grep -q "Dense tissue behind the lungs" "$tmp/sr.txt"
 "$COVCT_BIN" phantom -o "$tmp/std" >/dev/null &&
     "$COVCT_BIN" analyze "$tmp/std/dicom" -o "$tmp/o_std" -q
 check "analyze the standard phantom" [ $? -eq 0 ]

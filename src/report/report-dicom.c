@@ -58,6 +58,7 @@ static const code C_ANATOMY = {"91723000", "SCT", "Anatomical Structure"};
 static const code C_MORPH = {"49755003", "SCT",
                              "Morphologically Abnormal Structure"};
 static const code C_LUNG = {"39607008", "SCT", "Lung"};
+static const code C_THORAX = {"51185008", "SCT", "Thoracic structure"};
 static const code C_RLUNG = {"3341006", "SCT", "Right lung"};
 static const code C_LLUNG = {"44029006", "SCT", "Left lung"};
 static const code C_LUL = {"44714003", "SCT", "Upper lobe of left lung"};
@@ -122,6 +123,10 @@ static const code P_OPACITY_VOL = {"OPACVOL", PRIV,
                                    "Opacity volume (ground glass and "
                                    "consolidation)"};
 static const code P_GGO_VOL = {"GGOVOL", PRIV, "Ground glass opacity volume"};
+/* Dense tissue behind the lungs (docs/internals/lungs.md): no standard code
+ * names "consolidation or pleural effusion, outside the lung mask". */
+static const code P_DENSE_BEHIND = {"DENSEBEH", PRIV,
+                                    "Dense tissue behind the lungs"};
 static const code P_CONS_VOL = {"CONSVOL", PRIV, "Consolidation volume"};
 static const code P_INVOLVED = {"INVPCT", PRIV,
                                 "Percentage of volume with opacity"};
@@ -155,8 +160,8 @@ static const code P_CAT[4] = {
 };
 
 /* ---- the segments ------------------------------------------------------- */
-enum { MASK_LUNGS, MASK_LOBES, MASK_LESIONS };
-enum { N_SEG = 9 };
+enum { MASK_LUNGS, MASK_LOBES, MASK_LESIONS, MASK_DENSE };
+enum { N_SEG = 10 };
 
 typedef struct seg_def {
     const char *label;
@@ -187,6 +192,9 @@ static const seg_def segs[N_SEG] = {
      &C_LUNG, 0, {255, 230, 0}},
     {"Consolidation", MASK_LESIONS, COVCT_LESION_CONSOLIDATION, &C_MORPH,
      &C_CONS, &C_LUNG, 0, {255, 80, 0}},
+    /* Only when the report warns of it (COVCT_DENSE_BEHIND_MIN_ML). */
+    {"Dense tissue behind the lungs", MASK_DENSE, 1, &C_MORPH,
+     &P_DENSE_BEHIND, &C_THORAX, 0, {255, 0, 255}},
 };
 
 /* ---- building data sets with a sticky error --------------------------------
@@ -700,9 +708,10 @@ typedef struct seg_info {
 
 static const uint8_t *seg_mask(const covct_seg *sg, int mask)
 {
-    return mask == MASK_LUNGS ? sg->lungs
-           : mask == MASK_LOBES ? sg->lobes
-                                : sg->lesions;
+    return mask == MASK_LUNGS    ? sg->lungs
+           : mask == MASK_LOBES  ? sg->lobes
+           : mask == MASK_DENSE  ? sg->dense_behind
+                                 : sg->lesions;
 }
 
 /* sRGB (8-bit) to the scaled CIELab of Recommended Display CIELab Value
@@ -755,11 +764,14 @@ static covct_rc build_seg(const covct_report_input *in, const src *s,
         b.rc = COVCT_ERR(err, COVCT_ERR_NOMEM, "out of memory");
         goto out;
     }
-    /* Which segment has voxels on which slice. */
+    /* Which segment has voxels on which slice (the dense tissue behind
+     * the lungs only when the report warns of it). */
+    const bool dense = in->m && in->m->dense_behind_ml >=
+                                    COVCT_DENSE_BEHIND_MIN_ML;
     for (size_t k = 0; k < nz; k++)
-        for (int m = MASK_LUNGS; m <= MASK_LESIONS; m++) {
+        for (int m = MASK_LUNGS; m <= MASK_DENSE; m++) {
             const uint8_t *lab = seg_mask(sg, m);
-            if (!lab)
+            if (!lab || (m == MASK_DENSE && !dense))
                 continue;
             uint8_t seen[256] = {0};
             const uint8_t *p = lab + plane * k;
@@ -888,7 +900,9 @@ static covct_rc build_seg(const covct_report_input *in, const src *s,
             family = net ? &C_AI : &C_MULTISCALE;
         } else {
             snprintf(alg, sizeof alg, "covct %s",
-                     d->mask == MASK_LUNGS ? "lungs" : "lobes");
+                     d->mask == MASK_LUNGS   ? "lungs"
+                     : d->mask == MASK_LOBES ? "lobes"
+                                             : "dense tissue behind the lungs");
             family = &C_MORPH_OPS;
         }
         put_str_max(&b, it, T(0x0062, 0x0009), "LO", alg, 64);
@@ -900,7 +914,7 @@ static covct_rc build_seg(const covct_report_input *in, const src *s,
         }
         put_code(&b, it, T(0x0062, 0x0003), d->category);
         put_code(&b, it, T(0x0062, 0x000F), d->type);
-        if (d->mask == MASK_LESIONS)
+        if (d->mask == MASK_LESIONS || d->mask == MASK_DENSE)
             put_code(&b, it, T(0x0008, 0x2218), d->site);
         uint16_t lab[3];
         rgb_to_lab(d->rgb, lab);
@@ -1251,6 +1265,8 @@ static covct_rc build_sr(const covct_report_input *in, const src *s,
             c_num(&b, g, &P_OPACITY_VOL, lm->lesion_ml, 2, &U_ML);
             c_num(&b, g, &P_INVOLVED, lm->involvement_pct, 2, &U_PCT);
             c_num(&b, g, &P_LOBE_SCORE, lm->score, 0, &U_SCORE);
+        } else if (d->mask == MASK_DENSE) {
+            c_num(&b, g, &C_VOLUME, m->dense_behind_ml, 1, &U_ML);
         } else {
             c_num(&b, g, &C_VOLUME,
                   d->value == COVCT_LESION_GGO ? m->ggo_ml
