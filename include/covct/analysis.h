@@ -229,6 +229,7 @@ typedef struct covct_slice_measures {
     int64_t instance_number; /* from the DICOM file, -1 when unknown */
     double lung_mm2, lesion_mm2;
     double lobe_lesion_mm2[COVCT_N_LOBES + 1]; /* indexed by covct_lobe */
+    double dense_behind_mm2; /* dense tissue behind the lungs (outside) */
 } covct_slice_measures;
 
 #define COVCT_MAX_REASONS 12

@@ -162,6 +162,10 @@ static int measure_range(uint32_t z0, uint32_t z1, void *p)
                 }
             }
         }
+        if (seg->dense_behind)
+            for (size_t i = 0; i < plane; i++)
+                sm->dense_behind_mm2 +=
+                    seg->dense_behind[base + i] ? pixel_mm2 : 0.0;
         for (size_t i = 0; i < plane; i++) {
             uint8_t l = seg->lungs[base + i];
             if (!l || l > 2)

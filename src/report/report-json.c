@@ -196,6 +196,7 @@ static void add_slices(jctx *c, cJSON *root, const covct_report_input *in)
         for (int l = 1; ll && l <= COVCT_N_LOBES; l++)
             add_num(c, ll, covct_lobe_name(l),
                     round_to(s->lobe_lesion_mm2[l], 0.1));
+        add_num(c, o, "dense_behind_mm2", round_to(s->dense_behind_mm2, 0.1));
     }
 }
 
