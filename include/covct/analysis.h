@@ -70,10 +70,6 @@ typedef struct covct_seg {
     uint8_t *dense_behind; /* optional: 1 dense tissue behind the lungs
                               (covct_lungs_dense_behind; NULL when none) */
     bool body_ready;  /* body is final (covct_body_segment or the lungs) */
-    /* Set by covct_lungs_segment: dense tissue behind the lower lungs that
-     * the lung mask leaves out, ml, and its mean HU (NaN when none;
-     * covct_lungs_dense_behind). */
-    double dense_behind_ml, dense_behind_hu;
 } covct_seg;
 
 /* Allocate an empty segmentation for a volume (all label arrays zeroed;
@@ -95,8 +91,8 @@ typedef struct covct_lung_info {
     uint32_t z_first, z_last; /* slice range (k) that holds lung */
     /* Dense tissue behind the lower lungs that the lung mask leaves out
      * (consolidation of the dependent lower lobes, or pleural effusion),
-     * ml, and its mean density, HU (NaN when none); covct_lungs_dense_behind. */
-    double dense_behind_ml, dense_behind_hu;
+     * ml (covct_lungs_dense_behind; its voxels: seg->dense_behind). */
+    double dense_behind_ml;
 } covct_lung_info;
 
 /* Dense tissue behind the lungs (docs/internals/lungs.md): soft tissue
@@ -105,13 +101,12 @@ typedef struct covct_lung_info {
  * each slice's lungs, away from the midline, in regions reaching 15 mm
  * or more behind the lung: dependent consolidation too thick for the
  * lung mask, or pleural effusion (density cannot tell them apart).
- * *ml is its volume, *mean_hu (optional) its mean density (NaN when
- * none: unenhanced consolidation is about 30-50 HU, effusion 0-20);
- * `found` (optional, nx*ny*nz) marks its voxels.
+ * *ml is its volume; `found` (optional, nx*ny*nz) marks its voxels (its
+ * mean density is a measure: covct_measures.dense_behind_hu).
  * Needs a volume whose rows run along the patient's x and columns along
  * y (else *ml = 0). */
 covct_rc covct_lungs_dense_behind(const covct_volume *ct, const covct_seg *seg,
-                                  uint8_t *found, double *ml, double *mean_hu,
+                                  uint8_t *found, double *ml,
                                   covct_error *err);
 
 /* The body alone (the first step of covct_lungs_segment, which then keeps
@@ -248,9 +243,10 @@ typedef struct covct_measures {
     bool bilateral;                /* lesion >= 1 ml in each lung */
     int lobes_involved;            /* lobes with score >= 1 */
     covct_category category;
-    /* Dense tissue behind the lower lungs outside the lung mask, ml (from
-     * the segmentation); from COVCT_DENSE_BEHIND_MIN_ML on, the scan is
-     * never called negative and the reasons say why. */
+    /* Dense tissue behind the lower lungs outside the lung mask (the
+     * segmentation's dense_behind mask), ml and mean HU (NaN when none);
+     * from COVCT_DENSE_BEHIND_MIN_ML on, the scan is never called negative
+     * and the reasons say why. */
     double dense_behind_ml, dense_behind_hu;
     /* Plain-language features that led to the category. */
     char reasons[COVCT_MAX_REASONS][160];

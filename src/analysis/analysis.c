@@ -70,7 +70,6 @@ covct_rc covct_seg_new(const covct_volume *ct, covct_seg **out,
     s->nx = ct->nx;
     s->ny = ct->ny;
     s->nz = ct->nz;
-    s->dense_behind_hu = NAN; /* none measured */
     size_t n = covct_volume_voxels(ct);
     s->body = covct_calloc(n, 1);
     s->airways = covct_calloc(n, 1);

@@ -55,7 +55,6 @@ typedef struct behind {
     uint32_t x0, x1, y0, y1; /* box searched: the lungs' + BOX_MARGIN_MM */
     uint32_t slab;       /* slices within SLAB_MM */
     uint64_t *count;     /* per slice */
-    double *hu_sum;      /* per slice, over the counted voxels */
 } behind;
 
 static double px(const covct_volume *ct, double i)
@@ -175,7 +174,6 @@ static int slice_range(uint32_t z0, uint32_t z1, void *arg)
     int rc = !gap || !keep || !stack || !back;
     for (uint32_t z = z0; z < z1 && !rc; z++) {
         b->count[z] = 0;
-        b->hu_sum[z] = 0;
         if (z < b->z0 || z >= b->z1)
             continue;
         float cr[NANG];
@@ -268,10 +266,8 @@ static int slice_range(uint32_t z0, uint32_t z1, void *arg)
                 if (kept && b->found)
                     b->found[off + q] = 1;
             }
-            if (kept) {
+            if (kept)
                 b->count[z] += sp;
-                b->hu_sum[z] += sum;
-            }
         }
     }
     covct_free(gap);
@@ -282,12 +278,10 @@ static int slice_range(uint32_t z0, uint32_t z1, void *arg)
 }
 
 covct_rc covct_lungs_dense_behind(const covct_volume *ct, const covct_seg *seg,
-                                  uint8_t *found, double *ml, double *mean_hu,
+                                  uint8_t *found, double *ml,
                                   covct_error *err)
 {
     *ml = 0;
-    if (mean_hu)
-        *mean_hu = NAN;
     if (found)
         memset(found, 0, covct_volume_voxels(ct));
     covct_axes ax;
@@ -360,27 +354,19 @@ covct_rc covct_lungs_dense_behind(const covct_volume *ct, const covct_seg *seg,
     b.slab = sz > 0.1 ? (uint32_t)floor(SLAB_MM / sz + 1e-6) : 150;
     b.rb = covct_malloc((size_t)nz * NANG * sizeof *b.rb);
     b.count = covct_calloc(nz, sizeof *b.count);
-    b.hu_sum = covct_calloc(nz, sizeof *b.hu_sum);
-    if (!b.rb || !b.count || !b.hu_sum) {
+    if (!b.rb || !b.count) {
         covct_free(b.rb);
         covct_free(b.count);
-        covct_free(b.hu_sum);
         return COVCT_ERR(err, COVCT_ERR_NOMEM, "out of memory (lungs)");
     }
     int bad = covct_morph_parallel(nz, bone_range, &b);
     if (!bad)
         bad = covct_morph_parallel(nz, slice_range, &b);
     uint64_t total = 0;
-    double hu = 0;
-    for (uint32_t z = 0; z < nz; z++) {
+    for (uint32_t z = 0; z < nz; z++)
         total += b.count[z];
-        hu += b.hu_sum[z];
-    }
-    if (mean_hu && total)
-        *mean_hu = hu / (double)total;
     covct_free(b.rb);
     covct_free(b.count);
-    covct_free(b.hu_sum);
     if (bad)
         return COVCT_ERR(err, COVCT_ERR_NOMEM, "out of memory (lungs)");
     *ml = (double)total * fabs(ct->spacing[0] * ct->spacing[1] *

@@ -1742,9 +1742,6 @@ covct_rc covct_lungs_segment(const covct_volume *ct, covct_seg *seg,
     if (!ct || !seg || !info || !ct->data)
         return COVCT_ERR(err, COVCT_ERR_ARG, "lungs: missing argument");
     memset(info, 0, sizeof *info);
-    info->dense_behind_hu = NAN;
-    seg->dense_behind_ml = 0;
-    seg->dense_behind_hu = NAN;
     covct_free(seg->dense_behind);
     seg->dense_behind = NULL;
     if (seg->nx != ct->nx || seg->ny != ct->ny || seg->nz != ct->nz ||
@@ -2034,19 +2031,17 @@ covct_rc covct_lungs_segment(const covct_volume *ct, covct_seg *seg,
     (void)have_trachea;
     tm = covct_debug_time("lungs", "components and volumes", tm);
     if (info->is_chest) {
-        /* Its voxels are kept for the report's images when there are
-         * any (a scan without any keeps no mask). */
-        uint8_t *found = covct_calloc(c.n, 1);
+        /* Its voxels are kept (for the measures, the report's images and
+         * masks) when there are any: a scan without any keeps no mask. */
+        uint8_t *found = covct_malloc(c.n);
         rc = covct_lungs_dense_behind(ct, seg, found, &info->dense_behind_ml,
-                                      &info->dense_behind_hu, err);
+                                      err);
         covct_free(seg->dense_behind);
         seg->dense_behind = NULL;
         if (found && rc == COVCT_OK && info->dense_behind_ml > 0)
             seg->dense_behind = found;
         else
             covct_free(found);
-        seg->dense_behind_ml = info->dense_behind_ml;
-        seg->dense_behind_hu = info->dense_behind_hu;
         covct_log(COVCT_LOG_DEBUG, "lungs: %.1f ml of dense tissue behind "
                                    "the lungs", info->dense_behind_ml);
         covct_debug_time("lungs", "dense tissue behind the lungs", tm);

@@ -101,6 +101,8 @@ typedef struct slice_acc {
     uint64_t lung_n[3], lobe_n[COVCT_N_LOBES + 1];
     uint64_t lobe_cls[COVCT_N_LOBES + 1][3];
     uint64_t cls_n[3], side_lesion[3], aerated, peripheral;
+    uint64_t dense_n;  /* voxels of seg->dense_behind */
+    double dense_hu;   /* and the sum of their HU */
 } slice_acc;
 
 typedef struct measure_job {
@@ -164,8 +166,11 @@ static int measure_range(uint32_t z0, uint32_t z1, void *p)
         }
         if (seg->dense_behind)
             for (size_t i = 0; i < plane; i++)
-                sm->dense_behind_mm2 +=
-                    seg->dense_behind[base + i] ? pixel_mm2 : 0.0;
+                if (seg->dense_behind[base + i]) {
+                    a->dense_n++;
+                    a->dense_hu += covct_hu(ct, base + i);
+                }
+        sm->dense_behind_mm2 = (double)a->dense_n * pixel_mm2;
         for (size_t i = 0; i < plane; i++) {
             uint8_t l = seg->lungs[base + i];
             if (!l || l > 2)
@@ -232,9 +237,12 @@ covct_rc covct_measures_compute(const covct_volume *ct, const covct_seg *seg,
     uint64_t lobe_cls[COVCT_N_LOBES + 1][3];
     memset(lobe_cls, 0, sizeof lobe_cls);
     uint64_t cls_n[3] = {0, 0, 0}, side_lesion[3] = {0, 0, 0};
-    uint64_t aerated = 0, peripheral = 0;
+    uint64_t aerated = 0, peripheral = 0, dense_n = 0;
+    double dense_hu = 0;
     for (uint32_t k = 0; k < nz; k++) {
         const slice_acc *a = &acc[k];
+        dense_n += a->dense_n;
+        dense_hu += a->dense_hu;
         for (int l = 0; l < 3; l++) {
             lung_n[l] += a->lung_n[l];
             cls_n[l] += a->cls_n[l];
@@ -256,6 +264,8 @@ covct_rc covct_measures_compute(const covct_volume *ct, const covct_seg *seg,
     m->ggo_ml = (double)cls_n[COVCT_LESION_GGO] * voxel_ml;
     m->consolidation_ml = (double)cls_n[COVCT_LESION_CONSOLIDATION] * voxel_ml;
     m->lesion_ml = m->ggo_ml + m->consolidation_ml;
+    m->dense_behind_ml = (double)dense_n * voxel_ml;
+    m->dense_behind_hu = dense_n ? dense_hu / (double)dense_n : NAN;
     uint64_t lung_total = lung_n[1] + lung_n[2];
     uint64_t lesion_total = cls_n[1] + cls_n[2];
     m->involvement_pct =
@@ -296,8 +306,6 @@ covct_rc covct_measures_compute(const covct_volume *ct, const covct_seg *seg,
 
     /* ---- RSNA category, with the features that led to it ---------------- */
     double ggo_frac = m->lesion_ml > 0 ? m->ggo_ml / m->lesion_ml : 0;
-    m->dense_behind_ml = seg->dense_behind_ml;
-    m->dense_behind_hu = seg->dense_behind_hu;
     const bool behind = m->dense_behind_ml >= COVCT_DENSE_BEHIND_MIN_ML;
     if (behind)
         add_reason(m, "%.0f ml of dense tissue behind the lower lungs, "

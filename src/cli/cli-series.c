@@ -11,9 +11,8 @@ bool covct_cli_one_patient(const char *cmd, const char *in,
                            const covct_series_set *set,
                            const covct_series *chosen)
 {
-    covct_series_summary smv;
-    const covct_series_summary *sm = &smv;
-    covct_series_get_summary(chosen, &smv);
+    covct_series_summary sm;
+    covct_series_get_summary(chosen, &sm);
     size_t ns = covct_series_set_count(set), k_chosen = 0, others = 0;
     char list[1024] = "";
     size_t len = 0;
@@ -25,8 +24,8 @@ bool covct_cli_one_patient(const char *cmd, const char *in,
         }
         covct_series_summary o;
         covct_series_get_summary(s, &o);
-        if (strcmp(o.patient_id, sm->patient_id) ||
-            strcmp(o.patient_name, sm->patient_name)) {
+        if (strcmp(o.patient_id, sm.patient_id) ||
+            strcmp(o.patient_name, sm.patient_name)) {
             others++;
             if (len < sizeof list - 1)
                 len += (size_t)snprintf(list + len, sizeof list - len,
@@ -39,7 +38,7 @@ bool covct_cli_one_patient(const char *cmd, const char *in,
                         "(series %zu: ID '%s'%s%s).  covct reads one "
                         "patient at a time: choose the series with "
                         "--series N ('covct info %s' lists them)",
-                        cmd, in, k_chosen, sm->patient_id, list,
+                        cmd, in, k_chosen, sm.patient_id, list,
                         len >= sizeof list - 1 ? " ..." : "", in);
         return false;
     }
@@ -49,7 +48,7 @@ bool covct_cli_one_patient(const char *cmd, const char *in,
                 "patient; reading series %zu (%s, %u slices, '%s'), the "
                 "axial CT with most slices.  Another: --series N ('covct "
                 "info %s' lists them).\n",
-                cmd, in, ns, k_chosen, sm->modality, (unsigned)sm->n_slices,
-                sm->description, in);
+                cmd, in, ns, k_chosen, sm.modality, (unsigned)sm.n_slices,
+                sm.description, in);
     return true;
 }

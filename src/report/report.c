@@ -74,22 +74,14 @@ int covct_report_pick_slices(const covct_report_input *in, uint32_t *ks)
         ns = ct->nz;
     /* Dense tissue behind the lungs that the report warns of: its
      * largest slice first, so the warning has its picture. */
-    const covct_seg *sg = in->seg;
-    if (m && sg && sg->dense_behind && sg->nx == ct->nx &&
-        sg->ny == ct->ny && sg->nz == ct->nz &&
-        m->dense_behind_ml >= COVCT_DENSE_BEHIND_MIN_ML) {
-        const size_t np = (size_t)ct->nx * ct->ny;
-        size_t most = 0;
-        for (uint32_t k = 0; k < ct->nz; k++) {
-            size_t c = 0;
-            for (size_t q = 0; q < np; q++)
-                c += sg->dense_behind[(size_t)k * np + q] != 0;
-            if (c > most) {
-                most = c;
+    if (m && m->dense_behind_ml >= COVCT_DENSE_BEHIND_MIN_ML) {
+        double most = 0;
+        for (uint32_t k = 0; k < ns; k++)
+            if (m->slices[k].dense_behind_mm2 > most) {
+                most = m->slices[k].dense_behind_mm2;
                 ks[0] = k;
             }
-        }
-        n = most ? 1 : 0;
+        n = most > 0 ? 1 : 0;
     }
     const int n_dense = n;
     /* Greedy: the largest lesion area first, then the largest one far
