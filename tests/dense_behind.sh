@@ -1,22 +1,29 @@
 #!/bin/bash
 # Dense tissue behind the lungs (docs/internals/lungs.md): consolidation of
-# the dependent lower lobes, too thick for the lung mask, is measured and
-# reported, and such a scan is never called negative.
+# the dependent lower lobes or pleural effusion, too thick for the lung
+# mask.  Where it holds air bronchograms it is airless lung and joins the
+# lungs; otherwise it is measured and reported apart, and such a scan is
+# never called negative.
 #  1. The phantom with the back 30 % of its lungs' depth consolidated in
-#     both lower lobes (covct phantom --dependent 0.3): the lung mask
-#     leaves most of that consolidation out (measured here from the truth
-#     masks); dense_behind_ml must find at least 60 % of what it leaves
-#     out and at most 120 % (the phantom's chest wall between its lung and
-#     cavity outlines adds some).
-#  2. Real anatomy: normal001 (COVID-CT-MD, a normal scan) with the back
+#     both lower lobes, its small airways open (covct phantom --dependent
+#     0.3): the consolidation joins the lungs (at least 65 % of it inside
+#     the lung mask; under 20 % in case 2, without the bronchograms),
+#     the lower lobes' consolidation is within 25 % of the truth and their
+#     scores those of the truth masks, and nothing is left apart.
+#  2. The same phantom with its bronchograms filled with fluid (+10 HU):
+#     effusion-like, nothing joins the lungs; what the lung mask leaves
+#     out is found (60 to 120 % of it: the phantom's chest wall between its
+#     lung and cavity outlines adds some) and reported apart.
+#  3. Real anatomy: normal001 (COVID-CT-MD, a normal scan) with the back
 #     30 % of its lower lobes (covct's own lobes) set to +30 HU with 15 HU
-#     of noise, ~1 L: covct called it negative before this check; now at
-#     least 30 % of what the mask leaves out is found (the consolidated
-#     costophrenic recesses are not: liver and spleen lie beside them) and
-#     the category is not negative.  The unchanged scan: 0 ml, negative.
-#  Both: the mean density reported is the consolidation's, and a key
-#  image outlines the tissue.
-#  3. The standard phantom: 0 ml.  The same region as (2) at -100 HU
+#     of noise, airways included, ~1 L: covct called it negative before the
+#     dense-tissue step; now at least 30 % of what the mask leaves out is
+#     found (the consolidated costophrenic recesses are not: liver and
+#     spleen lie beside them) and the category is not negative.  The
+#     unchanged scan: 0 ml, negative.
+#  2 and 3: the mean density reported is the tissue's, and a key image
+#  outlines it.
+#  4. The standard phantom: 0 ml.  The same region as (3) at -100 HU
 #     (fat, neither consolidation nor effusion): under 50 ml.
 . "$(dirname "$0")/lib.sh"
 need "$PY" dciodvfy dcmdump
@@ -24,8 +31,54 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 "$COVCT_BIN" phantom --dependent 0.3 -o "$tmp/dep" >/dev/null
 check "phantom --dependent 0.3" [ $? -eq 0 ]
-"$COVCT_BIN" analyze "$tmp/dep/dicom" -o "$tmp/o_dep" --dicom >"$tmp/dep.log" 2>&1
+"$COVCT_BIN" analyze "$tmp/dep/dicom" -o "$tmp/o_lung" >"$tmp/lung.log" 2>&1
 check "analyze the dependent phantom" [ $? -eq 0 ]
+check "the progress says it is lung" grep -q "holds air bronchograms" "$tmp/lung.log"
+check "the page says it" grep -q "Airless lung at the back" "$tmp/o_lung/report.html"
+check "nothing left apart" bash -c "! grep -q 'Look at the back' '$tmp/o_lung/report.html'"
+# The bronchograms filled with fluid: the holes of the truth consolidation
+# in each slice (the lumens it encloses) set to +10 HU in a copy of the
+# phantom's DICOM series (pydicom; the truth mask's voxel centres mapped to
+# each image's rows and columns by the two files' own geometry).
+"$PY" - "$tmp" <<'PYEOF'
+import glob, os, sys
+import nibabel as nib
+import numpy as np
+import pydicom
+from scipy import ndimage as ndi
+t = sys.argv[1]
+tl = nib.load(t + "/dep/truth_lesions.nii.gz")
+cons = np.asarray(tl.dataobj) == 2
+holes = np.zeros_like(cons)
+for k in range(cons.shape[2]):
+    holes[:, :, k] = ndi.binary_fill_holes(cons[:, :, k]) & ~cons[:, :, k]
+ijk = np.argwhere(holes)
+xyz = nib.affines.apply_affine(tl.affine, ijk) * [-1, -1, 1]  # RAS -> LPS
+rng = np.random.default_rng(0)
+os.makedirs(t + "/fluid")
+done = 0
+for f in sorted(glob.glob(t + "/dep/dicom/*")):
+    ds = pydicom.dcmread(f)
+    ipp = np.array(ds.ImagePositionPatient, float)
+    row, col = (np.array(ds.ImageOrientationPatient, float).reshape(2, 3))
+    ps = np.array(ds.PixelSpacing, float)  # row spacing, column spacing
+    on = np.abs(xyz[:, 2] - ipp[2]) < 0.25 * float(ds.SliceThickness)
+    d = xyz[on] - ipp
+    c = np.rint(d @ row / ps[1]).astype(int)
+    r = np.rint(d @ col / ps[0]).astype(int)
+    a = ds.pixel_array.copy()
+    hu = np.round(10 + rng.normal(0, 15, len(r)))
+    a[r, c] = ((hu - float(ds.RescaleIntercept)) /
+               float(ds.RescaleSlope)).astype(a.dtype)
+    ds.PixelData = a.tobytes()
+    ds.save_as(t + "/fluid/" + os.path.basename(f))
+    done += len(r)
+print("filled %d of %d voxels of air bronchograms" % (done, len(ijk)))
+sys.exit(0 if done == len(ijk) and done > 100 else 1)
+PYEOF
+check "the phantom with fluid in its bronchograms written" [ $? -eq 0 ]
+"$COVCT_BIN" analyze "$tmp/fluid" -o "$tmp/o_dep" --dicom >"$tmp/dep.log" 2>&1
+check "analyze it" [ $? -eq 0 ]
 check "the progress says it" grep -q "dense tissue lies behind the lower" "$tmp/dep.log"
 check "the page says it" grep -q "Look at the back of the lower" "$tmp/o_dep/report.html"
 # The DICOM results carry it: a segment of the SEG, a measurement group
@@ -90,7 +143,7 @@ T = np.asarray(nib.load(t + "/dep/truth_lesions.nii.gz").dataobj) == 2
 nib.save(nib.Nifti1Image(T.astype(np.uint8),
                          nib.load(t + "/dep/truth_lesions.nii.gz").affine),
          t + "/dep_cons.nii.gz")
-cases = [("phantom --dependent 0.3", "o_dep", t + "/dep_cons.nii.gz", 0.6, 1.2),
+cases = [("phantom, fluid in the bronchograms", "o_dep", t + "/dep_cons.nii.gz", 0.6, 1.2),
          ("normal001 + dependent consolidation", "o_ndep",
           t + "/ndep_truth.nii.gz", 0.3, 1.05)]
 # The mean density: normal001's synthetic consolidation is +30 HU; the
@@ -124,6 +177,39 @@ for name, d, truth, lo, hi in cases:
     ok &= worst <= 0.1
     ok &= abs(hu - hu_want[d][0]) <= hu_want[d][1]
     ok &= r["category"] != "negative"
+# 1. The phantom with open bronchograms: its consolidation is lung.
+r = report("o_lung")
+T = np.asarray(nib.load(t + "/dep_cons.nii.gz").dataobj) > 0
+L = np.asarray(nib.load(t + "/o_lung/lungs.nii.gz").dataobj) > 0
+inside = float((T & L).sum()) / T.sum()
+# The same phantom with fluid in its bronchograms: the lung mask without
+# the air-bronchogram step.
+L0 = np.asarray(nib.load(t + "/o_dep/lungs.nii.gz").dataobj) > 0
+inside0 = float((T & L0).sum()) / T.sum()
+lower = sum(l["volume_ml"] for l in dep)
+got = sum(r["lobes"][n]["consolidation_ml"] for n in ("RLL", "LLL"))
+print("phantom, open bronchograms: %.0f ml taken as lung, %.0f %% of the "
+      "consolidation in the lung mask (%.0f %% with fluid in them), lower "
+      "lobes' consolidation %.0f ml (truth %.0f), left apart %.1f ml"
+      % (r["lungs"]["dense_lung_ml"], 100 * inside, 100 * inside0, got, lower,
+         r["lungs"]["dense_behind_ml"]))
+ok &= inside >= 0.65 and inside0 < 0.2 and abs(got - lower) <= 0.25 * lower
+ok &= r["lungs"]["dense_behind_ml"] < 50 and r["files"]["dense_behind_mask"] is None
+# The lower lobes' scores (Pan et al.) are those of the truth masks.
+TL = np.asarray(nib.load(t + "/dep/truth_lobes.nii.gz").dataobj)
+TS = np.asarray(nib.load(t + "/dep/truth_lesions.nii.gz").dataobj) > 0
+def pan(p):
+    return 0 if p == 0 else 1 if p < 5 else 2 if p <= 25 else 3 if p <= 50 \
+        else 4 if p <= 75 else 5
+for name, code in (("LLL", 2), ("RLL", 5)):
+    lobe = TL == code
+    want = pan(100.0 * (lobe & TS).sum() / lobe.sum())
+    print("  %s score %d, truth %d (%.1f %% involved, truth %.1f %%)"
+          % (name, r["lobes"][name]["score"], want,
+             r["lobes"][name]["involvement_pct"],
+             100.0 * (lobe & TS).sum() / lobe.sum()))
+    ok &= r["lobes"][name]["score"] == want
+ok &= r["lungs"]["dense_lung_ml"] > 0 and report("o_dep")["lungs"]["dense_lung_ml"] == 0
 for name, d in (("standard phantom", "o_std"), ("normal001", "o_n"),
                 ("normal001, the region as fat", "o_nfat")):
     r = report(d)
@@ -144,7 +230,8 @@ def magenta(d):
         most = max(most, int(((a[:, :, 0] > 240) & (a[:, :, 1] < 20) &
                               (a[:, :, 2] > 240)).sum()))
     return most
-for d, want in (("o_ndep", True), ("o_dep", True), ("o_n", False)):
+for d, want in (("o_ndep", True), ("o_dep", True), ("o_n", False),
+                ("o_lung", False)):
     px = magenta(d)
     print("%-8s most magenta pixels on a key image: %d" % (d, px))
     ok &= (px > 400) == want and (want or px == 0)

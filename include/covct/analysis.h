@@ -93,6 +93,10 @@ typedef struct covct_lung_info {
      * (consolidation of the dependent lower lobes, or pleural effusion),
      * ml (covct_lungs_dense_behind; its voxels: seg->dense_behind). */
     double dense_behind_ml;
+    /* Of that tissue, what held air bronchograms and was taken into the
+     * lung mask as airless lung (covct_lungs_dense_lung), ml; already in
+     * right_ml / left_ml and not in dense_behind_ml. */
+    double dense_lung_ml;
 } covct_lung_info;
 
 /* Dense tissue behind the lungs (docs/internals/lungs.md): soft tissue
@@ -108,6 +112,24 @@ typedef struct covct_lung_info {
 covct_rc covct_lungs_dense_behind(const covct_volume *ct, const covct_seg *seg,
                                   uint8_t *found, double *ml,
                                   covct_error *err);
+
+/* What covct_lungs_dense_lung took into the lungs. */
+typedef struct covct_dense_lung {
+    double right_ml, left_ml; /* added to each lung */
+    double bronchi_ml;        /* air bronchograms in all the dense tissue */
+    size_t regions;           /* regions taken */
+} covct_dense_lung;
+
+/* Which of the dense tissue behind the lungs is lung (docs/internals/
+ * lungs.md, "Air bronchograms"): a 3-D region of `found` (the mask of
+ * covct_lungs_dense_behind) holding at least 0.2 ml of air bronchograms
+ * (pockets of air of at most 80 mm2 in a slice, enclosed by the region)
+ * is airless lung, consolidated or collapsed: effusion holds no air.
+ * Such regions and their pockets join seg->lungs (the side they touch
+ * most) and leave `found`. */
+covct_rc covct_lungs_dense_lung(const covct_volume *ct, covct_seg *seg,
+                                uint8_t *found, covct_dense_lung *out,
+                                covct_error *err);
 
 /* The body alone (the first step of covct_lungs_segment, which then keeps
  * it): largest connected region above -500 HU, holes filled per slice.

@@ -374,3 +374,209 @@ covct_rc covct_lungs_dense_behind(const covct_volume *ct, const covct_seg *seg,
           1000.0;
     return COVCT_OK;
 }
+
+/* ---- air bronchograms: which of the dense tissue is lung ------------------ */
+
+/* An air bronchogram: a pocket of air (below TISSUE_LO_HU, 4-connected in
+ * its slice) of at most POCKET_MAX_MM2 whose every in-plane neighbour is
+ * dense tissue of the same region.  Effusion holds no air; airless lung
+ * (consolidation, or collapse) keeps its bronchi open. */
+#define POCKET_MAX_MM2 80.0
+/* A 3-D region is lung when its pockets add up to this much. */
+#define BRONCHI_MIN_ML 0.2
+
+typedef struct region_stat {
+    uint64_t vox, pocket;
+    uint64_t touch[3]; /* in-plane lung neighbours: [COVCT_LUNG_RIGHT],
+                          [COVCT_LUNG_LEFT] */
+} region_stat;
+
+enum { K_FOUND = 1, K_POCKET = 2 };
+
+covct_rc covct_lungs_dense_lung(const covct_volume *ct, covct_seg *seg,
+                                uint8_t *found, covct_dense_lung *out,
+                                covct_error *err)
+{
+    memset(out, 0, sizeof *out);
+    const uint32_t nx = ct->nx, ny = ct->ny, nz = ct->nz;
+    const size_t np = (size_t)nx * ny;
+    uint32_t x0 = UINT32_MAX, x1 = 0, y0 = UINT32_MAX, y1 = 0;
+    uint32_t z0 = UINT32_MAX, z1 = 0;
+    for (uint32_t z = 0; z < nz; z++) {
+        const uint8_t *f = found + np * z;
+        for (size_t q = 0; q < np; q++)
+            if (f[q]) {
+                uint32_t i = (uint32_t)(q % nx), j = (uint32_t)(q / nx);
+                x0 = i < x0 ? i : x0, x1 = i > x1 ? i : x1;
+                y0 = j < y0 ? j : y0, y1 = j > y1 ? j : y1;
+                z0 = z < z0 ? z : z0, z1 = z > z1 ? z : z1;
+            }
+    }
+    if (z0 > z1)
+        return COVCT_OK;
+    /* One voxel of margin: a pocket touching the box's edge is not
+     * enclosed. */
+    x0 -= x0 > 0, y0 -= y0 > 0, z0 -= z0 > 0;
+    x1 += x1 + 1 < nx, y1 += y1 + 1 < ny, z1 += z1 + 1 < nz;
+    const size_t bw = x1 - x0 + 1, bh = y1 - y0 + 1, bd = z1 - z0 + 1;
+    const size_t bn = bw * bh * bd, bp = bw * bh;
+    uint32_t *lab = covct_calloc(bn, sizeof *lab);
+    uint8_t *kind = covct_calloc(bn, 1);
+    uint32_t *stack = covct_malloc(bn * sizeof *stack);
+    region_stat *rs = NULL;
+    size_t nrs = 0, cap = 0;
+    covct_rc rc = COVCT_OK;
+    if (!lab || !kind || !stack)
+        goto nomem;
+    for (size_t b = 0; b < bn; b++) {
+        size_t i = b % bw, j = (b / bw) % bh, k = b / bp;
+        kind[b] = found[np * (z0 + k) + (size_t)(y0 + j) * nx + x0 + i]
+                      ? K_FOUND
+                      : 0;
+    }
+    /* Regions: 26-connected components of the dense tissue. */
+    for (size_t s0 = 0; s0 < bn; s0++) {
+        if (kind[s0] != K_FOUND || lab[s0])
+            continue;
+        if (nrs == cap) {
+            size_t nc = cap ? 2 * cap : 16;
+            region_stat *t = covct_realloc(rs, nc * sizeof *t);
+            if (!t)
+                goto nomem;
+            rs = t, cap = nc;
+        }
+        region_stat *r = &rs[nrs++];
+        memset(r, 0, sizeof *r);
+        const uint32_t id = (uint32_t)nrs;
+        size_t sp = 0;
+        stack[sp++] = (uint32_t)s0;
+        lab[s0] = id;
+        while (sp) {
+            size_t b = stack[--sp];
+            size_t i = b % bw, j = (b / bw) % bh, k = b / bp;
+            r->vox++;
+            for (int dk = -1; dk <= 1; dk++)
+                for (int dj = -1; dj <= 1; dj++)
+                    for (int di = -1; di <= 1; di++) {
+                        int64_t ii = (int64_t)i + di, jj = (int64_t)j + dj,
+                                kk = (int64_t)k + dk;
+                        if (ii < 0 || jj < 0 || kk < 0 || ii >= (int64_t)bw ||
+                            jj >= (int64_t)bh || kk >= (int64_t)bd)
+                            continue;
+                        size_t c = (size_t)kk * bp + (size_t)jj * bw +
+                                   (size_t)ii;
+                        if (!dk && (!di ^ !dj)) {
+                            size_t v = np * (z0 + k) +
+                                       (size_t)(y0 + jj) * nx + x0 + (size_t)ii;
+                            uint8_t l = seg->lungs[v];
+                            if (l == COVCT_LUNG_RIGHT || l == COVCT_LUNG_LEFT)
+                                r->touch[l]++;
+                        }
+                        if (kind[c] == K_FOUND && !lab[c]) {
+                            lab[c] = id;
+                            stack[sp++] = (uint32_t)c;
+                        }
+                    }
+        }
+    }
+    /* Pockets: 4-connected air in a slice, enclosed by one region. */
+    const double px_mm2 = fabs(ct->spacing[0] * ct->spacing[1]);
+    const size_t pocket_max = (size_t)(POCKET_MAX_MM2 / fmax(px_mm2, 1e-3));
+    for (size_t s0 = 0; s0 < bn; s0++) {
+        if (kind[s0] || lab[s0])
+            continue;
+        size_t k = s0 / bp;
+        size_t v0 = np * (z0 + k) + (size_t)(y0 + (s0 / bw) % bh) * nx + x0 +
+                    s0 % bw;
+        if (covct_hu(ct, v0) >= TISSUE_LO_HU ||
+            (ct->outside && ct->outside[v0]))
+            continue;
+        /* lab marks visited air with UINT32_MAX while the pocket grows;
+         * the pocket's list is stack[0, sp). */
+        size_t sp = 0, t = 0;
+        uint32_t owner = 0;
+        bool enclosed = true;
+        stack[sp++] = (uint32_t)s0;
+        lab[s0] = UINT32_MAX;
+        while (t < sp) {
+            size_t b = stack[t++];
+            size_t i = b % bw, j = (b / bw) % bh;
+            static const int d4[4][2] = {{1, 0}, {-1, 0}, {0, 1}, {0, -1}};
+            for (int n = 0; n < 4; n++) {
+                int64_t ii = (int64_t)i + d4[n][0], jj = (int64_t)j + d4[n][1];
+                if (ii < 0 || jj < 0 || ii >= (int64_t)bw ||
+                    jj >= (int64_t)bh) {
+                    enclosed = false;
+                    continue;
+                }
+                size_t c = k * bp + (size_t)jj * bw + (size_t)ii;
+                if (kind[c] == K_FOUND) {
+                    if (owner && lab[c] != owner)
+                        enclosed = false;
+                    owner = lab[c];
+                    continue;
+                }
+                if (lab[c] == UINT32_MAX)
+                    continue;
+                size_t v = np * (z0 + k) + (size_t)(y0 + jj) * nx + x0 +
+                           (size_t)ii;
+                if (lab[c] || covct_hu(ct, v) >= TISSUE_LO_HU ||
+                    (ct->outside && ct->outside[v])) {
+                    enclosed = false; /* tissue not of the region */
+                    continue;
+                }
+                lab[c] = UINT32_MAX;
+                stack[sp++] = (uint32_t)c;
+            }
+        }
+        enclosed &= owner && sp <= pocket_max;
+        for (size_t u = 0; u < sp; u++) {
+            lab[stack[u]] = enclosed ? owner : UINT32_MAX;
+            kind[stack[u]] = enclosed ? K_POCKET : 0;
+        }
+        if (enclosed)
+            rs[owner - 1].pocket += sp;
+    }
+    const double vml = fabs(ct->spacing[0] * ct->spacing[1] * ct->spacing[2]) /
+                       1000.0;
+    for (size_t r = 0; r < nrs; r++) {
+        covct_log(COVCT_LOG_DEBUG,
+                  "lungs: dense region %zu: %.1f ml, air bronchograms %.2f ml",
+                  r + 1, (double)rs[r].vox * vml, (double)rs[r].pocket * vml);
+        out->bronchi_ml += (double)rs[r].pocket * vml;
+    }
+    /* The regions with air bronchograms join the lung they touch most. */
+    for (size_t b = 0; b < bn; b++) {
+        uint32_t id = lab[b];
+        if (!kind[b] || !id || id == UINT32_MAX)
+            continue;
+        const region_stat *r = &rs[id - 1];
+        if ((double)r->pocket * vml < BRONCHI_MIN_ML)
+            continue;
+        size_t v = np * (z0 + b / bp) + (size_t)(y0 + (b / bw) % bh) * nx +
+                   x0 + b % bw;
+        uint8_t side = r->touch[COVCT_LUNG_LEFT] > r->touch[COVCT_LUNG_RIGHT]
+                           ? COVCT_LUNG_LEFT
+                           : COVCT_LUNG_RIGHT;
+        found[v] = 0;
+        if (seg->lungs[v])
+            continue; /* a bronchus the lung mask already held */
+        seg->lungs[v] = side;
+        if (side == COVCT_LUNG_LEFT)
+            out->left_ml += vml;
+        else
+            out->right_ml += vml;
+    }
+    for (size_t r = 0; r < nrs; r++)
+        if ((double)rs[r].pocket * vml >= BRONCHI_MIN_ML)
+            out->regions++;
+    goto done;
+nomem:
+    rc = COVCT_ERR(err, COVCT_ERR_NOMEM, "out of memory (lungs)");
+done:
+    covct_free(lab);
+    covct_free(kind);
+    covct_free(stack);
+    covct_free(rs);
+    return rc;
+}

@@ -2036,6 +2036,24 @@ covct_rc covct_lungs_segment(const covct_volume *ct, covct_seg *seg,
         uint8_t *found = covct_malloc(c.n);
         rc = covct_lungs_dense_behind(ct, seg, found, &info->dense_behind_ml,
                                       err);
+        /* Regions holding air bronchograms are airless lung: they join
+         * the lungs, the rest stays measured apart. */
+        covct_dense_lung dl;
+        memset(&dl, 0, sizeof dl);
+        if (found && rc == COVCT_OK && info->dense_behind_ml > 0)
+            rc = covct_lungs_dense_lung(ct, seg, found, &dl, err);
+        if (dl.regions) {
+            info->right_ml += dl.right_ml;
+            info->left_ml += dl.left_ml;
+            info->dense_lung_ml = dl.right_ml + dl.left_ml;
+            uint64_t left = 0;
+            for (size_t i = 0; i < c.n; i++)
+                left += found[i];
+            info->dense_behind_ml = (double)left * c.vox_ml;
+        }
+        covct_log(COVCT_LOG_DEBUG, "lungs: %.1f ml of it taken as lung "
+                                   "(air bronchograms %.2f ml in all)",
+                  info->dense_lung_ml, dl.bronchi_ml);
         covct_free(seg->dense_behind);
         seg->dense_behind = NULL;
         if (found && rc == COVCT_OK && info->dense_behind_ml > 0)

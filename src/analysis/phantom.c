@@ -987,6 +987,10 @@ static void paint_lesions(gen *g)
                     if (b->cls == COVCT_LESION_GGO &&
                         g->kind[idx] != K_PARENCHYMA)
                         continue;
+                    /* Dependent consolidation keeps its small airways'
+                     * lumens open: air bronchograms. */
+                    if (b->dependent && g->kind[idx] == K_SAIRWAY)
+                        continue;
                     double p[3];
                     vox_to_mm(ct, (double)i, (double)j, (double)k, p);
                     if (!blob_inside(b, p))

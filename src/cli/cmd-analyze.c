@@ -24,8 +24,8 @@ static const char help[] =
     "\n"
     "Writes into OUTDIR: report.html (open it in a browser), report.json,\n"
     "key images (PNG), lungs.nii.gz, lobes.nii.gz and lesions.nii.gz\n"
-    "(and dense_behind.nii.gz when dense tissue lies behind the lungs,\n"
-    "outside the lung mask: consolidation too thick to keep, or effusion).\n"
+    "(and dense_behind.nii.gz when dense tissue without air bronchograms\n"
+    "lies behind the lungs, outside the lung mask: possibly effusion).\n"
     "With --dicom, also OUTDIR/dicom/: seg.dcm (DICOM Segmentation of the\n"
     "lungs, lobes and opacities), sr.dcm (DICOM SR measurement report, TID\n"
     "1500) and key-NN.dcm (key images with an 'AI RESULT' banner), new\n"
@@ -36,12 +36,14 @@ static const char help[] =
     "there the slice mixes lung and soft tissue into ground-glass density.\n"
     "The progress, the page and report.json (thick_slice_ml) say how much.\n"
     "\n"
-    "Consolidation of the dependent lower lobes too thick for the lung mask\n"
-    "(severe disease in a patient lying on the back), or a pleural effusion,\n"
-    "is measured as dense tissue behind the lungs, not added to them: from\n"
-    "50 ml on the terminal, the page (outlined in magenta), report.json\n"
-    "(lungs.dense_behind_ml) and the DICOM results say so, and the scan is\n"
-    "never called negative.\n"
+    "Dense tissue behind the lower lungs that the lung mask cannot keep:\n"
+    "where it holds air bronchograms it is airless lung (consolidated, as in\n"
+    "severe disease in a patient lying on the back, or collapsed) and is\n"
+    "added to the lungs, so it counts in the volumes and scores\n"
+    "(report.json lungs.dense_lung_ml); without them it may be pleural\n"
+    "effusion and is measured apart: from 50 ml on the terminal, the page\n"
+    "(outlined in magenta), report.json (lungs.dense_behind_ml) and the\n"
+    "DICOM results say so, and the scan is never called negative.\n"
     "\n"
     "  -o, --output DIR   output folder (created if missing), required\n"
     "  --series N         use series N as listed by 'covct info'.  Without\n"
@@ -279,6 +281,12 @@ int covct_cmd_analyze(int argc, char **argv)
                 "consolidated dependent lung or pleural\n          effusion; "
                 "the volumes and scores leave it out\n",
                 li.dense_behind_ml);
+    if (li.is_chest && li.dense_lung_ml >= COVCT_DENSE_BEHIND_MIN_ML)
+        fprintf(stderr,
+                "          %.0f ml of dense tissue behind the lower lungs "
+                "holds air bronchograms:\n          airless lung "
+                "(consolidated or collapsed), counted as lung\n",
+                li.dense_lung_ml);
     size_t pv = 0; /* voxels the thick-slice check left out */
     const double voxel_ml =
         ct->spacing[0] * ct->spacing[1] * ct->spacing[2] / 1000.0;

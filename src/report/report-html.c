@@ -246,7 +246,8 @@ static void put_header(html *h, const covct_report_input *in)
            "software and are not a diagnosis.</div>\n");
 }
 
-static void put_findings(html *h, const covct_measures *m)
+static void put_findings(html *h, const covct_measures *m,
+                         const covct_lung_info *li)
 {
     put(h, "<section>\n<h2>Findings</h2>\n");
     if (m->dense_behind_ml >= COVCT_DENSE_BEHIND_MIN_ML)
@@ -261,6 +262,16 @@ static void put_findings(html *h, const covct_measures *m)
              "scores below leave it out and may understate the "
              "disease.</div>\n",
              m->dense_behind_ml, m->dense_behind_hu);
+    if (li->dense_lung_ml >= COVCT_DENSE_BEHIND_MIN_ML)
+        putf(h,
+             "<div class=\"notchest\"><strong>Airless lung at the back of "
+             "the lower lungs.</strong> %.0f&nbsp;ml of dense tissue between "
+             "the aerated lungs and the ribs there holds air bronchograms, "
+             "so it is lung: consolidated (severe pneumonia, ARDS) or "
+             "collapsed. It is counted in the lung volumes and, where the "
+             "lesion stage marks it, in the involvement and scores. Check "
+             "consolidation against collapse beside an effusion.</div>\n",
+             li->dense_lung_ml);
     putf(h, "<p class=\"score\">CT severity score: <strong>%d / 25</strong> "
             "<span class=\"small\">(sum of the five lobe scores, 0&ndash;5 "
             "each)</span></p>\n",
@@ -491,7 +502,7 @@ covct_rc covct_report_html(const covct_report_input *in,
     put_header(&h, in);
     int chest = covct_report_has_measures(in);
     if (chest) {
-        put_findings(&h, in->m);
+        put_findings(&h, in->m, in->lungs);
     } else {
         put(&h, "<section class=\"notchest\">\n<h2>Not a chest CT</h2>\n"
                 "<p>covct found no pair of lungs in this volume, so it gives "

@@ -78,7 +78,8 @@ static void push(jctx *c, cJSON *arr, cJSON *item)
     }
 }
 
-static void add_measures(jctx *c, cJSON *root, const covct_measures *m)
+static void add_measures(jctx *c, cJSON *root, const covct_measures *m,
+                         const covct_lung_info *li)
 {
     add_num(c, root, "ct_severity_score", m->ct_severity_score);
     add_str(c, root, "category", covct_category_name(m->category));
@@ -102,6 +103,7 @@ static void add_measures(jctx *c, cJSON *root, const covct_measures *m)
         add_num(c, lungs, "total_ml", round_to(m->lungs_ml, 0.1));
         add_num(c, lungs, "dense_behind_ml", round_to(m->dense_behind_ml, 0.1));
         add_num(c, lungs, "dense_behind_hu", round_to(m->dense_behind_hu, 0.1));
+        add_num(c, lungs, "dense_lung_ml", round_to(li->dense_lung_ml, 0.1));
     }
 
     cJSON *lobes = add_obj(c, root, "lobes");
@@ -284,7 +286,7 @@ covct_rc covct_report_json(const covct_report_input *in, char **out,
                 *why ? why : "no plausible pair of lungs found");
     }
     if (covct_report_has_measures(in))
-        add_measures(&c, root, in->m);
+        add_measures(&c, root, in->m, in->lungs);
     else
         add_no_measures(&c, root);
     add_volume(&c, root, in->ct);
