@@ -268,9 +268,10 @@ static void put_findings(html *h, const covct_measures *m,
              "the lower lungs.</strong> %.0f&nbsp;ml of dense tissue between "
              "the aerated lungs and the ribs there holds air bronchograms, "
              "so it is lung: consolidated (severe pneumonia, ARDS) or "
-             "collapsed. It is counted in the lung volumes and, where the "
-             "lesion stage marks it, in the involvement and scores. Check "
-             "consolidation against collapse beside an effusion.</div>\n",
+             "collapsed. It is counted in the lung volumes, and where covct "
+             "marks it as consolidation (the key images colour it), in the "
+             "involvement and scores. Check whether it is consolidation or "
+             "lung collapsed beside an effusion.</div>\n",
              li->dense_lung_ml);
     putf(h, "<p class=\"score\">CT severity score: <strong>%d / 25</strong> "
             "<span class=\"small\">(sum of the five lobe scores, 0&ndash;5 "
