@@ -389,6 +389,7 @@ typedef struct region_stat {
     uint64_t vox, pocket;
     uint64_t touch[3]; /* in-plane lung neighbours: [COVCT_LUNG_RIGHT],
                           [COVCT_LUNG_LEFT] */
+    uint8_t side;      /* the lung it joins; 0: it stays apart */
 } region_stat;
 
 enum { K_FOUND = 1, K_POCKET = 2 };
@@ -540,36 +541,34 @@ covct_rc covct_lungs_dense_lung(const covct_volume *ct, covct_seg *seg,
     const double vml = fabs(ct->spacing[0] * ct->spacing[1] * ct->spacing[2]) /
                        1000.0;
     for (size_t r = 0; r < nrs; r++) {
+        region_stat *st = &rs[r];
         covct_log(COVCT_LOG_DEBUG,
                   "lungs: dense region %zu: %.1f ml, air bronchograms %.2f ml",
-                  r + 1, (double)rs[r].vox * vml, (double)rs[r].pocket * vml);
-        out->bronchi_ml += (double)rs[r].pocket * vml;
+                  r + 1, (double)st->vox * vml, (double)st->pocket * vml);
+        out->bronchi_ml += (double)st->pocket * vml;
+        if ((double)st->pocket * vml < BRONCHI_MIN_ML)
+            continue;
+        st->side = st->touch[COVCT_LUNG_LEFT] > st->touch[COVCT_LUNG_RIGHT]
+                       ? COVCT_LUNG_LEFT
+                       : COVCT_LUNG_RIGHT;
+        out->regions++;
     }
     /* The regions with air bronchograms join the lung they touch most. */
+    uint64_t added[3] = {0};
     for (size_t b = 0; b < bn; b++) {
         uint32_t id = lab[b];
-        if (!kind[b] || !id || id == UINT32_MAX)
-            continue;
-        const region_stat *r = &rs[id - 1];
-        if ((double)r->pocket * vml < BRONCHI_MIN_ML)
+        if (!kind[b] || !id || id == UINT32_MAX || !rs[id - 1].side)
             continue;
         size_t v = np * (z0 + b / bp) + (size_t)(y0 + (b / bw) % bh) * nx +
                    x0 + b % bw;
-        uint8_t side = r->touch[COVCT_LUNG_LEFT] > r->touch[COVCT_LUNG_RIGHT]
-                           ? COVCT_LUNG_LEFT
-                           : COVCT_LUNG_RIGHT;
         found[v] = 0;
         if (seg->lungs[v])
             continue; /* a bronchus the lung mask already held */
-        seg->lungs[v] = side;
-        if (side == COVCT_LUNG_LEFT)
-            out->left_ml += vml;
-        else
-            out->right_ml += vml;
+        seg->lungs[v] = rs[id - 1].side;
+        added[rs[id - 1].side]++;
     }
-    for (size_t r = 0; r < nrs; r++)
-        if ((double)rs[r].pocket * vml >= BRONCHI_MIN_ML)
-            out->regions++;
+    out->right_ml = (double)added[COVCT_LUNG_RIGHT] * vml;
+    out->left_ml = (double)added[COVCT_LUNG_LEFT] * vml;
     goto done;
 nomem:
     rc = COVCT_ERR(err, COVCT_ERR_NOMEM, "out of memory (lungs)");

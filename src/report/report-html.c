@@ -467,10 +467,11 @@ static void put_method(html *h, const covct_report_input *in)
     put(h,
         "<li>Dense tissue behind the lungs: inside the ribs, behind the "
         "back of the lower two thirds of the lungs, away from the spine, "
-        "soft tissue reaching 15&nbsp;mm or more behind the lung is "
-        "measured and reported from 50&nbsp;ml on (consolidation too thick "
-        "for the lung mask, or effusion); it is not added to the "
-        "lungs.</li>\n");
+        "soft tissue reaching 15&nbsp;mm or more behind the lung "
+        "(consolidation too thick for the lung mask, or effusion). Where it "
+        "holds air bronchograms (at least 0.2&nbsp;ml of air enclosed by "
+        "it) it is airless lung and is added to the lungs; the rest is "
+        "measured and reported apart from 50&nbsp;ml on.</li>\n");
     put(h,
         "<li>Scores: each lobe scores 0&ndash;5 by the percentage of it "
         "involved (Pan et al.); the CT severity score is their sum. The "
